@@ -1,0 +1,105 @@
+"""Battles as arrays: the one form that ratings and every router are fitted on.
+
+A battle in the store names two models (``model_a``, ``model_b``), a winner and, where known, which
+side played the *strong role*. Routers do not care about model names: they learn "does the strong
+role beat the weak role on prompts like this one". So each side is mapped to a *player*:
+
+- ``"strong"`` / ``"weak"`` when the battle says which side was strong (gold imports, local-pair votes),
+- else the role given by a role map (e.g. ``{"gpt-4-1106-preview": "strong"}``),
+- else the model's own name (an arena battle between two other models still ties the graph together
+  through Bradley-Terry's transitivity).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Iterable, Mapping
+
+import numpy as np
+
+STRONG = "strong"
+WEAK = "weak"
+
+WINNERS = ("model_a", "model_b", "tie", "tie (bothbad)")
+OUTCOME = {"model_a": 1.0, "model_b": 0.0, "tie": 0.5, "tie (bothbad)": 0.5}
+
+
+def player_of(model: str, side: str, strong_side: str | None, role_map: Mapping[str, str] | None = None) -> str:
+    """The player a battle side counts as: its role where known, else the model name."""
+    if strong_side in ("a", "b"):
+        return STRONG if side == strong_side else WEAK
+    if role_map and model in role_map:
+        return role_map[model]
+    return model
+
+
+@dataclass
+class Battles:
+    """Battles as parallel arrays.
+
+    players:    player names; always contains "strong" and "weak" (indices 0 and 1).
+    a, b:       int32 indices into ``players`` for each battle's two sides.
+    outcome:    float64; 1.0 = side a won, 0.0 = side b won, 0.5 = tie (either kind).
+    embeddings: float32 (n, d), L2-normalised prompt embeddings, or None for prompt-free fits.
+    ids:        int64 battle ids in the store (or -1), to explain a score by its nearest battles.
+    """
+
+    players: list[str]
+    a: np.ndarray
+    b: np.ndarray
+    outcome: np.ndarray
+    embeddings: np.ndarray | None = None
+    ids: np.ndarray = field(default=None)  # type: ignore[assignment]
+
+    def __post_init__(self) -> None:
+        self.a = np.asarray(self.a, dtype=np.int32)
+        self.b = np.asarray(self.b, dtype=np.int32)
+        self.outcome = np.asarray(self.outcome, dtype=np.float64)
+        n = len(self.a)
+        if self.ids is None:
+            self.ids = np.full(n, -1, dtype=np.int64)
+        self.ids = np.asarray(self.ids, dtype=np.int64)
+        if self.embeddings is not None:
+            self.embeddings = np.ascontiguousarray(self.embeddings, dtype=np.float32)
+            if self.embeddings.shape[0] != n:
+                raise ValueError(f"{self.embeddings.shape[0]} embeddings for {n} battles")
+        if not (len(self.b) == len(self.outcome) == len(self.ids) == n):
+            raise ValueError("battle arrays differ in length")
+        if self.players[:2] != [STRONG, WEAK]:
+            raise ValueError('players must start with "strong", "weak"')
+
+    def __len__(self) -> int:
+        return len(self.a)
+
+    @classmethod
+    def from_records(
+        cls,
+        records: Iterable[Mapping],
+        embeddings: np.ndarray | None = None,
+        role_map: Mapping[str, str] | None = None,
+    ) -> "Battles":
+        """Build from store rows: dicts with model_a, model_b, winner, strong_side and optional id."""
+        players = [STRONG, WEAK]
+        index = {STRONG: 0, WEAK: 1}
+        a, b, out, ids = [], [], [], []
+        for r in records:
+            pa = player_of(r["model_a"], "a", r.get("strong_side"), role_map)
+            pb = player_of(r["model_b"], "b", r.get("strong_side"), role_map)
+            for p in (pa, pb):
+                if p not in index:
+                    index[p] = len(players)
+                    players.append(p)
+            a.append(index[pa])
+            b.append(index[pb])
+            out.append(OUTCOME[r["winner"]])
+            ids.append(r.get("id", -1))
+        return cls(players, np.array(a), np.array(b), np.array(out), embeddings, np.array(ids, dtype=np.int64))
+
+    def strong_outcome(self) -> np.ndarray:
+        """Per battle: 1 strong role won, 0 weak role won, 0.5 tie; NaN where no side is strong/weak."""
+        y = np.full(len(self), np.nan)
+        sw = (self.a == 0) & (self.b == 1)
+        ws = (self.a == 1) & (self.b == 0)
+        y[sw] = self.outcome[sw]
+        y[ws] = 1.0 - self.outcome[ws]
+        return y

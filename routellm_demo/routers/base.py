@@ -1,0 +1,40 @@
+"""The one interface every router shares.
+
+A router is fitted on :class:`~routellm_demo.battles.Battles` and gives, for a batch of L2-normalised
+prompt embeddings, the probability that the strong model beats the weak one. The decision is always
+``strong if p >= threshold`` and lives here only, so the app, the server, the CLI and the evaluation
+decide alike. scikit-learn manners: ``__init__`` stores hyperparameters only, ``fit`` returns self,
+learned state lives in attributes ending in ``_``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from routellm_demo.battles import Battles
+
+
+class Router:
+    """Base class: subclasses implement ``fit`` and ``win_probability``."""
+
+    name: str = "base"
+
+    def fit(self, battles: Battles) -> "Router":
+        raise NotImplementedError
+
+    def win_probability(self, embeddings: np.ndarray) -> np.ndarray:
+        """Strong-model win probability in [0, 1] for each row of ``embeddings`` (n, d) -> (n,)."""
+        raise NotImplementedError
+
+    def route(self, embeddings: np.ndarray, threshold: float) -> np.ndarray:
+        """True where the strong model should answer."""
+        return routes_to_strong(self.win_probability(embeddings), threshold)
+
+    def info(self) -> dict:
+        """What the app shows about this router (version, training-set size...)."""
+        return {"name": self.name, "n_battles": int(getattr(self, "n_battles_", 0))}
+
+
+def routes_to_strong(probability, threshold: float):
+    """The routing rule, in one place."""
+    return np.asarray(probability) >= threshold
