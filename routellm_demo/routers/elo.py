@@ -1,0 +1,44 @@
+"""The Elo router: one global Bradley-Terry win probability, whatever the prompt.
+
+It answers "how often does the strong model win overall", so at a threshold it sends either every
+prompt or none to strong. It is the prompt-blind baseline a prompt-aware router has to beat.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from routellm_demo.battles import Battles
+from routellm_demo.ratings import DEFAULT_L2, fit_bt, pair_counts, win_probability
+from routellm_demo.routers.base import Router
+
+
+class EloRouter(Router):
+    """P(strong beats weak) from a penalised BT fit on all battles (all players, via transitivity)."""
+
+    name = "elo"
+
+    def __init__(self, l2: float = DEFAULT_L2):
+        self.l2 = l2
+
+    def get_params(self) -> dict:
+        return {"l2": self.l2}
+
+    def fit(self, battles: Battles) -> "EloRouter":
+        self.players_ = list(battles.players)
+        self.beta_ = fit_bt(pair_counts(battles), l2=self.l2)
+        self.strong_win_probability_ = float(win_probability(self.beta_[0], self.beta_[1]))
+        self.n_battles_ = len(battles)
+        return self
+
+    def win_probability(self, embeddings: np.ndarray) -> np.ndarray:
+        n = np.atleast_2d(np.asarray(embeddings)).shape[0]
+        return np.full(n, self.strong_win_probability_)
+
+    def info(self) -> dict:
+        return {
+            **super().info(),
+            **self.get_params(),
+            "strong_win_probability": getattr(self, "strong_win_probability_", None),
+            "players": len(getattr(self, "players_", [])),
+        }
