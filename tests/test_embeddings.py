@@ -1,0 +1,102 @@
+"""Embedder with the real all-MiniLM-L6-v2 (offline package) and a real store cache."""
+
+import os
+import time
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+from routellm_demo.embeddings import DIM, MAX_CHARS, Embedder, load_model  # noqa: E402
+from routellm_demo.store import Store  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def model():
+    """Load the model once for the whole test session (importing sentence-transformers is slow)."""
+    return load_model()
+
+
+@pytest.fixture
+def store(tmp_path):
+    s = Store(tmp_path / "emb.db")
+    yield s
+    s.close()
+
+
+def test_shapes_dtype_and_unit_norm(model, store):
+    e = Embedder(store)
+    vecs = e.embed(["What is the capital of France?", "Write a haiku about autumn."])
+    assert vecs.shape == (2, DIM) and vecs.dtype == np.float32
+    assert np.allclose(np.linalg.norm(vecs, axis=1), 1.0, atol=1e-5)
+    one = e.embed_one("What is the capital of France?")
+    assert one.shape == (DIM,) and np.allclose(one, vecs[0], atol=1e-6)
+    empty = e.embed([])
+    assert empty.shape == (0, DIM) and empty.dtype == np.float32
+    with pytest.raises(TypeError, match="embed_one"):
+        e.embed("a single string")
+
+
+def test_meaning_is_captured(model):
+    e = Embedder()  # works without a store too
+    a, b, c = e.embed(["How do I bake bread at home?", "Recipe for homemade bread", "Prove that sqrt(2) is irrational"])
+    assert a @ b > a @ c + 0.2
+
+
+def test_cache_hit_encodes_nothing(model, tmp_path):
+    texts = [f"question number {i}: how many apples?" for i in range(30)]
+    with Store(tmp_path / "cache.db") as s:
+        first = Embedder(s, batch_size=8)
+        v1 = first.embed(texts, progress=True)
+        assert first.encoded == 30 and first.cache_hits == 0
+    with Store(tmp_path / "cache.db") as s:  # a new process would see the same file
+        second = Embedder(s)
+        v2 = second.embed(texts[::-1] + ["a brand new prompt"])
+        assert second.encoded == 1 and second.cache_hits == 30
+        assert np.array_equal(v2[:30][::-1], v1)
+        assert second.embed(["a brand new prompt"]).shape == (1, DIM) and second.encoded == 1
+
+
+def test_duplicates_in_one_call_are_encoded_once(model, store):
+    e = Embedder(store)
+    v = e.embed(["same", "same", "other", "same"])
+    assert e.encoded == 2
+    assert np.array_equal(v[0], v[1]) and np.array_equal(v[0], v[3])
+
+
+def test_one_megabyte_prompt_is_truncated_not_rejected(model, store):
+    words = "the quick brown fox jumps over the lazy dog while routers pick models ".split()
+    huge = " ".join(words[i % len(words)] + str(i % 97) for i in range(200_000))[:1_000_000]
+    assert len(huge) == 1_000_000 > MAX_CHARS
+    e = Embedder(store)
+    t = time.perf_counter()
+    v = e.embed_one(huge)
+    assert time.perf_counter() - t < 5.0
+    assert np.isfinite(v).all() and abs(np.linalg.norm(v) - 1) < 1e-5
+    # Only the first 256 tokens count, so the head of the prompt gives the same vector.
+    head = Embedder().embed_one(huge[:4000])
+    assert np.allclose(v, head, atol=1e-4)
+    # A shorter max_seq_length truncates harder and is cached under its own key.
+    short = Embedder(store, max_seq_length=32)
+    assert short.cache_key != e.cache_key
+    assert not np.allclose(short.embed_one(huge), v, atol=1e-3)
+
+
+def test_odd_unicode_is_embedded(model, store):
+    e = Embedder(store)
+    v = e.embed(["", "🤖🤖🤖", "中文提示", "broken \ud83d surrogate", "\x00"])
+    assert v.shape == (5, DIM) and np.isfinite(v).all()
+    with pytest.raises(TypeError):
+        e.embed(["ok", None])
+    with pytest.raises(ValueError):
+        Embedder(max_seq_length=4096)
+
+
+def test_read_only_cache_still_embeds(model, tmp_path):
+    path = tmp_path / "ro.db"
+    Store(path).close()
+    with Store(path, readonly=True) as ro:
+        e = Embedder(ro)
+        assert e.embed(["not cacheable here"]).shape == (1, DIM)
+        assert "readonly" in e.last_cache_error
