@@ -1,0 +1,371 @@
+"""Command line: ``python -m routellm_demo <command>`` (also the ``routellm-demo`` script).
+
+Every command goes through the same library calls as the app and the server. A bad input ends with
+exit code 2 and one line on stderr that says what to do; nothing stored is lost.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+EXIT_USAGE = 2
+
+
+class CLIError(Exception):
+    """A user-facing error: printed as one line, exit code 2."""
+
+
+def _read_prompt(arg: str) -> str:
+    """The prompt argument, or stdin for "-"; invalid UTF-8 is a clear error, not a traceback."""
+    if arg == "-":
+        raw = sys.stdin.buffer.read()
+        try:
+            return raw.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise CLIError(f"the prompt on stdin is not valid UTF-8 (byte {e.start}); re-encode it as UTF-8") from None
+    try:
+        arg.encode("utf-8")
+    except UnicodeEncodeError:
+        raise CLIError("the prompt is not valid UTF-8; re-encode it as UTF-8") from None
+    return arg
+
+
+def _config(args):
+    from routellm_demo.config import load_config
+
+    config = load_config(args.config)
+    if getattr(args, "db", None):
+        from dataclasses import replace
+
+        config = replace(config, db_path=Path(args.db))
+    return config
+
+
+def _runtime(args):
+    from routellm_demo.runtime import build_runtime
+
+    return build_runtime(_config(args))
+
+
+def _print_table(rows: list[dict], columns: list[str]) -> None:
+    widths = {c: max(len(c), *(len(_fmt(r.get(c))) for r in rows)) if rows else len(c) for c in columns}
+    print("  ".join(c.ljust(widths[c]) for c in columns))
+    for r in rows:
+        print("  ".join(_fmt(r.get(c)).ljust(widths[c]) for c in columns))
+
+
+def _fmt(v) -> str:
+    if isinstance(v, float):
+        return f"{v:.4g}" if abs(v) < 1e4 else f"{v:.1f}"
+    return "" if v is None else str(v)
+
+
+# --- commands ---------------------------------------------------------------------------------
+
+
+def cmd_import(args) -> int:
+    from routellm_demo import importers
+    from routellm_demo.store import Store
+
+    store = Store(_config(args).db_path)
+    try:
+        start = time.perf_counter()
+        if args.kind == "routellm":
+            data_dir = Path(args.path)
+            if not data_dir.is_dir():
+                raise CLIError(f"{data_dir} is not a directory; give RouteLLM's evals folder (with mmlu/, gsm8k/, mt_bench/)")
+            result = importers.import_routellm(store, data_dir, benchmarks=args.benchmarks, progress=not args.quiet)
+        else:
+            path = Path(args.path)
+            if not path.is_file():
+                raise CLIError(f"{path} is not a file; give a CSV, JSON, JSONL or Parquet file in Chatbot Arena's format")
+            result = importers.import_arena(store, path, contaminated=args.contaminated, progress=not args.quiet)
+        seconds = time.perf_counter() - start
+        print(json.dumps({"imported": result, "seconds": round(seconds, 2), "battles": store.count_battles()}, indent=2))
+    finally:
+        store.close()
+    return 0
+
+
+def cmd_download(args) -> int:
+    from routellm_demo import importers
+
+    dest = Path(args.dest)
+    if args.kind == "routellm":
+        importers.download_routellm(dest)
+    else:
+        importers.download_arena(dest)
+    print(f"downloaded to {dest}")
+    return 0
+
+
+def cmd_embed(args) -> int:
+    rt = _runtime(args)
+    try:
+        rows = rt.store.battles()
+        prompts = [r["prompt"] for r in rows]
+        start = time.perf_counter()
+        rt.embedder.embed(prompts, progress=not args.quiet)
+        seconds = time.perf_counter() - start
+        unique = len(set(prompts))
+        print(json.dumps({"prompts": len(prompts), "unique": unique, "seconds": round(seconds, 2),
+                          "per_second": round(unique / seconds, 1) if seconds else None}))
+    finally:
+        rt.close()
+    return 0
+
+
+def cmd_ratings(args) -> int:
+    from routellm_demo.battles import Battles
+    from routellm_demo.ratings import leaderboard
+    from routellm_demo.store import Store
+
+    store = Store(_config(args).db_path)
+    try:
+        rows = store.battles(source=args.source) if args.source else store.battles()
+    finally:
+        store.close()
+    if not rows:
+        raise CLIError("the store holds no battles; import some first: python -m routellm_demo import routellm DIR")
+    if not args.roles:
+        rows = [{**r, "strong_side": None} for r in rows]  # rate the models themselves
+    board = [p for p in leaderboard(Battles.from_records(rows), n_boot=args.bootstrap) if p["n_battles"] > 0]
+    if args.json:
+        print(json.dumps(board, indent=2))
+    else:
+        _print_table(board, ["player", "rating", "ci_low", "ci_high", "n_battles", "wins", "losses", "ties"])
+    return 0
+
+
+def cmd_train(args) -> int:
+    from routellm_demo.train_routers import train_and_save
+
+    config = _config(args)
+    rt = _runtime(args)
+    try:
+        names = ["mf", "classifier"] if args.router == "all" else [args.router]
+        out = Path(args.out) if args.out else config.checkpoint_dir
+        for name in names:
+            report = train_and_save(rt, name, out_dir=out, sources=args.sources, command=" ".join(sys.argv))
+            print(json.dumps(report, indent=2))
+    finally:
+        rt.close()
+    return 0
+
+
+def cmd_route(args) -> int:
+    prompt = _read_prompt(args.prompt)
+    rt = _runtime(args)
+    try:
+        decision = rt.controller.decide(prompt, args.router, args.threshold, explain=args.top)
+        explanation = decision.explanation
+        if explanation:
+            for e in explanation:
+                b = rt.store.battle(e["battle_id"]) if e.get("battle_id", -1) >= 0 else None
+                if b:
+                    e["prompt"] = b["prompt"][:200]
+                    e["source"] = b["source"]
+                    e["winner"] = b["winner"]
+    finally:
+        rt.close()
+    d = decision.to_dict()
+    if args.json:
+        print(json.dumps(d, indent=2, default=float))
+    else:
+        arrow = ">=" if decision.role == "strong" else "<"
+        print(f"router {d['router']}: score {d['score']:.4f} {arrow} threshold {d['threshold']:.4g} -> "
+              f"{decision.role} model ({decision.model}); routing {d['routing_ms']:.1f} ms")
+        for i, e in enumerate(explanation, 1):
+            print(f"  {i}. sim {e.get('similarity', 0):.3f} weight {e.get('weight', 0):.1f} "
+                  f"{e.get('winner', '')}: {e.get('prompt', '')[:90]!r}")
+    return 0
+
+
+def cmd_calibrate(args) -> int:
+    from routellm_demo.calibration import threshold_for_strong_share
+
+    rt = _runtime(args)
+    try:
+        if args.prompts == "logged":
+            scores = [d["score"] for d in rt.store.decisions() if d["router"] == args.router and d["score"] is not None]
+            what = f"{len(scores)} logged decisions of router {args.router}"
+        elif args.prompts == "battles":
+            prompts = sorted({r["prompt"] for r in rt.store.battles()})
+            scores = list(rt.routers.get(args.router).win_probability(rt.embedder.embed(prompts, progress=not args.quiet)))
+            what = f"{len(scores)} stored battle prompts"
+        else:
+            prompts = _read_prompt_file(Path(args.prompts))
+            scores = list(rt.routers.get(args.router).win_probability(rt.embedder.embed(prompts, progress=not args.quiet)))
+            what = f"{len(scores)} prompts from {args.prompts}"
+        if not scores:
+            raise CLIError(f"no prompts to calibrate on ({what}); use --prompts battles or a prompt file")
+        threshold = threshold_for_strong_share(scores, args.strong_pct / 100.0)
+    finally:
+        rt.close()
+    share = sum(s >= threshold for s in scores) / len(scores)
+    print(json.dumps({"router": args.router, "strong_pct_target": args.strong_pct, "threshold": threshold,
+                      "strong_pct_realised": round(100 * share, 2), "over": what,
+                      "model": f"router-{args.router}-{threshold:.5g}"}, indent=2))
+    return 0
+
+
+def _read_prompt_file(path: Path) -> list[str]:
+    """Prompts from a text file (one per line), JSONL (a "prompt" field) or CSV (a "prompt" column)."""
+    if not path.is_file():
+        raise CLIError(f"{path} is not a file; give --prompts logged, battles, or a prompt file")
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError:
+        raise CLIError(f"{path} is not valid UTF-8") from None
+    if path.suffix == ".jsonl":
+        try:
+            return [json.loads(line)["prompt"] for line in text.splitlines() if line.strip()]
+        except (ValueError, KeyError, TypeError):
+            raise CLIError(f"{path}: every line must be a JSON object with a \"prompt\" field") from None
+    if path.suffix == ".csv":
+        import csv
+        import io
+
+        reader = csv.DictReader(io.StringIO(text))
+        if "prompt" not in (reader.fieldnames or []):
+            raise CLIError(f"{path}: no \"prompt\" column")
+        return [r["prompt"] for r in reader if r["prompt"].strip()]
+    return [line for line in text.splitlines() if line.strip()]
+
+
+def cmd_savings(args) -> int:
+    from routellm_demo.store import Store
+
+    store = Store(_config(args).db_path)
+    try:
+        print(json.dumps(store.savings(args.session), indent=2))
+    finally:
+        store.close()
+    return 0
+
+
+def cmd_chat(args) -> int:
+    """One routed answer, streamed to stdout (the CLI face of the controller)."""
+    prompt = _read_prompt(args.prompt)
+    rt = _runtime(args)
+    try:
+        from routellm_demo.controller import Answer, Decision
+
+        for item in rt.controller.stream(prompt, router=args.router, threshold=args.threshold, source="cli",
+                                         max_tokens=args.max_tokens):
+            if isinstance(item, Decision):
+                print(f"[{item.router} score {item.score:.3f} vs {item.threshold:g} -> {item.role}: {item.model}]",
+                      file=sys.stderr)
+            elif isinstance(item, Answer):
+                print()
+                print(f"[{item.model}: {item.prompt_tokens}+{item.completion_tokens} tokens, ${item.cost:.8f}, "
+                      f"saved ${item.saved:.8f} vs strong]", file=sys.stderr)
+            else:
+                print(item, end="", flush=True)
+    finally:
+        rt.close()
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from routellm_demo.routers import ROUTER_NAMES
+
+    p = argparse.ArgumentParser(prog="routellm-demo", description="An open LLM router: import preference data, "
+                                "train routers, route prompts, answer through the strong or weak model.")
+    p.add_argument("--config", help="TOML config file (default: routellm_demo.toml if present)")
+    p.add_argument("--db", help="SQLite store path (overrides the config)")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("import", help="import preference data into the store (idempotent)")
+    s.add_argument("kind", choices=["routellm", "arena"], help="routellm: RouteLLM's evals folder; arena: a Chatbot Arena file")
+    s.add_argument("path")
+    s.add_argument("--benchmarks", nargs="+", default=["mmlu", "gsm8k", "mt-bench"], choices=["mmlu", "gsm8k", "mt-bench"])
+    s.add_argument("--contaminated", nargs="+", metavar="PATH",
+                   help="arena only: RouteLLM contamination lists (files or its evals folder); those prompts are skipped")
+    s.add_argument("--quiet", action="store_true", help="no progress bar")
+    s.set_defaults(func=cmd_import)
+
+    s = sub.add_parser("download", help="download the public data (needs internet)")
+    s.add_argument("kind", choices=["routellm", "arena"])
+    s.add_argument("dest")
+    s.set_defaults(func=cmd_download)
+
+    s = sub.add_parser("embed", help="embed every stored battle prompt into the cache")
+    s.add_argument("--quiet", action="store_true")
+    s.set_defaults(func=cmd_embed)
+
+    s = sub.add_parser("ratings", help="Bradley-Terry (arena Elo) ratings with 95%% CIs")
+    s.add_argument("--source", help="only battles of this source")
+    s.add_argument("--roles", action="store_true", help="rate the strong/weak roles instead of the models")
+    s.add_argument("--bootstrap", type=int, default=200, help="bootstrap rounds for the CIs")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_ratings)
+
+    s = sub.add_parser("train", help="train mf / classifier on the store and save checkpoints with model cards")
+    s.add_argument("--router", choices=["mf", "classifier", "all"], default="all")
+    s.add_argument("--sources", nargs="+", help="only battles of these sources")
+    s.add_argument("--out", help="checkpoint folder (default: the config's checkpoint_dir)")
+    s.set_defaults(func=cmd_train)
+
+    s = sub.add_parser("route", help="score a prompt and say which model would answer")
+    s.add_argument("prompt", help='the prompt, or "-" to read it from stdin')
+    s.add_argument("--router", choices=ROUTER_NAMES)
+    s.add_argument("--threshold", type=float)
+    s.add_argument("--top", type=int, default=5, help="similar past battles to show (sw_ranking)")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_route)
+
+    s = sub.add_parser("calibrate", help="the threshold that sends a given share of prompts to the strong model")
+    s.add_argument("--strong-pct", type=float, required=True, help="target share of strong calls, in percent")
+    s.add_argument("--router", choices=ROUTER_NAMES, default="mf")
+    s.add_argument("--prompts", default="battles", help='"logged" (routing log), "battles" (stored prompts) or a file')
+    s.add_argument("--quiet", action="store_true")
+    s.set_defaults(func=cmd_calibrate)
+
+    s = sub.add_parser("chat", help="answer one prompt through the router (streamed)")
+    s.add_argument("prompt", help='the prompt, or "-" for stdin')
+    s.add_argument("--router", choices=ROUTER_NAMES)
+    s.add_argument("--threshold", type=float)
+    s.add_argument("--max-tokens", type=int, default=256)
+    s.set_defaults(func=cmd_chat)
+
+    s = sub.add_parser("savings", help="running totals from the routing log")
+    s.add_argument("--session")
+    s.set_defaults(func=cmd_savings)
+    return p
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "strong_pct", None) is not None and not 0 <= args.strong_pct <= 100:
+        parser.exit(EXIT_USAGE, f"routellm-demo: --strong-pct {args.strong_pct:g} is outside [0, 100]\n")
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:
+        return 130
+    except Exception as e:  # one line for anything we can name; a traceback only for real bugs
+        if _is_user_error(e):
+            print(f"routellm-demo: error: {e}", file=sys.stderr)
+            return EXIT_USAGE
+        raise
+
+
+def _is_user_error(e: Exception) -> bool:
+    from routellm_demo.config import ConfigError
+    from routellm_demo.controller import AnswerError, BadRequestError
+    from routellm_demo.importers import DataFormatError
+    from routellm_demo.routers import UnknownRouterError
+    from routellm_demo.store import StoreError
+    from routellm_demo.training import NoCheckpointError
+
+    return isinstance(e, (CLIError, ConfigError, BadRequestError, AnswerError, DataFormatError, UnknownRouterError,
+                          StoreError, NoCheckpointError))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

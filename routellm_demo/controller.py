@@ -1,0 +1,295 @@
+"""A chat turn, end to end: route -> call -> account -> log.
+
+The app, the server, the CLI and the SDK all answer through :class:`Controller`, so the same input
+gets the same decision everywhere and every answer lands in the same routing log.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Iterator, Mapping, Sequence
+
+from routellm_demo.battles import STRONG, WEAK
+from routellm_demo.llm.costs import cost_usd
+from routellm_demo.llm.endpoints import Completion, Endpoint, EndpointError, make_endpoints
+from routellm_demo.routers import check_router, check_threshold
+from routellm_demo.routers.base import routes_to_strong
+
+
+class BadRequestError(ValueError):
+    """The caller's messages cannot be answered (empty, malformed): nothing was sent to a model."""
+
+
+class AnswerError(RuntimeError):
+    """No model could answer; the message names the model(s) and the cause."""
+
+    def __init__(self, message: str, *, errors: Sequence[EndpointError] = (), decision=None):
+        super().__init__(message)
+        self.errors = list(errors)
+        self.decision = decision
+
+    @property
+    def status(self) -> int:
+        """HTTP status a server should answer with: 504 for timeouts, else 502."""
+        return 504 if self.errors and self.errors[-1].kind == "timeout" else 502
+
+
+@dataclass
+class Decision:
+    """What the router said about one prompt."""
+
+    router: str
+    threshold: float
+    score: float
+    role: str  # "strong" or "weak"
+    model: str  # display name of the model the router chose
+    routing_ms: float
+    prompt_sha256: str
+    explanation: list = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class Answer:
+    """One finished answer with its accounting."""
+
+    text: str
+    decision: Decision
+    model: str  # display name of the model that actually answered
+    role: str
+    prompt_tokens: int
+    completion_tokens: int
+    usage_source: str
+    cost: float
+    strong_cost: float
+    latency_ms: float
+    ttft_ms: float | None
+    finish_reason: str | None = None
+    fallback_from: str | None = None
+    log_id: int | None = None
+
+    @property
+    def saved(self) -> float:
+        return self.strong_cost - self.cost
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["saved"] = self.saved
+        return d
+
+
+def text_of(content) -> str:
+    """The text of an OpenAI message content (a string, or a list of typed parts)."""
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "".join(p.get("text", "") for p in content if isinstance(p, Mapping) and p.get("type", "text") == "text")
+    raise BadRequestError("message content must be a string or a list of text parts")
+
+
+def normalise_messages(messages) -> list[dict]:
+    """Validate OpenAI-style messages; returns plain {role, content} dicts."""
+    if isinstance(messages, str):
+        messages = [{"role": "user", "content": messages}]
+    if not isinstance(messages, (list, tuple)) or not messages:
+        raise BadRequestError("messages must be a non-empty list of {role, content} objects")
+    out = []
+    for i, m in enumerate(messages):
+        if not isinstance(m, Mapping) or "role" not in m:
+            raise BadRequestError(f"message {i} must be an object with 'role' and 'content'")
+        role = m["role"]
+        if role not in ("system", "user", "assistant", "developer", "tool"):
+            raise BadRequestError(f"message {i} has unknown role {role!r}")
+        text = text_of(m.get("content"))
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            raise BadRequestError(f"message {i} is not valid UTF-8 text") from None
+        out.append({"role": "system" if role == "developer" else role, "content": text})
+    return out
+
+
+def last_user_turn(messages: list[dict]) -> str:
+    """The text the router reads: the last user turn, which must not be blank."""
+    for m in reversed(messages):
+        if m["role"] == "user":
+            if not m["content"].strip():
+                raise BadRequestError("the last user message is empty; type a question")
+            return m["content"]
+    raise BadRequestError("there is no user message to answer")
+
+
+def sha256(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+class Controller:
+    """Routes prompts and answers them through the configured strong/weak endpoints.
+
+    ``endpoints`` maps "strong"/"weak" to objects with ``complete``/``stream`` (an
+    :class:`~routellm_demo.llm.endpoints.Endpoint`); built from the config when not given.
+    """
+
+    def __init__(self, config, store, embedder, routers, endpoints: Mapping[str, Endpoint] | None = None):
+        self.config = config
+        self.store = store
+        self.embedder = embedder
+        self.routers = routers
+        self.specs = {STRONG: config.strong, WEAK: config.weak}
+        self._endpoints = dict(endpoints or {})
+        self._endpoint_lock = threading.Lock()
+
+    def endpoint(self, role: str):
+        """The endpoint for a role, built on first use (embedded servers start lazily)."""
+        with self._endpoint_lock:
+            if role not in self._endpoints:
+                self._endpoints = {**make_endpoints(self.config), **self._endpoints}
+            return self._endpoints[role]
+
+    def close(self) -> None:
+        """Stop embedded model servers this controller started."""
+        for ep in self._endpoints.values():
+            close = getattr(ep, "close", None)
+            if close:
+                close()
+
+    # --- routing -------------------------------------------------------------------------------
+    def decide(self, prompt: str, router: str | None = None, threshold: float | None = None, *, explain: int = 0) -> Decision:
+        """Score one prompt and pick a role; no model is called."""
+        name = check_router(router or self.config.router)
+        t = check_threshold(self.config.threshold if threshold is None else threshold)
+        if not isinstance(prompt, str) or not prompt.strip():
+            raise BadRequestError("the prompt is empty; type a question")
+        start = time.perf_counter()
+        vector = self.embedder.embed([prompt])
+        score = float(self.routers.score(name, vector)[0])
+        routing_ms = (time.perf_counter() - start) * 1000
+        role = STRONG if bool(routes_to_strong(score, t)) else WEAK
+        explanation = self.routers.explain(name, vector[0], k=explain) if explain else []
+        return Decision(name, t, score, role, self.specs[role].name, routing_ms, sha256(prompt), explanation)
+
+    # --- answering -----------------------------------------------------------------------------
+    def complete(self, messages, *, router=None, threshold=None, session_id=None, source="sdk", model_role=None, **params) -> Answer:
+        """Route and answer, non-streamed."""
+        answer = None
+        for item in self.stream(messages, router=router, threshold=threshold, session_id=session_id,
+                                source=source, model_role=model_role, _stream=False, **params):
+            if isinstance(item, Answer):
+                answer = item
+        assert answer is not None
+        return answer
+
+    def stream(self, messages, *, router=None, threshold=None, session_id=None, source="sdk", model_role=None,
+               explain: int = 0, _stream: bool = True, **params) -> Iterator:
+        """Route and answer, streamed: yields the Decision, then text pieces, then the Answer.
+
+        ``model_role`` ("strong"/"weak") bypasses routing (a request for a configured model by name).
+        On an endpoint failure before any text was sent, falls back to the other model when the
+        config allows it; the fallback is logged. Every outcome, failures included, is logged.
+        """
+        msgs = normalise_messages(messages)
+        prompt = last_user_turn(msgs)
+        if model_role is None:
+            decision = self.decide(prompt, router, threshold, explain=explain)
+        else:
+            if model_role not in (STRONG, WEAK):
+                raise BadRequestError(f"unknown model role {model_role!r}")
+            decision = Decision("none", float("nan"), float("nan"), model_role, self.specs[model_role].name, 0.0, sha256(prompt))
+        yield decision
+
+        roles = [decision.role]
+        if self.config.fallback:
+            roles.append(WEAK if decision.role == STRONG else STRONG)
+        errors: list[EndpointError] = []
+        for role in roles:
+            sent_text = False
+            try:
+                if _stream:
+                    completion = None
+                    for piece in self.endpoint(role).stream(msgs, **params):
+                        if isinstance(piece, Completion):
+                            completion = piece
+                        else:
+                            sent_text = True
+                            yield piece
+                    if completion is None:
+                        name = self.specs[role].name
+                        raise EndpointError(name, "bad_response", f"{name} ended the stream without finishing")
+                else:
+                    completion = self.endpoint(role).complete(msgs, **params)
+            except EndpointError as e:
+                errors.append(e)
+                if sent_text:
+                    break  # never splice two models' text into one answer
+                continue
+            answer = self._account(decision, role, completion, errors, session_id, source)
+            yield answer
+            return
+        self._log_failure(decision, errors, session_id, source)
+        names = "; ".join(str(e) for e in errors)
+        raise AnswerError(f"no answer: {names}", errors=errors, decision=decision)
+
+    def _account(self, decision: Decision, role: str, completion: Completion, errors, session_id, source) -> Answer:
+        usage = completion.usage
+        spec = self.specs[role]
+        answer = Answer(
+            text=completion.text,
+            decision=decision,
+            model=spec.name,
+            role=role,
+            prompt_tokens=usage.prompt_tokens,
+            completion_tokens=usage.completion_tokens,
+            usage_source=usage.source,
+            cost=cost_usd(spec, usage.prompt_tokens, usage.completion_tokens),
+            strong_cost=cost_usd(self.specs[STRONG], usage.prompt_tokens, usage.completion_tokens),
+            latency_ms=completion.latency_ms,
+            ttft_ms=completion.ttft_ms,
+            finish_reason=completion.finish_reason,
+            fallback_from=errors[0].model if errors else None,
+        )
+        answer.log_id = self.store.log_decision(
+            **self._log_fields(decision, session_id, source),
+            chosen_role=role,
+            chosen_model=spec.name,
+            fallback_from=answer.fallback_from,
+            prompt_tokens=answer.prompt_tokens,
+            completion_tokens=answer.completion_tokens,
+            usage_source=answer.usage_source,
+            cost=answer.cost,
+            strong_cost=answer.strong_cost,
+            latency_ms=answer.latency_ms,
+            ttft_ms=answer.ttft_ms,
+            error=None,  # answered; a fallback is recorded in fallback_from
+        )
+        return answer
+
+    def _log_failure(self, decision: Decision, errors, session_id, source) -> None:
+        self.store.log_decision(
+            **self._log_fields(decision, session_id, source),
+            chosen_role=decision.role,
+            chosen_model=decision.model,
+            error="; ".join(str(e) for e in errors) or "no answer",
+        )
+
+    @staticmethod
+    def _log_fields(decision: Decision, session_id, source) -> dict:
+        nan = decision.score != decision.score
+        return dict(
+            session_id=session_id,
+            prompt_sha256=decision.prompt_sha256,
+            router=decision.router,
+            threshold=None if nan else decision.threshold,
+            score=None if nan else decision.score,
+            routing_ms=decision.routing_ms,
+            source=source,
+        )
+
+    def savings(self, session_id: str | None = None) -> dict:
+        return self.store.savings(session_id)

@@ -1,0 +1,144 @@
+"""From the store to fitted routers: the one place that turns stored battles into a router.
+
+``mf`` and ``classifier`` are trained offline (``routellm-demo train``) and saved as checkpoints, so
+the app starts in seconds and a fresh machine with an empty store still routes with the shipped
+checkpoint. ``elo`` and ``sw_ranking`` are fitted live from the store at start (milliseconds per
+thousand battles once embeddings are cached), and take votes online.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Iterable, Mapping
+
+import numpy as np
+
+from routellm_demo.battles import Battles
+from routellm_demo.routers import ROUTER_NAMES, check_router, make_router
+
+CHECKPOINTED = ("mf", "classifier")
+
+
+def load_battles(
+    store,
+    embedder,
+    *,
+    role_map: Mapping[str, str] | None = None,
+    sources: Iterable[str] | None = None,
+    progress: bool = False,
+) -> Battles:
+    """All stored battles (optionally of some sources) with their prompt embeddings."""
+    rows = []
+    if sources is None:
+        rows = store.battles()
+    else:
+        for source in sources:
+            rows.extend(store.battles(source=source))
+        rows.sort(key=lambda r: r["id"])
+    embeddings = embedder.embed([r["prompt"] for r in rows], progress=progress)
+    return Battles.from_records(rows, embeddings=embeddings, role_map=role_map)
+
+
+def checkpoint_path(checkpoint_dir: Path, name: str) -> Path:
+    return Path(checkpoint_dir) / f"{name}.npz"
+
+
+class NoCheckpointError(RuntimeError):
+    """A trained router was asked for but no checkpoint exists and the store is too small to fit one."""
+
+
+def load_router(name: str, *, battles: Battles | None, checkpoint_dir: Path):
+    """A ready router of the given name.
+
+    Checkpointed routers (mf, classifier) come from ``checkpoint_dir``; the others are fitted on
+    ``battles`` (an empty store still gives an answer: elo and sw_ranking then say 0.5).
+    """
+    check_router(name)
+    if name in CHECKPOINTED:
+        path = checkpoint_path(checkpoint_dir, name)
+        if path.exists():
+            cls = type(make_router(name))
+            return cls.load(path)
+        if battles is not None and len(battles) > 0:
+            return make_router(name).fit(battles)
+        raise NoCheckpointError(
+            f"router {name!r} has no checkpoint at {path} and the store holds no battles; "
+            f"run `python -m routellm_demo train --router {name}`"
+        )
+    if battles is None:
+        battles = empty_battles()
+    return make_router(name).fit(battles)
+
+
+def empty_battles(dim: int = 384) -> Battles:
+    return Battles(["strong", "weak"], np.zeros(0), np.zeros(0), np.zeros(0), np.zeros((0, dim), np.float32))
+
+
+class RouterSet:
+    """Routers loaded on first use and kept for the process; thread-safe.
+
+    Votes reach the online routers (elo, sw_ranking) through :meth:`absorb`; a trained router can
+    be swapped in whole with :meth:`replace` (never half-trained).
+    """
+
+    def __init__(self, store, embedder, *, checkpoint_dir: Path, role_map: Mapping[str, str] | None = None):
+        self.store = store
+        self.embedder = embedder
+        self.checkpoint_dir = Path(checkpoint_dir)
+        self.role_map = dict(role_map or {})
+        self._routers: dict = {}
+        self._battles: Battles | None = None
+        self._lock = threading.RLock()
+
+    def battles(self) -> Battles:
+        with self._lock:
+            if self._battles is None:
+                self._battles = load_battles(self.store, self.embedder, role_map=self.role_map)
+            return self._battles
+
+    def get(self, name: str):
+        check_router(name)
+        with self._lock:
+            router = self._routers.get(name)
+            if router is None:
+                battles = None if name in CHECKPOINTED and checkpoint_path(self.checkpoint_dir, name).exists() else self.battles()
+                router = load_router(name, battles=battles, checkpoint_dir=self.checkpoint_dir)
+                self._routers[name] = router
+            return router
+
+    def score(self, name: str, embeddings: np.ndarray) -> np.ndarray:
+        """Win probabilities under the lock, so a vote absorbed meanwhile never tears a query."""
+        with self._lock:
+            return self.get(name).win_probability(embeddings)
+
+    def explain(self, name: str, embedding: np.ndarray, k: int = 5) -> list[dict]:
+        """The past battles that drove this prompt's score (sw_ranking only; else empty)."""
+        with self._lock:
+            router = self.get(name)
+            return router.explain(embedding, k=k) if hasattr(router, "explain") else []
+
+    def loaded(self) -> dict:
+        with self._lock:
+            return dict(self._routers)
+
+    def replace(self, name: str, router) -> None:
+        with self._lock:
+            self._routers[name] = router
+
+    def absorb(self, rows: list[dict]) -> None:
+        """Fold newly stored battles into the online routers without rebuilding them."""
+        if not rows:
+            return
+        embeddings = self.embedder.embed([r["prompt"] for r in rows])
+        new = Battles.from_records(rows, embeddings=embeddings, role_map=self.role_map)
+        with self._lock:
+            self._battles = None  # reloaded lazily (embeddings are cached) for routers not yet built
+            for name, router in self._routers.items():
+                if hasattr(router, "partial_fit"):
+                    router.partial_fit(new)
+                elif name == "elo":
+                    self._routers[name] = make_router("elo").fit(self.battles())
+
+
+__all__ = ["ROUTER_NAMES", "RouterSet", "load_battles", "load_router", "NoCheckpointError", "checkpoint_path"]
