@@ -1,0 +1,203 @@
+"""An OpenAI-compatible router server: a drop-in for ``python -m routellm.openai_server``.
+
+Clients send ``model="router-<router>-<threshold>"`` (RouteLLM's naming) or a configured model's
+name to bypass routing. Every request goes through the same controller, and so into the same routing
+log, as the app. Errors come in OpenAI's JSON error shape with the right status.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import time
+import uuid
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, StreamingResponse
+
+from routellm_demo.battles import STRONG, WEAK
+from routellm_demo.controller import Answer, AnswerError, BadRequestError, Decision
+from routellm_demo.routers import ROUTER_NAMES, UnknownRouterError, parse_router_model
+
+# OpenAI parameters we pass to the model; anything else in the body is accepted and ignored.
+PASSTHROUGH = ("temperature", "top_p", "max_tokens", "max_completion_tokens", "stop", "seed",
+               "presence_penalty", "frequency_penalty")
+
+
+class APIError(Exception):
+    def __init__(self, status: int, message: str, *, type_: str = "invalid_request_error", param=None, code=None):
+        super().__init__(message)
+        self.status, self.type, self.param, self.code = status, type_, param, code
+
+    def response(self) -> JSONResponse:
+        return JSONResponse(
+            {"error": {"message": str(self), "type": self.type, "param": self.param, "code": self.code}},
+            status_code=self.status,
+        )
+
+
+def resolve_model(model: Any, config) -> tuple[str | None, float | None, str | None]:
+    """(router, threshold, None) for a router model name, (None, None, role) for a configured model."""
+    if not isinstance(model, str) or not model:
+        raise APIError(400, "'model' is required: router-<router>-<threshold> or a configured model's name",
+                       param="model")
+    for role in (STRONG, WEAK):
+        spec = config.endpoint(role)
+        if model in (spec.name, spec.model):
+            return None, None, role
+    try:
+        choice = parse_router_model(model)
+    except UnknownRouterError as e:
+        raise APIError(400, str(e), param="model", code="model_not_found") from None
+    return choice.name, choice.threshold, None
+
+
+def _params(body: dict) -> dict:
+    params = {k: body[k] for k in PASSTHROUGH if body.get(k) is not None}
+    if "max_completion_tokens" in params:
+        params["max_tokens"] = params.pop("max_completion_tokens")
+    return params
+
+
+def _usage(a: Answer) -> dict:
+    return {"prompt_tokens": a.prompt_tokens, "completion_tokens": a.completion_tokens,
+            "total_tokens": a.prompt_tokens + a.completion_tokens}
+
+
+def _routing(d: Decision, a: Answer | None = None) -> dict:
+    out = {"router": d.router, "threshold": None if d.threshold != d.threshold else d.threshold,
+           "score": None if d.score != d.score else d.score, "routed_to": d.role, "routing_ms": round(d.routing_ms, 2)}
+    if a is not None:
+        out.update(cost_usd=a.cost, strong_cost_usd=a.strong_cost, fallback_from=a.fallback_from)
+    return out
+
+
+def create_app(runtime, *, api_token: str | None = None) -> FastAPI:
+    """The FastAPI app over a built :class:`~routellm_demo.runtime.Runtime`."""
+    config = runtime.config
+    controller = runtime.controller
+    app = FastAPI(title="routellm_demo router server", version="0.1.0")
+
+    @app.exception_handler(APIError)
+    async def _api_error(request: Request, exc: APIError):
+        return exc.response()
+
+    def check_auth(request: Request) -> None:
+        if api_token is None:
+            return
+        header = request.headers.get("authorization", "")
+        given = header[7:] if header.lower().startswith("bearer ") else ""
+        if not hmac.compare_digest(given.encode(), api_token.encode()):
+            raise APIError(401, "invalid or missing bearer token", type_="authentication_error", code="invalid_api_key")
+
+    @app.get("/health")
+    def health():
+        return {"status": "ok", "strong": config.strong.name, "weak": config.weak.name,
+                "routers": list(ROUTER_NAMES), "default": f"router-{config.router}-{config.threshold:g}"}
+
+    @app.get("/v1/models")
+    def models(request: Request):
+        check_auth(request)
+        now = int(time.time())
+        data = [{"id": f"router-{name}-{config.threshold:g}", "object": "model", "created": now, "owned_by": "routellm_demo",
+                 "description": f"router {name}; any threshold in [0, 1] works: router-{name}-<threshold>"}
+                for name in ROUTER_NAMES]
+        for role in (STRONG, WEAK):
+            spec = config.endpoint(role)
+            data.append({"id": spec.name, "object": "model", "created": now, "owned_by": "routellm_demo",
+                         "description": f"the {role} model ({spec.model}); bypasses routing"})
+        return {"object": "list", "data": data}
+
+    @app.post("/v1/chat/completions")
+    async def chat_completions(request: Request):
+        check_auth(request)
+        try:
+            body = await request.json()
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise APIError(400, "the request body is not valid JSON") from None
+        if not isinstance(body, dict):
+            raise APIError(400, "the request body must be a JSON object")
+        router, threshold, role = resolve_model(body.get("model"), config)
+        messages = body.get("messages")
+        if not isinstance(messages, list) or not messages:
+            raise APIError(400, "'messages' must be a non-empty list of {role, content} objects", param="messages")
+        params = _params(body)
+        stream = bool(body.get("stream"))
+        include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+        from starlette.concurrency import run_in_threadpool
+
+        gen = controller.stream(messages, router=router, threshold=threshold, model_role=role,
+                                source="server", _stream=stream, **params)
+        try:
+            # Route, and wait for the first piece, before answering: a bad request or a failing
+            # upstream still gets its proper status code, even when streaming.
+            first = await run_in_threadpool(_take_until_content, gen)
+        except BadRequestError as e:
+            raise APIError(400, str(e), param="messages") from None
+        except UnknownRouterError as e:
+            raise APIError(400, str(e), param="model") from None
+        except AnswerError as e:
+            raise APIError(e.status, str(e), type_="upstream_error", code="upstream_failed") from None
+        decision, pieces, answer = first
+        cid = "chatcmpl-" + uuid.uuid4().hex
+        created = int(time.time())
+        if not stream:
+            return {
+                "id": cid, "object": "chat.completion", "created": created, "model": answer.model,
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": answer.text},
+                             "finish_reason": answer.finish_reason or "stop", "logprobs": None}],
+                "usage": _usage(answer), "routing": _routing(decision, answer),
+            }
+        model_name = decision.model
+
+        def chunk(delta: dict, finish=None, model=None) -> str:
+            return "data: " + json.dumps({
+                "id": cid, "object": "chat.completion.chunk", "created": created, "model": model or model_name,
+                "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}],
+            }) + "\n\n"
+
+        def events():
+            yield chunk({"role": "assistant", "content": ""})
+            for p in pieces:
+                yield chunk({"content": p})
+            final = answer
+            try:
+                for item in ([] if final is not None else gen):
+                    if isinstance(item, Answer):
+                        final = item
+                    else:
+                        yield chunk({"content": item})
+            except AnswerError as e:  # the stream broke after it started: say so in-band
+                yield "data: " + json.dumps({"error": {"message": str(e), "type": "upstream_error",
+                                                       "code": "upstream_failed"}}) + "\n\n"
+                yield "data: [DONE]\n\n"
+                return
+            yield chunk({}, finish=final.finish_reason or "stop", model=final.model)
+            if include_usage:
+                yield "data: " + json.dumps({"id": cid, "object": "chat.completion.chunk", "created": created,
+                                             "model": final.model, "choices": [], "usage": _usage(final),
+                                             "routing": _routing(decision, final)}) + "\n\n"
+            yield "data: [DONE]\n\n"
+
+        return StreamingResponse(events(), media_type="text/event-stream")
+
+    return app
+
+
+def _take_until_content(gen):
+    """Advance the controller's stream to the decision and the first text piece (or the answer)."""
+    decision = next(gen)
+    pieces: list[str] = []
+    for item in gen:
+        if isinstance(item, Answer):
+            return decision, pieces, item
+        pieces.append(item)
+        return decision, pieces, None
+    raise AnswerError("the model ended without an answer", decision=decision)
+
+
+def serve(runtime, *, host: str, port: int, api_token: str | None = None) -> None:
+    import uvicorn
+
+    uvicorn.run(create_app(runtime, api_token=api_token), host=host, port=port, log_level="info")

@@ -1,0 +1,169 @@
+"""The OpenAI-compatible server, running for real on 127.0.0.1 over the embedded local pair, driven
+by the real ``openai`` client: routed completions, streaming, the model field, usage, every error."""
+
+import socket
+import threading
+import time
+from dataclasses import replace
+
+import httpx
+import openai
+import pytest
+import uvicorn
+
+from routellm_demo.config import ModelEndpoint, load_config
+from routellm_demo.runtime import build_runtime
+from routellm_demo.server import create_app
+
+pytestmark = pytest.mark.llm
+TOKEN = "test-token-123"
+MSG = [{"role": "user", "content": "Name a colour."}]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class ServerThread:
+    """uvicorn in a thread, stopped at the end of the module."""
+
+    def __init__(self, app):
+        self.port = free_port()
+        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning"))
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        deadline = time.time() + 30
+        while not self.server.started:
+            assert time.time() < deadline, "server did not start"
+            time.sleep(0.05)
+        return f"http://127.0.0.1:{self.port}"
+
+    def __exit__(self, *exc):
+        self.server.should_exit = True
+        self.thread.join(10)
+
+
+@pytest.fixture(scope="module")
+def hanging_upstream():
+    """A fake upstream, for a fault we cannot cause otherwise: it accepts and never answers."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(16)
+    yield sock.getsockname()[1]
+    sock.close()
+
+
+@pytest.fixture(scope="module")
+def base_url(tmp_path_factory):
+    cfg = replace(load_config(environ={}), db_path=tmp_path_factory.mktemp("srv") / "s.db", router="elo",
+                  checkpoint_dir=tmp_path_factory.mktemp("ckpt"))
+    rt = build_runtime(cfg)
+    with ServerThread(create_app(rt, api_token=TOKEN)) as url:
+        yield url, rt
+    rt.close()
+
+
+@pytest.fixture(scope="module")
+def client(base_url):
+    return openai.OpenAI(base_url=base_url[0] + "/v1", api_key=TOKEN, max_retries=0, timeout=120)
+
+
+def test_routed_completion_names_the_model_and_fills_usage(client, base_url):
+    rt = base_url[1]
+    r = client.chat.completions.create(model="router-elo-0.0", messages=MSG, max_tokens=10)
+    assert r.model == rt.config.strong.name
+    assert r.choices[0].message.content.strip()
+    assert r.usage.prompt_tokens > 0 and 0 < r.usage.completion_tokens <= 10
+    assert r.usage.total_tokens == r.usage.prompt_tokens + r.usage.completion_tokens
+    w = client.chat.completions.create(model="router-elo-1", messages=MSG, max_tokens=10, temperature=0, seed=3)
+    assert w.model == rt.config.weak.name
+
+
+def test_streaming_ends_with_the_model_and_usage(client, base_url):
+    rt = base_url[1]
+    stream = client.chat.completions.create(model="router-elo-1.0", messages=MSG, max_tokens=10, stream=True,
+                                            stream_options={"include_usage": True})
+    chunks = list(stream)
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text.strip()
+    assert {c.model for c in chunks} == {rt.config.weak.name}
+    assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens > 0
+
+
+def test_configured_model_name_bypasses_routing(client, base_url):
+    rt = base_url[1]
+    r = client.chat.completions.create(model=rt.config.weak.name, messages=MSG, max_tokens=5)
+    assert r.model == rt.config.weak.name
+
+
+def test_requests_land_in_the_shared_routing_log(client, base_url):
+    rt = base_url[1]
+    before = len(rt.store.decisions())
+    client.chat.completions.create(model="router-random-0.5", messages=MSG, max_tokens=5)
+    rows = rt.store.decisions()
+    assert len(rows) == before + 1 and rows[0]["source"] == "server" and rows[0]["router"] == "random"
+
+
+def test_models_and_health(client, base_url):
+    ids = [m.id for m in client.models.list()]
+    assert any(i.startswith("router-sw_ranking-") for i in ids) and any(i.startswith("router-mf-") for i in ids)
+    assert base_url[1].config.strong.name in ids
+    assert httpx.get(base_url[0] + "/health").json()["status"] == "ok"
+
+
+@pytest.mark.parametrize("model, messages, status, text", [
+    ("router-bert-0.5", MSG, 400, "unknown router"),
+    ("router-mf-1.5", MSG, 400, "outside [0, 1]"),
+    ("gpt-17", MSG, 400, "not a router model"),
+    ("router-elo-0.5", [{"role": "user"}], 400, "empty"),
+    ("router-elo-0.5", "not a list", 400, "non-empty list"),
+    ("router-elo-0.5", [{"content": "no role"}], 400, "'role'"),
+])
+def test_bad_requests_get_openai_shaped_400s(client, model, messages, status, text):
+    with pytest.raises(openai.BadRequestError) as e:
+        client.chat.completions.create(model=model, messages=messages, max_tokens=5)
+    assert e.value.status_code == status
+    assert text in e.value.body["message"]
+
+
+def test_bad_token_is_401(base_url):
+    bad = openai.OpenAI(base_url=base_url[0] + "/v1", api_key="wrong", max_retries=0)
+    with pytest.raises(openai.AuthenticationError) as e:
+        bad.chat.completions.create(model="router-elo-0.5", messages=MSG, max_tokens=5)
+    assert e.value.status_code == 401
+    with pytest.raises(openai.AuthenticationError):
+        bad.models.list()
+
+
+def _failing_server(tmp_path, weak: ModelEndpoint):
+    cfg = replace(load_config(environ={}), db_path=tmp_path / "f.db", router="elo", weak=weak, fallback=False,
+                  checkpoint_dir=tmp_path)
+    return build_runtime(cfg)
+
+
+def test_unreachable_upstream_is_502_naming_the_model(tmp_path):
+    dead = ModelEndpoint(name="Closed-port model", model="x", base_url=f"http://127.0.0.1:{free_port()}/v1", timeout=2)
+    rt = _failing_server(tmp_path, dead)
+    with ServerThread(create_app(rt)) as url:
+        c = openai.OpenAI(base_url=url + "/v1", api_key="none", max_retries=0)
+        for stream in (False, True):
+            with pytest.raises(openai.APIStatusError) as e:
+                r = c.chat.completions.create(model="router-elo-1.0", messages=MSG, max_tokens=5, stream=stream)
+                list(r) if stream else None
+            assert e.value.status_code == 502 and "Closed-port model" in e.value.body["message"]
+    rt.close()
+
+
+def test_hanging_upstream_is_504(tmp_path, hanging_upstream):
+    hang = ModelEndpoint(name="Hanging model", model="x", base_url=f"http://127.0.0.1:{hanging_upstream}/v1", timeout=1.5)
+    rt = _failing_server(tmp_path, hang)
+    with ServerThread(create_app(rt)) as url:
+        c = openai.OpenAI(base_url=url + "/v1", api_key="none", max_retries=0)
+        with pytest.raises(openai.APIStatusError) as e:
+            c.chat.completions.create(model="router-elo-1.0", messages=MSG, max_tokens=5)
+        assert e.value.status_code == 504 and "Hanging model" in e.value.body["message"]
+    rt.close()
