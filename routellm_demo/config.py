@@ -1,0 +1,505 @@
+"""Configuration in one place: a TOML file, overridden by environment variables, checked at start.
+
+Why one module: every other module takes a :class:`Config` (or a :class:`ModelEndpoint`) and never
+reads the environment itself, so a deployment is described by one file plus a few variables, and a
+typo fails at start with a one-line :class:`ConfigError` instead of at the first chat.
+
+Precedence (highest first): environment variables, the TOML file, built-in defaults. The file is
+the path given to :func:`load_config`, else ``$ROUTELLM_DEMO_CONFIG``, else ``routellm_demo.toml``
+in the repository root if present. See ``routellm_demo.example.toml`` for every key.
+
+Secrets: an endpoint names the *environment variable* that holds its key (``api_key_env``); the key
+itself is read only when a client is built (:meth:`ModelEndpoint.api_key`) and is never stored in a
+dataclass, so it cannot leak through repr, errors or logs.
+
+With no strong/weak endpoint configured, both default to the embedded local pair (two small GGUF
+models served by llama-cpp-python, no key, no network). Their prices are *compute-proportional*
+stand-ins (USD per 1M tokens = parameters in billions), not prices anyone charges.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+import tomllib
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, Mapping
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_CONFIG_NAME = "routellm_demo.toml"
+ENV_PREFIX = "ROUTELLM_DEMO_"
+
+APIS = ("chat", "completion")
+PROMPT_FORMATS = ("fewshot",)
+ROLES = ("strong", "weak")
+
+DEFAULT_ROLE_MAP = {
+    "gpt-4-1106-preview": "strong",
+    "mistralai/Mixtral-8x7B-Instruct-v0.1": "weak",
+}
+
+
+class ConfigError(ValueError):
+    """A configuration problem, stated in one line that says what to change."""
+
+
+@dataclass(frozen=True)
+class ModelEndpoint:
+    """One model behind an OpenAI-compatible API, or one embedded local model (``base_url=None``).
+
+    Prices are USD per 1M tokens. ``api="completion"`` is for base models without a usable chat
+    template: the conversation is rendered as a prompt (``prompt_format``) and cut at ``stop``.
+    """
+
+    name: str
+    model: str
+    base_url: str | None = None
+    api_key_env: str | None = None
+    input_price: float = 0.0
+    output_price: float = 0.0
+    max_tokens: int = 512
+    timeout: float = 60.0
+    temperature: float | None = None  # default sampling temperature; None = the server's own
+    api: str = "chat"
+    prompt_format: str | None = None
+    stop: tuple[str, ...] = ()
+    local: str | None = None
+    params_millions: float | None = None
+
+    def api_key(self, environ: Mapping[str, str] | None = None) -> str | None:
+        """The key from ``api_key_env`` (None when the endpoint needs none).
+
+        Read late, on purpose: the key lives only in the environment and in the client using it.
+        """
+        if self.api_key_env is None:
+            return None
+        env = os.environ if environ is None else environ
+        value = env.get(self.api_key_env, "")
+        if not value:
+            where = self.base_url or "the local server"
+            raise ConfigError(f"set {self.api_key_env} to the API key for {self.name} ({where})")
+        return value
+
+
+# The embedded local pair. Prices follow compute (USD per 1M tokens = params in billions), so the
+# cost columns mean "relative compute", clearly not a market price.
+LOCAL_MODELS: Mapping[str, ModelEndpoint] = MappingProxyType(
+    {
+        "smollm2": ModelEndpoint(
+            name="SmolLM2-135M-Instruct (local)",
+            model="smollm2-135m-instruct",
+            input_price=0.135,
+            output_price=0.135,
+            max_tokens=256,
+            timeout=60.0,
+            temperature=0.2,  # the model card's recommendation; higher drifts off-topic
+            api="chat",
+            local="smollm2",
+            params_millions=135.0,
+        ),
+        "gemma3": ModelEndpoint(
+            name="Gemma 3 270M base (local)",
+            model="gemma-3-270m",
+            input_price=0.27,
+            output_price=0.27,
+            max_tokens=256,
+            timeout=60.0,
+            temperature=0.0,  # a 270M base model stays coherent only near greedy decoding
+            api="completion",
+            prompt_format="fewshot",
+            stop=("\nUser:", "\n\n"),
+            local="gemma3",
+            params_millions=268.0,
+        ),
+    }
+)
+DEFAULT_LOCAL_ROLE = {"strong": "gemma3", "weak": "smollm2"}
+
+
+@dataclass(frozen=True)
+class Config:
+    """The whole runtime configuration. Paths are absolute."""
+
+    strong: ModelEndpoint
+    weak: ModelEndpoint
+    router: str = "mf"
+    threshold: float = 0.5
+    db_path: Path = REPO_ROOT / "data" / "routellm_demo.db"
+    checkpoint_dir: Path = REPO_ROOT / "data" / "checkpoints"
+    fallback: bool = True
+    role_map: Mapping[str, str] = field(default_factory=lambda: MappingProxyType(dict(DEFAULT_ROLE_MAP)))
+    host: str = "127.0.0.1"
+    port: int = 6060
+    # Limits a public demo needs: bound prompt size, history sent upstream and per-session rate.
+    max_prompt_chars: int = 8000
+    max_turns: int = 10
+    requests_per_minute: int = 20
+    # Embedded local models: where assembled GGUF files are cached, and llama.cpp runtime knobs.
+    model_cache_dir: Path = Path.home() / ".cache" / "routellm_demo"
+    local_n_ctx: int = 2048
+    local_n_threads: int = 1
+    local_start_timeout: float = 120.0
+    # Where the settings came from, and ROUTELLM_DEMO_* variables that matched nothing (likely typos).
+    source: Path | None = None
+    unknown_env: tuple[str, ...] = ()
+
+    def endpoint(self, role: str) -> ModelEndpoint:
+        """The endpoint playing ``role`` ("strong" or "weak")."""
+        if role not in ROLES:
+            raise ValueError(f"role must be 'strong' or 'weak', got {role!r}")
+        return self.strong if role == "strong" else self.weak
+
+    @property
+    def is_local_pair(self) -> bool:
+        return self.strong.local is not None and self.weak.local is not None
+
+    def admin_token(self, environ: Mapping[str, str] | None = None) -> str | None:
+        """The admin token for destructive actions (reset, delete), from ROUTELLM_DEMO_ADMIN_TOKEN.
+
+        Read late and never stored, like API keys; None means destructive actions are disabled.
+        """
+        env = os.environ if environ is None else environ
+        return env.get(ENV_PREFIX + "ADMIN_TOKEN") or None
+
+    def api_token(self, environ: Mapping[str, str] | None = None) -> str | None:
+        """The server's bearer token, from ROUTELLM_DEMO_API_TOKEN; None means no auth."""
+        env = os.environ if environ is None else environ
+        return env.get(ENV_PREFIX + "API_TOKEN") or None
+
+
+# ---- schema -----------------------------------------------------------------------------------
+
+_ENDPOINT_TYPES: dict[str, type] = {
+    "name": str,
+    "model": str,
+    "base_url": str,
+    "api_key_env": str,
+    "input_price": float,
+    "output_price": float,
+    "max_tokens": int,
+    "timeout": float,
+    "temperature": float,
+    "api": str,
+    "prompt_format": str,
+    "stop": tuple,
+    "local": str,
+    "params_millions": float,
+}
+_TOP_TYPES: dict[str, type] = {
+    "router": str,
+    "threshold": float,
+    "db_path": Path,
+    "checkpoint_dir": Path,
+    "fallback": bool,
+}
+_TABLE_TYPES: dict[str, dict[str, type]] = {
+    "server": {"host": str, "port": int},
+    "limits": {"max_prompt_chars": int, "max_turns": int, "requests_per_minute": int},
+    "local": {"cache_dir": Path, "n_ctx": int, "n_threads": int, "start_timeout": float},
+}
+# Flat variable names for the common overrides; endpoint fields follow ROUTELLM_DEMO_<ROLE>_<FIELD>.
+_ENV_KEYS: dict[str, str] = {
+    "DB": "db_path",
+    "CHECKPOINT_DIR": "checkpoint_dir",
+    "ROUTER": "router",
+    "THRESHOLD": "threshold",
+    "FALLBACK": "fallback",
+    "HOST": "server.host",
+    "PORT": "server.port",
+    "MAX_PROMPT_CHARS": "limits.max_prompt_chars",
+    "MAX_TURNS": "limits.max_turns",
+    "REQUESTS_PER_MINUTE": "limits.requests_per_minute",
+    "MODEL_CACHE": "local.cache_dir",
+    "LOCAL_N_CTX": "local.n_ctx",
+    "LOCAL_THREADS": "local.n_threads",
+    "LOCAL_START_TIMEOUT": "local.start_timeout",
+}
+for _role in ROLES:
+    for _field in _ENDPOINT_TYPES:
+        if _field != "stop":  # a list does not fit one variable; set stop strings in the file
+            _ENV_KEYS[f"{_role.upper()}_{_field.upper()}"] = f"{_role}.{_field}"
+_ENV_META = {"CONFIG", "ADMIN_TOKEN", "API_TOKEN"}  # secrets: read late, never stored
+
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+# ---- loading ----------------------------------------------------------------------------------
+
+
+def load_config(path: str | os.PathLike | None = None, environ: Mapping[str, str] | None = None) -> Config:
+    """Read the TOML file (if any), apply ``ROUTELLM_DEMO_*`` overrides, validate, return a Config."""
+    env = os.environ if environ is None else environ
+    file_path = _config_path(path, env)
+    values: dict[str, Any] = {}
+    origin: dict[str, str] = {}
+    if file_path is not None:
+        _flatten(_read_toml(file_path), values, origin, file_path.name)
+    unknown_env = _apply_env(env, values, origin)
+    return _build(values, origin, file_path, env, unknown_env)
+
+
+def _config_path(path, env: Mapping[str, str]) -> Path | None:
+    given = path if path is not None else env.get(ENV_PREFIX + "CONFIG") or None
+    if given is not None:
+        p = Path(given).expanduser()
+        if not p.is_file():
+            raise ConfigError(f"config file not found: {p}")
+        return p.resolve()
+    default = REPO_ROOT / DEFAULT_CONFIG_NAME
+    return default if default.is_file() else None
+
+
+def _read_toml(path: Path) -> dict:
+    try:
+        with path.open("rb") as f:
+            return tomllib.load(f)
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{path.name}: invalid TOML: {e}") from None
+    except OSError as e:
+        raise ConfigError(f"cannot read config file {path}: {e.strerror}") from None
+
+
+def _unknown(key: str, known, where: str) -> ConfigError:
+    close = difflib.get_close_matches(key.rsplit(".", 1)[-1], list(known), n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    return ConfigError(f"{where}: unknown key {key!r}{hint}")
+
+
+def _flatten(doc: dict, values: dict, origin: dict, where: str) -> None:
+    """TOML document -> dotted keys, rejecting unknown keys (they are almost always typos)."""
+    for key, value in doc.items():
+        if key in _TOP_TYPES:
+            values[key], origin[key] = value, where
+        elif key in ROLES or key in _TABLE_TYPES:
+            if not isinstance(value, dict):
+                raise ConfigError(f"{where}: {key!r} must be a table ([{key}])")
+            known = _ENDPOINT_TYPES if key in ROLES else _TABLE_TYPES[key]
+            for sub, sub_value in value.items():
+                dotted = f"{key}.{sub}"
+                if sub == "api_key" and key in ROLES:
+                    # never echo the value: it is probably a real key
+                    raise ConfigError(
+                        f"{where}: {dotted} is not allowed: put the key in an environment variable "
+                        f"and set {key}.api_key_env to that variable's name"
+                    )
+                if sub not in known:
+                    raise _unknown(dotted, known, where)
+                values[dotted], origin[dotted] = sub_value, where
+        elif key == "role_map":
+            if not isinstance(value, dict):
+                raise ConfigError(f"{where}: 'role_map' must be a table of model name = \"strong\"|\"weak\"")
+            values["role_map"], origin["role_map"] = value, where
+        else:
+            raise _unknown(key, [*_TOP_TYPES, *ROLES, *_TABLE_TYPES, "role_map"], where)
+
+
+def _apply_env(env: Mapping[str, str], values: dict, origin: dict) -> tuple[str, ...]:
+    unknown = []
+    for var, raw in env.items():
+        if not var.startswith(ENV_PREFIX):
+            continue
+        suffix = var[len(ENV_PREFIX):]
+        if suffix in _ENV_META:
+            continue
+        if suffix not in _ENV_KEYS:
+            unknown.append(var)
+            continue
+        if raw == "":  # an empty variable means "not set" (handy in .env files and compose)
+            continue
+        values[_ENV_KEYS[suffix]], origin[_ENV_KEYS[suffix]] = raw, var
+    return tuple(sorted(unknown))
+
+
+def _coerce(key: str, value: Any, kind: type, origin: Mapping[str, str]):
+    """Convert a file or env value to ``kind``; env values arrive as strings."""
+    where = origin.get(key, "default")
+    bad = ConfigError(f"{key} must be {_KIND_NAMES[kind]}, got {_show(key, value)} (from {where})")
+    if kind is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
+            return value.strip().lower() in _TRUE
+        raise bad
+    if kind in (int, float):
+        if isinstance(value, bool):
+            raise bad
+        if isinstance(value, str):
+            try:
+                value = kind(value.strip())
+            except ValueError:
+                raise bad from None
+        if kind is int and isinstance(value, float):
+            if not value.is_integer():
+                raise bad
+            value = int(value)
+        if not isinstance(value, (int, float)):
+            raise bad
+        return kind(value)
+    if kind is tuple:
+        if isinstance(value, list) and all(isinstance(v, str) for v in value):
+            return tuple(value)
+        raise bad
+    if kind is Path:
+        if not isinstance(value, str) or not value:
+            raise bad
+        p = Path(value).expanduser()
+        if not p.is_absolute():
+            # paths in the file are relative to the file; from the environment, to the cwd
+            base = origin.get(f"{key}@dir")
+            p = Path(base) / p if base else p.resolve()
+        return p
+    if not isinstance(value, str):
+        raise bad
+    return value.strip()
+
+
+_KIND_NAMES = {bool: "true or false", int: "an integer", float: "a number", tuple: "a list of strings",
+               Path: "a path", str: "a string"}
+
+
+def _show(key: str, value: Any) -> str:
+    """A value for an error message, hiding anything that could be a secret."""
+    if "api_key" in key:
+        return "<hidden>"
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _build(values: dict, origin: dict, file_path: Path | None, env: Mapping[str, str],
+           unknown_env: tuple[str, ...]) -> Config:
+    if file_path is not None:
+        for key, src in list(origin.items()):
+            if src == file_path.name:
+                origin[f"{key}@dir"] = str(file_path.parent)
+
+    def get(key: str, kind: type, default):
+        return _coerce(key, values[key], kind, origin) if key in values else default
+
+    def where(key: str) -> str:
+        return origin.get(key, "default")
+
+    router = get("router", str, "mf")
+    if not router:
+        raise ConfigError(f"router must not be empty (from {where('router')})")
+    threshold = get("threshold", float, 0.5)
+    if not 0.0 <= threshold <= 1.0:
+        raise ConfigError(f"threshold must be between 0 and 1, got {threshold} (from {where('threshold')})")
+
+    cache_default = _default_cache_dir(env)
+    kwargs = dict(
+        strong=_endpoint("strong", values, origin),
+        weak=_endpoint("weak", values, origin),
+        router=router,
+        threshold=threshold,
+        db_path=get("db_path", Path, default_db_path()),
+        checkpoint_dir=get("checkpoint_dir", Path, REPO_ROOT / "data" / "checkpoints"),
+        fallback=get("fallback", bool, True),
+        role_map=MappingProxyType(_role_map(values, origin)),
+        host=get("server.host", str, "127.0.0.1"),
+        port=get("server.port", int, 6060),
+        max_prompt_chars=get("limits.max_prompt_chars", int, 8000),
+        max_turns=get("limits.max_turns", int, 10),
+        requests_per_minute=get("limits.requests_per_minute", int, 20),
+        model_cache_dir=get("local.cache_dir", Path, cache_default),
+        local_n_ctx=get("local.n_ctx", int, 2048),
+        local_n_threads=get("local.n_threads", int, 1),
+        local_start_timeout=get("local.start_timeout", float, 120.0),
+        source=file_path,
+        unknown_env=unknown_env,
+    )
+    if not 0 < kwargs["port"] < 65536:
+        raise ConfigError(f"server.port must be in 1..65535, got {kwargs['port']} (from {where('server.port')})")
+    for key, attr, low in (("limits.max_prompt_chars", "max_prompt_chars", 1), ("limits.max_turns", "max_turns", 1),
+                           ("limits.requests_per_minute", "requests_per_minute", 1), ("local.n_ctx", "local_n_ctx", 256),
+                           ("local.n_threads", "local_n_threads", 1)):
+        if kwargs[attr] < low:
+            raise ConfigError(f"{key} must be at least {low}, got {kwargs[attr]} (from {where(key)})")
+    if kwargs["local_start_timeout"] <= 0:
+        raise ConfigError(f"local.start_timeout must be positive (from {where('local.start_timeout')})")
+    return Config(**kwargs)
+
+
+def _endpoint(role: str, values: dict, origin: dict) -> ModelEndpoint:
+    given = {k.split(".", 1)[1]: v for k, v in values.items()
+             if k.startswith(role + ".")}
+    fields = {f: _coerce(f"{role}.{f}", v, _ENDPOINT_TYPES[f], origin) for f, v in given.items()}
+    local = fields.get("local") or (None if fields else DEFAULT_LOCAL_ROLE[role])
+
+    def fail(msg: str, key: str | None = None) -> ConfigError:
+        src = f" (from {origin.get(f'{role}.{key}', 'default')})" if key else ""
+        return ConfigError(f"{role}: {msg}{src}")
+
+    if local is not None:
+        if local not in LOCAL_MODELS:
+            raise fail(f"local must be one of {', '.join(sorted(LOCAL_MODELS))}, got {local!r}", "local")
+        if fields.get("base_url"):
+            raise fail("set either base_url (a remote endpoint) or local (an embedded model), not both", "base_url")
+        fields.pop("local", None)
+        spec = replace(LOCAL_MODELS[local], **fields)
+    else:
+        if not fields.get("base_url"):
+            raise fail("base_url is required (an OpenAI-compatible URL such as https://api.openai.com/v1), "
+                       "or set local = \"smollm2\" | \"gemma3\"")
+        if not fields.get("model"):
+            raise fail("model is required (the model id the endpoint expects)")
+        fields.setdefault("name", fields["model"])
+        spec = ModelEndpoint(**fields)
+
+    if spec.base_url is not None and not re.match(r"^https?://[^/\s]+", spec.base_url):
+        raise fail(f"base_url must start with http:// or https://, got {spec.base_url!r}", "base_url")
+    if spec.api_key_env is not None and not _ENV_NAME.match(spec.api_key_env):
+        # never echo the value: people paste the key itself here
+        raise fail("api_key_env must be the NAME of an environment variable holding the key "
+                   "(e.g. OPENAI_API_KEY), not the key itself", "api_key_env")
+    if spec.api not in APIS:
+        raise fail(f"api must be 'chat' or 'completion', got {spec.api!r}", "api")
+    if spec.api == "completion":
+        if spec.prompt_format is None:
+            spec = replace(spec, prompt_format="fewshot")
+        if spec.prompt_format not in PROMPT_FORMATS:
+            raise fail(f"prompt_format must be one of {', '.join(PROMPT_FORMATS)}, got {spec.prompt_format!r}",
+                       "prompt_format")
+    if not spec.name or not spec.model:
+        raise fail("name and model must not be empty")
+    if spec.input_price < 0 or spec.output_price < 0:
+        raise fail("prices must be >= 0 (USD per 1M tokens)", "input_price")
+    if spec.max_tokens < 1:
+        raise fail(f"max_tokens must be at least 1, got {spec.max_tokens}", "max_tokens")
+    if spec.timeout <= 0:
+        raise fail(f"timeout must be positive seconds, got {spec.timeout}", "timeout")
+    if spec.temperature is not None and not 0.0 <= spec.temperature <= 2.0:
+        raise fail(f"temperature must be between 0 and 2, got {spec.temperature}", "temperature")
+    return spec
+
+
+def _role_map(values: dict, origin: dict) -> dict[str, str]:
+    if "role_map" not in values:
+        return dict(DEFAULT_ROLE_MAP)
+    out = {}
+    for model, role in values["role_map"].items():
+        if role not in ROLES:
+            raise ConfigError(f"role_map[{model!r}] must be 'strong' or 'weak', got {role!r} (from {origin['role_map']})")
+        out[str(model)] = role
+    return out
+
+
+def default_db_path(data_root: Path = Path("/data")) -> Path:
+    """``/data/routellm_demo.db`` when a writable /data exists (Hugging Face Spaces persistent
+    storage survives restarts there), else ``data/routellm_demo.db`` in the repository."""
+    if data_root.is_dir() and os.access(data_root, os.W_OK):
+        return data_root / "routellm_demo.db"
+    return REPO_ROOT / "data" / "routellm_demo.db"
+
+
+def _default_cache_dir(env: Mapping[str, str]) -> Path:
+    """Assembled model files go to the user's cache, so reinstalling the repo reuses them."""
+    xdg = env.get("XDG_CACHE_HOME")
+    if xdg:
+        return Path(xdg) / "routellm_demo"
+    home = env.get("HOME")
+    return (Path(home) if home else Path.home()) / ".cache" / "routellm_demo"

@@ -1,0 +1,408 @@
+"""Every LLM call goes through here, and through the ``openai`` client.
+
+Why one path: OpenAI, OpenRouter, Together, vLLM, Ollama and llama.cpp (the embedded pair) all speak
+the OpenAI API, so one client with a ``base_url`` covers them all, and the controller above sees
+one result type (:class:`Completion`) and one error type (:class:`EndpointError`) whatever the
+backend. The client never retries (``max_retries=0``): retrying or falling back to the other model
+is the controller's decision, made once, and logged.
+
+Two modes:
+
+- ``api="chat"``: ``/v1/chat/completions`` with the messages as they are.
+- ``api="completion"``: for base models without a usable chat template (the embedded Gemma 3 270M):
+  the conversation is rendered as a few-shot "User: / Assistant:" transcript
+  (:func:`fewshot_prompt`) and sent to ``/v1/completions``, cut at the spec's stop strings.
+
+Token usage comes from the API when it reports it (``source="api"``). llama.cpp's server reports no
+usage when streaming, so for embedded models the text is counted with the model's own tokenizer
+(``POST /extras/tokenize``, ``source="tokenizer"``; in chat mode the prompt is counted over a
+ChatML rendering of the messages, so a template's hidden default system prompt is not counted).
+Otherwise usage is estimated at 4 characters per token plus 4 tokens per message
+(``source="estimate"``), the usual rule of thumb for English text.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from typing import Iterator, Mapping, Sequence
+
+import openai
+
+from routellm_demo.config import Config, ConfigError, ModelEndpoint
+from routellm_demo.llm.local import LocalModelError, LocalServer
+
+PARAMS = ("temperature", "max_tokens", "stop", "seed", "top_p", "presence_penalty", "frequency_penalty")
+ERROR_KINDS = ("timeout", "connection", "auth", "http", "empty", "bad_response")
+
+FEWSHOT_INTRO = (
+    "The following is a conversation between a curious user and a helpful, knowledgeable assistant. "
+    "The assistant gives correct, clear and concise answers."
+)
+# Four short exchanges: enough for a 270M base model to pick up the turn format and a terse,
+# factual register; each answer fits on one line so the "\n\n" stop ends a turn cleanly.
+FEWSHOT_EXAMPLES = (
+    ("What is the capital of Japan?", "The capital of Japan is Tokyo."),
+    ("How many legs does a spider have?", "A spider has eight legs."),
+    ("Give me one tip for sleeping better.", "Go to bed and wake up at the same time every day, even on weekends."),
+    ("Why is the sky blue?", "Sunlight is scattered by the molecules in the air, and blue light is scattered "
+                             "much more than red light, so the sky looks blue."),
+)
+
+
+@dataclass(frozen=True)
+class Usage:
+    """Tokens in and out, and how they were counted: "api", "tokenizer" or "estimate"."""
+
+    prompt_tokens: int
+    completion_tokens: int
+    source: str
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+
+@dataclass(frozen=True)
+class Completion:
+    """One answer. ``model`` is the display name; ``ttft_ms`` is set for streamed answers only."""
+
+    text: str
+    model: str
+    usage: Usage
+    finish_reason: str | None
+    latency_ms: float
+    ttft_ms: float | None = None
+
+
+class EndpointError(RuntimeError):
+    """A failed call, classified so the controller can decide (fall back, tell the user).
+
+    ``kind`` is one of ERROR_KINDS; ``status`` the HTTP status when there was one. The message
+    names the model and never contains the key.
+    """
+
+    def __init__(self, model: str, kind: str, message: str, status: int | None = None):
+        super().__init__(message)
+        self.model = model
+        self.kind = kind
+        self.status = status
+
+
+# ---- prompts ----------------------------------------------------------------------------------
+
+
+def fewshot_prompt(messages: Sequence[Mapping[str, str]]) -> str:
+    """Render a conversation as a few-shot transcript ending in "Assistant:" for a base model."""
+    system = " ".join(m["content"].strip() for m in messages if m.get("role") == "system" and m.get("content"))
+    intro = FEWSHOT_INTRO + (f" The assistant follows these instructions: {system}" if system else "")
+    parts = [intro, ""]
+    for question, answer in FEWSHOT_EXAMPLES:
+        parts += [f"User: {question}", f"Assistant: {answer}", ""]
+    for m in messages:
+        role, content = m.get("role"), (m.get("content") or "").strip()
+        if role == "user":
+            parts.append(f"User: {content}")
+        elif role == "assistant":
+            parts += [f"Assistant: {content}", ""]
+    if not parts[-1].startswith("User:"):
+        # the conversation ends with an answer (or nothing): ask the model to continue anyway
+        while parts and parts[-1] == "":
+            parts.pop()
+        parts.append("")
+    return "\n".join(parts) + "\nAssistant:"
+
+
+def render_prompt(spec: ModelEndpoint, messages: Sequence[Mapping[str, str]]) -> str:
+    """The completion-mode prompt for ``spec``'s prompt format."""
+    if spec.prompt_format in (None, "fewshot"):
+        return fewshot_prompt(messages)
+    raise ValueError(f"unknown prompt_format {spec.prompt_format!r}")
+
+
+def warmup_prompt(spec: ModelEndpoint) -> str:
+    """What an embedded server evaluates once at start: the prefix every real prompt shares."""
+    return render_prompt(spec, [{"role": "user", "content": "Hello"}]) if spec.api == "completion" else "Hello"
+
+
+def _chatml(messages: Sequence[Mapping[str, str]]) -> str:
+    body = "".join(f"<|im_start|>{m.get('role', 'user')}\n{m.get('content') or ''}<|im_end|>\n" for m in messages)
+    return body + "<|im_start|>assistant\n"
+
+
+def estimate_tokens(text: str) -> int:
+    """The documented fallback: about 4 characters per token."""
+    return max(1, math.ceil(len(text) / 4)) if text else 0
+
+
+# ---- the endpoint -----------------------------------------------------------------------------
+
+
+class Endpoint:
+    """One model, called through the ``openai`` client.
+
+    For an embedded model (``spec.local``) the base URL comes from its :class:`LocalServer`, which
+    is started on first use and restarted once if found dead; pass ``server`` to share one.
+    """
+
+    def __init__(
+        self,
+        spec: ModelEndpoint,
+        *,
+        base_url: str | None = None,
+        environ: Mapping[str, str] | None = None,
+        server: LocalServer | None = None,
+    ):
+        self.spec = spec
+        self._environ = environ
+        self._base_url = base_url or spec.base_url
+        self.server = server
+        if self._base_url is None and server is None:
+            if spec.local is None:
+                raise ValueError(f"{spec.name}: no base_url and not an embedded model")
+            self.server = LocalServer(spec, warmup_prompt=warmup_prompt(spec))
+        self._client: openai.OpenAI | None = None
+        self._client_url: str | None = None
+        self._key: str | None = None
+        self._bos_tokens: int | None = None
+
+    def __repr__(self) -> str:
+        return f"Endpoint({self.spec.name!r}, base_url={self.base_url!r}, api={self.spec.api!r})"
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def base_url(self) -> str | None:
+        return self._base_url or (self.server.base_url if self.server else None)
+
+    def close(self) -> None:
+        """Stop this endpoint's embedded server, if it has one."""
+        if self.server is not None:
+            self.server.stop()
+
+    # -- public calls
+
+    def complete(self, messages: Sequence[Mapping[str, str]], **params) -> Completion:
+        """One answer, not streamed."""
+        request = self._request(messages, params)
+        prompt = request.pop("prompt", None)
+        for attempt in (0, 1):
+            client = self._client_for_call()
+            started = time.perf_counter()
+            try:
+                if self.spec.api == "chat":
+                    response = client.chat.completions.create(model=self.spec.model, messages=list(messages), **request)
+                    choice = response.choices[0]
+                    text = choice.message.content or ""
+                else:
+                    response = client.completions.create(model=self.spec.model, prompt=prompt, **request)
+                    choice = response.choices[0]
+                    text = choice.text or ""
+                break
+            except openai.OpenAIError as e:
+                if attempt == 0 and self._restarted_dead_server(e):
+                    continue
+                raise self._error(e) from e
+            except (IndexError, AttributeError, TypeError) as e:
+                raise EndpointError(self.name, "bad_response", f"{self.name}: malformed response ({e})") from e
+        latency_ms = (time.perf_counter() - started) * 1000
+        text = text.strip()
+        if not text:
+            raise EndpointError(self.name, "empty", f"{self.name}: returned an empty answer "
+                                                    f"(finish_reason={choice.finish_reason})")
+        usage = response.usage
+        if usage is not None and usage.prompt_tokens is not None and usage.completion_tokens is not None:
+            counted = Usage(usage.prompt_tokens, usage.completion_tokens, "api")
+        else:
+            counted = self._count(messages, text)
+        return Completion(text, self.name, counted, choice.finish_reason, latency_ms)
+
+    def stream(self, messages: Sequence[Mapping[str, str]], **params) -> Iterator[str | Completion]:
+        """Yield text pieces as they arrive, then exactly one final :class:`Completion`."""
+        request = self._request(messages, params)
+        prompt = request.pop("prompt", None)
+        for attempt in (0, 1):
+            client = self._client_for_call()
+            started = time.perf_counter()
+            pieces: list[str] = []
+            ttft_ms = None
+            finish_reason = None
+            api_usage = None
+            try:
+                if self.spec.api == "chat":
+                    stream = client.chat.completions.create(model=self.spec.model, messages=list(messages),
+                                                            stream=True, stream_options={"include_usage": True},
+                                                            **request)
+                else:
+                    stream = client.completions.create(model=self.spec.model, prompt=prompt, stream=True,
+                                                       stream_options={"include_usage": True}, **request)
+                with stream:
+                    for chunk in stream:
+                        if getattr(chunk, "usage", None) is not None:
+                            api_usage = chunk.usage
+                        if not chunk.choices:
+                            continue
+                        choice = chunk.choices[0]
+                        if choice.finish_reason:
+                            finish_reason = choice.finish_reason
+                        piece = (choice.delta.content if self.spec.api == "chat" else choice.text) or ""
+                        if not pieces:
+                            piece = piece.lstrip()  # base models start with a space after "Assistant:"
+                        if not piece:
+                            continue
+                        if ttft_ms is None:
+                            ttft_ms = (time.perf_counter() - started) * 1000
+                        pieces.append(piece)
+                        yield piece
+                break
+            except openai.OpenAIError as e:
+                if not pieces and attempt == 0 and self._restarted_dead_server(e):
+                    continue
+                raise self._error(e) from e
+            except (IndexError, AttributeError, TypeError) as e:
+                raise EndpointError(self.name, "bad_response", f"{self.name}: malformed stream chunk ({e})") from e
+        latency_ms = (time.perf_counter() - started) * 1000
+        text = "".join(pieces).strip()
+        if not text:
+            raise EndpointError(self.name, "empty", f"{self.name}: returned an empty answer "
+                                                    f"(finish_reason={finish_reason})")
+        if api_usage is not None and api_usage.prompt_tokens is not None and api_usage.completion_tokens is not None:
+            usage = Usage(api_usage.prompt_tokens, api_usage.completion_tokens, "api")
+        else:
+            usage = self._count(messages, text)
+        yield Completion(text, self.name, usage, finish_reason, latency_ms, ttft_ms)
+
+    # -- plumbing
+
+    def _request(self, messages, params) -> dict:
+        """Validated request parameters: max_tokens capped by the spec, stop strings merged."""
+        if not messages:
+            raise ValueError("messages must not be empty")
+        unknown = sorted(set(params) - set(PARAMS))
+        if unknown:
+            raise TypeError(f"unsupported parameter(s): {', '.join(unknown)} (supported: {', '.join(PARAMS)})")
+        request = {k: v for k, v in params.items() if v is not None}
+        request["max_tokens"] = max(1, min(int(request.get("max_tokens", self.spec.max_tokens)), self.spec.max_tokens))
+        if "temperature" not in request and self.spec.temperature is not None:
+            request["temperature"] = self.spec.temperature
+        extra = request.pop("stop", None)
+        extra = [extra] if isinstance(extra, str) else list(extra or [])
+        stop = list(dict.fromkeys([*self.spec.stop, *extra]))
+        if stop:
+            request["stop"] = stop
+        if self.spec.api == "completion":
+            request["prompt"] = render_prompt(self.spec, messages)
+        return request
+
+    def _client_for_call(self) -> openai.OpenAI:
+        """The client for the current base URL (an embedded server may have moved port on restart)."""
+        url = self._base_url
+        if url is None:
+            try:
+                url = self.server.ensure_running()  # type: ignore[union-attr]
+            except LocalModelError as e:
+                raise EndpointError(self.name, "connection", str(e)) from e
+        if self._client is None or self._client_url != url:
+            try:
+                self._key = self.spec.api_key(self._environ)
+            except ConfigError as e:
+                raise EndpointError(self.name, "auth", f"{self.name}: {e}") from None
+            self._client = openai.OpenAI(
+                base_url=url,
+                api_key=self._key or "no-key-needed",  # the client insists on a non-empty key
+                timeout=self.spec.timeout,
+                max_retries=0,
+            )
+            self._client_url = url
+        return self._client
+
+    def _restarted_dead_server(self, error: Exception) -> bool:
+        """After a connection failure: if our embedded server died, restart it (once) and retry."""
+        if self.server is None or not isinstance(error, openai.APIConnectionError):
+            return False
+        if isinstance(error, openai.APITimeoutError) or self.server.is_alive(grace=1.0):
+            return False
+        try:
+            self.server.ensure_running()
+        except LocalModelError as e:
+            raise EndpointError(self.name, "connection", str(e)) from e
+        return True
+
+    def _error(self, e: Exception) -> EndpointError:
+        """Map an openai exception to an EndpointError with a message that names the model."""
+        name, url = self.name, self._client_url or self.base_url
+        if isinstance(e, openai.APITimeoutError):
+            return EndpointError(name, "timeout", f"{name}: no answer within {self.spec.timeout:g}s from {url}")
+        if isinstance(e, openai.APIConnectionError):
+            cause = e.__cause__
+            while cause is not None and cause.__cause__ is not None:
+                cause = cause.__cause__
+            detail = f" ({self._scrub(str(cause))})" if cause is not None and str(cause) else ""
+            return EndpointError(name, "connection", f"{name}: cannot connect to {url}{detail}")
+        if isinstance(e, (openai.AuthenticationError, openai.PermissionDeniedError)):
+            hint = (f"check {self.spec.api_key_env}" if self.spec.api_key_env
+                    else "the endpoint wants a key: set api_key_env")
+            return EndpointError(name, "auth", f"{name}: authentication failed (HTTP {e.status_code}) at {url}: {hint}",
+                                 e.status_code)
+        if isinstance(e, openai.APIStatusError):
+            message = self._scrub(str(getattr(e, "message", "") or e)).strip().splitlines()
+            first = message[0][:200] if message else ""
+            return EndpointError(name, "http", f"{name}: HTTP {e.status_code} from {url}: {first}", e.status_code)
+        return EndpointError(name, "bad_response", f"{name}: bad response from {url}: {self._scrub(str(e))[:200]}")
+
+    def _scrub(self, text: str) -> str:
+        return text.replace(self._key, "***") if self._key else text
+
+    # -- token counting when the API gives none
+
+    def _count(self, messages, text: str) -> Usage:
+        prompt_text = render_prompt(self.spec, messages) if self.spec.api == "completion" else _chatml(messages)
+        if self.server is not None:
+            try:
+                bos = self._bos()
+                prompt = len(self._tokenize(prompt_text))
+                completion = len(self._tokenize(text)) - bos
+                return Usage(prompt, max(completion, 1), "tokenizer")
+            except (OSError, ValueError, KeyError):
+                pass  # fall through to the estimate
+        prompt = sum(estimate_tokens(m.get("content") or "") + 4 for m in messages) if self.spec.api == "chat" \
+            else estimate_tokens(prompt_text)
+        return Usage(prompt, estimate_tokens(text), "estimate")
+
+    def _bos(self) -> int:
+        """Tokens the tokenizer adds to any text (BOS for Gemma, none for SmolLM2)."""
+        if self._bos_tokens is None:
+            self._bos_tokens = len(self._tokenize(""))
+        return self._bos_tokens
+
+    def _tokenize(self, text: str) -> list[int]:
+        """llama-cpp-python's ``POST /extras/tokenize`` ({"input": str} -> {"tokens": [int]})."""
+        root = (self._client_url or self.base_url or "").rstrip("/").removesuffix("/v1")
+        request = urllib.request.Request(
+            f"{root}/extras/tokenize", data=json.dumps({"input": text}).encode(), method="POST",
+            headers={"Content-Type": "application/json"},
+        )
+        if self._key:
+            request.add_header("Authorization", f"Bearer {self._key}")
+        with urllib.request.urlopen(request, timeout=min(self.spec.timeout, 10)) as response:
+            return list(json.load(response)["tokens"])
+
+
+def make_endpoints(config: Config, environ: Mapping[str, str] | None = None) -> dict[str, Endpoint]:
+    """Endpoints for the "strong" and "weak" roles; one LocalServer per embedded model, shared."""
+    servers: dict[str, LocalServer] = {}
+    endpoints = {}
+    for role in ("strong", "weak"):
+        spec = config.endpoint(role)
+        server = None
+        if spec.base_url is None and spec.local is not None:
+            server = servers.get(spec.local) or LocalServer.from_config(spec, config, warmup_prompt=warmup_prompt(spec))
+            servers[spec.local] = server
+        endpoints[role] = Endpoint(spec, environ=environ, server=server)
+    return endpoints
