@@ -271,6 +271,24 @@ def cmd_chat(args) -> int:
     return 0
 
 
+def cmd_serve(args) -> int:
+    """The OpenAI-compatible router server (RouteLLM's openai_server, on our routers)."""
+    from routellm_demo.server import serve
+
+    config = _config(args)
+    rt = _runtime(args)
+    try:
+        token = config.api_token()
+        host = args.host or config.host
+        port = args.port or config.port
+        print(f"routellm_demo server on http://{host}:{port}/v1 (auth: {'bearer token' if token else 'none'}); "
+              f"models: router-<router>-<threshold>, {config.strong.name!r}, {config.weak.name!r}", file=sys.stderr)
+        serve(rt, host=host, port=port, api_token=token)
+    finally:
+        rt.close()
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from routellm_demo.routers import ROUTER_NAMES
 
@@ -332,6 +350,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--threshold", type=float)
     s.add_argument("--max-tokens", type=int, default=256)
     s.set_defaults(func=cmd_chat)
+
+    s = sub.add_parser("serve", help="OpenAI-compatible router server (set ROUTELLM_DEMO_API_TOKEN to require a bearer token)")
+    s.add_argument("--host", help="default: the config's server.host (127.0.0.1)")
+    s.add_argument("--port", type=int, help="default: the config's server.port (6060, as RouteLLM)")
+    s.set_defaults(func=cmd_serve)
 
     s = sub.add_parser("savings", help="running totals from the routing log")
     s.add_argument("--session")

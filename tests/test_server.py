@@ -167,3 +167,17 @@ def test_hanging_upstream_is_504(tmp_path, hanging_upstream):
             c.chat.completions.create(model="router-elo-1.0", messages=MSG, max_tokens=5)
         assert e.value.status_code == 504 and "Hanging model" in e.value.body["message"]
     rt.close()
+
+
+def test_32_concurrent_clients_no_failed_request(base_url):
+    """Bounded, loopback-only load: 32 clients at once, every request answered (figures: benchmarks/server_load.py)."""
+    import sys
+
+    sys.path.insert(0, str(__import__("conftest").REPO / "benchmarks"))
+    from server_load import run_load
+
+    url, rt = base_url
+    before = len(rt.store.decisions())
+    r = run_load(url, clients=32, requests=1, max_tokens=1, model="router-random-0.5", api_key=TOKEN)
+    assert r["failed"] == 0, r["errors"]
+    assert len(rt.store.decisions()) == before + 32
