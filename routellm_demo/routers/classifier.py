@@ -1,0 +1,129 @@
+"""RouteLLM's classifier router, sized for a CPU.
+
+RouteLLM's ``bert`` router fine-tunes BERT to predict, from the prompt alone, whether the strong model
+wins. Here the sentence encoder stays frozen and only a small head is trained on its 384-d embedding:
+logistic regression (``hidden=0``) or one hidden ReLU layer. Unlike MF it can only use battles between
+the strong and the weak role (it has no notion of other players), with ties as soft 0.5 targets.
+
+Training uses torch (imported only in ``fit``); prediction is plain numpy, so a loaded checkpoint
+predicts exactly as the fitted router did, without torch.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from routellm_demo.battles import Battles
+from routellm_demo.routers.base import Router
+from routellm_demo.routers.checkpoint import load_checkpoint, save_checkpoint
+from routellm_demo.routers.mf import check_battles, check_embeddings, sigmoid, train_minibatches
+
+
+class ClassifierRouter(Router):
+    """Classifier on frozen prompt embeddings (RouteLLM "bert", CPU-sized): P(strong wins | prompt)."""
+
+    name = "classifier"
+
+    def __init__(
+        self,
+        hidden: int = 0,
+        alpha: float = 1e-3,
+        epochs: int = 20,
+        lr: float = 1e-2,
+        batch_size: int = 256,
+        random_state: int = 0,
+    ):
+        self.hidden = hidden
+        self.alpha = alpha
+        self.epochs = epochs
+        self.lr = lr
+        self.batch_size = batch_size
+        self.random_state = random_state
+
+    def get_params(self) -> dict:
+        return {k: getattr(self, k) for k in ("hidden", "alpha", "epochs", "lr", "batch_size", "random_state")}
+
+    # -- fitting -----------------------------------------------------------------------------------
+    def fit(self, battles: Battles) -> "ClassifierRouter":
+        """Fit on the strong-vs-weak battles only; loss = soft-target BCE + alpha * squared weights."""
+        import torch
+
+        x_all = check_battles(battles)
+        target = battles.strong_outcome()
+        keep = ~np.isnan(target)
+        if not keep.any():
+            raise ValueError(
+                "no strong-vs-weak battles to fit the classifier on "
+                "(it needs battles where one side played the strong role and the other the weak role)"
+            )
+        g = torch.Generator().manual_seed(int(self.random_state))
+        x = torch.from_numpy(np.ascontiguousarray(x_all[keep]))
+        y = torch.from_numpy(target[keep].astype(np.float32))
+        n, d = x.shape
+
+        # Seeded init (not torch's global RNG): same seed, same router. Bias starts at the
+        # base rate so early epochs learn the prompt dependence, not the average.
+        base = float(np.clip(target[keep].mean(), 1e-3, 1 - 1e-3))
+        weights = []
+        if self.hidden:
+            weights.append((torch.randn(d, self.hidden, generator=g) * (2.0 / d) ** 0.5).requires_grad_())
+            biases = [torch.zeros(self.hidden, requires_grad=True)]
+            fan_in = self.hidden
+        else:
+            biases = []
+            fan_in = d
+        weights.append((torch.randn(fan_in, generator=g) * 0.01).requires_grad_())
+        biases.append(torch.tensor(float(np.log(base / (1 - base))), requires_grad=True))
+        params = weights + biases
+
+        def logits(xb):
+            h = xb
+            if self.hidden:
+                h = torch.relu(h @ weights[0] + biases[0])
+            return h @ weights[-1] + biases[-1]
+
+        def loss_of_batch(idx):
+            bce = torch.nn.functional.binary_cross_entropy_with_logits(logits(x[idx]), y[idx])
+            return bce + self.alpha * sum((wt**2).sum() for wt in weights)
+
+        opt = torch.optim.Adam(params, lr=self.lr)
+        self.loss_history_ = train_minibatches(
+            loss_of_batch, n, epochs=self.epochs, batch_size=self.batch_size, optimizer=opt, generator=g
+        )
+        self.weights_ = [wt.detach().numpy().astype(np.float32) for wt in weights]
+        self.biases_ = [np.asarray(bs.detach().numpy(), dtype=np.float32) for bs in biases]
+        self.n_features_in_ = int(d)
+        self.n_battles_ = int(n)
+        return self
+
+    # -- prediction --------------------------------------------------------------------------------
+    def decision_function(self, embeddings: np.ndarray) -> np.ndarray:
+        """Logit of P(strong wins) per prompt."""
+        h = check_embeddings(embeddings, self.n_features_in_)
+        if len(self.weights_) == 2:
+            h = np.maximum(h @ self.weights_[0] + self.biases_[0], 0.0)
+        return h @ self.weights_[-1] + self.biases_[-1]
+
+    def win_probability(self, embeddings: np.ndarray) -> np.ndarray:
+        return sigmoid(self.decision_function(embeddings)).astype(np.float64)
+
+    def info(self) -> dict:
+        return {**super().info(), **self.get_params()}
+
+    # -- persistence -------------------------------------------------------------------------------
+    def save(self, path):
+        """One small .npz (weights + hyperparameters, no pickle); returns its path."""
+        arrays = {f"weight{i}": wt for i, wt in enumerate(self.weights_)}
+        arrays.update({f"bias{i}": bs for i, bs in enumerate(self.biases_)})
+        return save_checkpoint(path, self.name, self.get_params(), arrays, n_battles=self.n_battles_)
+
+    @classmethod
+    def load(cls, path) -> "ClassifierRouter":
+        meta, arrays = load_checkpoint(path, cls.name)
+        router = cls(**meta["hyperparameters"])
+        layers = 2 if router.hidden else 1
+        router.weights_ = [arrays[f"weight{i}"] for i in range(layers)]
+        router.biases_ = [arrays[f"bias{i}"] for i in range(layers)]
+        router.n_features_in_ = int(router.weights_[0].shape[0])
+        router.n_battles_ = int(meta["n_battles"])
+        return router

@@ -1,0 +1,207 @@
+"""MF and classifier routers: they learn where the strong model wins, and persist exactly."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from routellm_demo.battles import Battles
+from routellm_demo.routers.checkpoint import load_checkpoint, load_router, write_model_card
+from routellm_demo.routers.classifier import ClassifierRouter
+from routellm_demo.routers.mf import MFRouter
+
+D = 384
+
+
+def _direction() -> np.ndarray:
+    u = np.zeros(D, dtype=np.float32)
+    u[7] = 1.0
+    return u
+
+
+def _prompts(rng, n: int):
+    """Unit vectors with a clear +/- component along the hidden direction; returns (x, side)."""
+    side = rng.choice([-1.0, 1.0], size=n)
+    x = rng.normal(size=(n, D)) / np.sqrt(D) + 0.4 * side[:, None] * _direction()
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    return x.astype(np.float32), side
+
+
+def synthetic_battles(n: int = 2000, seed: int = 0, n_arena: int = 200) -> Battles:
+    """Strong wins 85% where side=+1, loses 85% where side=-1, 15% ties; sides shuffled;
+    plus arena battles between two other models."""
+    rng = np.random.default_rng(seed)
+    x, side = _prompts(rng, n)
+    strong_wins = np.where(side > 0, rng.random(n) < 0.85, rng.random(n) < 0.15).astype(float)
+    y_strong = np.where(rng.random(n) < 0.15, 0.5, strong_wins)
+    strong_is_a = rng.random(n) < 0.5
+    a = np.where(strong_is_a, 0, 1)
+    b = 1 - a
+    outcome = np.where(strong_is_a, y_strong, 1.0 - y_strong)
+    xa, _ = _prompts(rng, n_arena)
+    a = np.concatenate([a, np.full(n_arena, 2)])
+    b = np.concatenate([b, np.full(n_arena, 3)])
+    outcome = np.concatenate([outcome, rng.choice([0.0, 0.5, 1.0], size=n_arena)])
+    return Battles(["strong", "weak", "model-x", "model-y"], a, b, outcome, np.concatenate([x, xa]))
+
+
+ROUTERS = {
+    "mf": lambda: MFRouter(),
+    "logistic": lambda: ClassifierRouter(hidden=0),
+    "mlp": lambda: ClassifierRouter(hidden=16),
+}
+
+
+@pytest.fixture(scope="module")
+def battles() -> Battles:
+    return synthetic_battles()
+
+
+@pytest.fixture(scope="module")
+def fitted(battles):
+    return {name: make().fit(battles) for name, make in ROUTERS.items()}
+
+
+@pytest.fixture(scope="module")
+def test_prompts():
+    return _prompts(np.random.default_rng(123), 1000)
+
+
+def _auc(score: np.ndarray, positive: np.ndarray) -> float:
+    """Probability that a random positive outscores a random negative (ties count half)."""
+    pos, neg = score[positive], score[~positive]
+    greater = (pos[:, None] > neg[None, :]).mean()
+    equal = (pos[:, None] == neg[None, :]).mean()
+    return float(greater + 0.5 * equal)
+
+
+@pytest.mark.parametrize("name", list(ROUTERS))
+def test_router_learns_where_strong_wins(fitted, test_prompts, name):
+    x, side = test_prompts
+    p = fitted[name].win_probability(x)
+    assert p.shape == (len(x),)
+    assert np.all((p >= 0) & (p <= 1))
+    assert p[side > 0].mean() - p[side < 0].mean() > 0.15
+    assert _auc(p, side > 0) > 0.95
+
+
+@pytest.mark.parametrize("name", list(ROUTERS))
+def test_training_loss_goes_down(fitted, name):
+    history = fitted[name].loss_history_
+    assert history[-1] < history[0]
+
+
+@pytest.mark.parametrize("name", list(ROUTERS))
+def test_n_battles(fitted, battles, name):
+    expected = len(battles) if name == "mf" else int((~np.isnan(battles.strong_outcome())).sum())
+    assert fitted[name].n_battles_ == expected
+    assert fitted[name].info()["n_battles"] == expected
+
+
+@pytest.mark.parametrize("name", list(ROUTERS))
+def test_save_load_round_trip(fitted, test_prompts, tmp_path, name):
+    router = fitted[name]
+    path = router.save(tmp_path / f"{name}.npz")
+    assert path.stat().st_size < 1_000_000
+    for loaded in (type(router).load(path), load_router(path)):
+        assert type(loaded) is type(router)
+        assert loaded.get_params() == router.get_params()
+        assert loaded.n_battles_ == router.n_battles_
+        np.testing.assert_array_equal(loaded.win_probability(test_prompts[0]), router.win_probability(test_prompts[0]))
+
+
+def test_save_appends_npz_suffix(fitted, tmp_path):
+    path = fitted["mf"].save(tmp_path / "router")
+    assert path.name == "router.npz" and path.exists()
+
+
+def test_checkpoint_has_no_pickle(fitted, tmp_path):
+    path = fitted["mlp"].save(tmp_path / "c.npz")
+    with np.load(path, allow_pickle=False) as z:  # would raise on object arrays
+        assert all(z[k].dtype != object for k in z.files)
+    meta, _ = load_checkpoint(path)
+    assert meta["kind"] == "classifier" and meta["hyperparameters"]["hidden"] == 16
+
+
+def test_load_refuses_other_kind(fitted, tmp_path):
+    path = fitted["mf"].save(tmp_path / "mf.npz")
+    with pytest.raises(ValueError, match="not 'classifier'"):
+        ClassifierRouter.load(path)
+
+
+def test_load_refuses_foreign_npz(tmp_path):
+    path = tmp_path / "x.npz"
+    np.savez(path, a=np.zeros(3))
+    with pytest.raises(ValueError, match="not a router checkpoint"):
+        MFRouter.load(path)
+
+
+@pytest.mark.parametrize("name", list(ROUTERS))
+def test_same_seed_same_router(name):
+    small = synthetic_battles(n=400, seed=1, n_arena=40)
+    x = small.embeddings[:50]
+    make = ROUTERS[name]
+    p1 = make().fit(small).win_probability(x)
+    p2 = make().fit(small).win_probability(x)
+    np.testing.assert_array_equal(p1, p2)
+    other = make()
+    other.random_state = 99
+    assert not np.array_equal(p1, other.fit(small).win_probability(x))
+
+
+def test_mf_uses_all_players(fitted):
+    mf = fitted["mf"]
+    assert mf.players_ == ["strong", "weak", "model-x", "model-y"]
+    assert mf.player_vectors_.shape == (4, mf.dim)
+    assert mf.scores(np.ones((2, D), dtype=np.float32) / np.sqrt(D)).shape == (2, 4)
+
+
+def test_classifier_needs_strong_vs_weak_battles():
+    rng = np.random.default_rng(0)
+    x, _ = _prompts(rng, 20)
+    arena_only = Battles(["strong", "weak", "m1", "m2"], np.full(20, 2), np.full(20, 3), rng.random(20) < 0.5, x)
+    with pytest.raises(ValueError, match="no strong-vs-weak battles"):
+        ClassifierRouter().fit(arena_only)
+    with pytest.raises(ValueError, match="must both appear"):
+        MFRouter().fit(arena_only)
+
+
+@pytest.mark.parametrize("name", list(ROUTERS))
+def test_empty_battles_refused(name):
+    empty = Battles(["strong", "weak"], [], [], [], np.zeros((0, D), dtype=np.float32))
+    with pytest.raises(ValueError, match="no battles"):
+        ROUTERS[name]().fit(empty)
+
+
+@pytest.mark.parametrize("name", list(ROUTERS))
+def test_battles_without_embeddings_refused(name):
+    bare = Battles(["strong", "weak"], [0, 1], [1, 0], [1.0, 0.0])
+    with pytest.raises(ValueError, match="no prompt embeddings"):
+        ROUTERS[name]().fit(bare)
+
+
+def test_wrong_embedding_width_refused(fitted):
+    with pytest.raises(ValueError, match="fitted on 384"):
+        fitted["mf"].win_probability(np.zeros((2, 100), dtype=np.float32))
+    with pytest.raises(ValueError, match="fitted on 384"):
+        fitted["logistic"].win_probability(np.zeros((2, 100), dtype=np.float32))
+
+
+def test_model_card(fitted, tmp_path):
+    router = fitted["mf"]
+    card = write_model_card(
+        tmp_path / "mf.md",
+        router,
+        data_description="synthetic battles",
+        command="python -m routellm_demo.train --router mf",
+        metrics={"held-out AUC": 0.98765},
+        checkpoint="mf.npz",
+    )
+    text = card.read_text()
+    assert "# Model card: `mf` router" in text
+    assert "synthetic battles" in text
+    assert "python -m routellm_demo.train --router mf" in text
+    assert f"Battles used: {router.n_battles_}" in text
+    assert "| held-out AUC | 0.9877 |" in text
+    assert "`dim=64`" in text
+    assert "Intended use and limits" in text
