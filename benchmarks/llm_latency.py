@@ -73,14 +73,57 @@ def format_line(result: dict) -> str:
             f"tok_per_s={result['tok_per_s']:.1f} n={result['n']} median_completion_tokens={result['completion_tokens']:.0f}")
 
 
+def measure_routing(config: Config, prompts=PROMPTS, routers=("elo", "sw_ranking", "mf")) -> dict:
+    """Median routing overhead per router: embed an uncached prompt + score it, as the controller does.
+
+    sw_ranking is fitted on the configured store's battles (as the app does); mf from its checkpoint.
+    """
+    import tempfile
+    import time
+
+    from routellm_demo.embeddings import Embedder
+    from routellm_demo.store import Store
+    from routellm_demo.training import RouterSet
+
+    store = Store(config.db_path)
+    emb = Embedder(Store(Path(tempfile.mkdtemp()) / "cold.db"))  # a cold cache: every prompt is new
+    emb.embed(["warm up the model"])
+    routers = RouterSet(store, Embedder(store), checkpoint_dir=config.checkpoint_dir, role_map=config.role_map)
+    out = {}
+    for name in routers_available(routers, routers_wanted=routers):
+        times = []
+        for i, prompt in enumerate(prompts):
+            t = time.perf_counter()
+            routers.score(name, emb.embed([f"{prompt} ({name} {i})"]))
+            times.append((time.perf_counter() - t) * 1000)
+        out[name] = {"routing_ms": statistics.median(times), "battles": len(routers.battles())}
+    store.close()
+    return out
+
+
+def routers_available(routers, routers_wanted):
+    for name in routers_wanted:
+        try:
+            routers.get(name)
+        except Exception as e:  # e.g. no mf checkpoint: say so, measure the others
+            print(f"routing {name}: skipped ({e})")
+            continue
+        yield name
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--max-tokens", type=int, default=64)
     parser.add_argument("--prompts", type=int, default=5, help=f"how many prompts (at most {len(PROMPTS)})")
     args = parser.parse_args(argv)
     config = load_config()
+    results = []
     for local in ("smollm2", "gemma3"):
-        print(format_line(measure_local(local, config, PROMPTS[: args.prompts], args.max_tokens)), flush=True)
+        results.append(measure_local(local, config, PROMPTS[: args.prompts], args.max_tokens))
+        print(format_line(results[-1]), flush=True)
+    for name, r in measure_routing(config).items():
+        shares = " ".join(f"pct_of_ttft_{res['model']}={100 * r['routing_ms'] / res['ttft_ms']:.1f}" for res in results)
+        print(f"routing {name} battles={r['battles']} routing_ms={r['routing_ms']:.1f} {shares}", flush=True)
 
 
 if __name__ == "__main__":

@@ -150,7 +150,8 @@ def cmd_train(args) -> int:
         names = ["mf", "classifier"] if args.router == "all" else [args.router]
         out = Path(args.out) if args.out else config.checkpoint_dir
         for name in names:
-            report = train_and_save(rt, name, out_dir=out, sources=args.sources, command=" ".join(sys.argv))
+            report = train_and_save(rt, name, out_dir=out, sources=args.sources,
+                                    command="python -m routellm_demo " + " ".join(sys.argv[1:]))
             print(json.dumps(report, indent=2))
     finally:
         rt.close()
