@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Iterator, Mapping, Sequence
 
 from routellm_demo.battles import STRONG, WEAK
+from routellm_demo.embeddings import load_model
 from routellm_demo.llm.costs import cost_usd
 from routellm_demo.llm.endpoints import Completion, Endpoint, EndpointError, make_endpoints
 from routellm_demo.routers import check_router, check_threshold
@@ -167,6 +168,8 @@ class Controller:
         t = check_threshold(self.config.threshold if threshold is None else threshold)
         if not isinstance(prompt, str) or not prompt.strip():
             raise BadRequestError("the prompt is empty; type a question")
+        load_model()  # once per process: loading the model or fitting the router is not routing time
+        self.routers.get(name)
         start = time.perf_counter()
         vector = self.embedder.embed([prompt])
         score = float(self.routers.score(name, vector)[0])
