@@ -101,7 +101,31 @@ _STEPS: list[tuple[str, list[str]]] = [
         )""",
         "CREATE INDEX idx_routing_log_session ON routing_log (session_id)",
     ]),
+    # Arena battles waiting for a vote. The models and their positions live here, server-side, so a
+    # vote names only the battle id and an outcome; the browser never says which model was which.
+    ("0004_arena_pending", [
+        """CREATE TABLE arena_pending (
+            battle_id TEXT PRIMARY KEY,
+            session_id TEXT NOT NULL,
+            prompt TEXT NOT NULL,
+            model_a TEXT NOT NULL,
+            model_b TEXT NOT NULL,
+            strong_side TEXT NOT NULL CHECK (strong_side IN ('a', 'b')),
+            status TEXT NOT NULL CHECK (status IN ('asked', 'answered', 'failed', 'voted')),
+            answer_a TEXT,
+            answer_b TEXT,
+            error TEXT,
+            outcome TEXT,
+            battle_row_id INTEGER,
+            created_at TEXT NOT NULL,
+            answered_at TEXT,
+            voted_at TEXT
+        )""",
+        "CREATE INDEX idx_arena_pending_session ON arena_pending (session_id)",
+    ]),
 ]
+ARENA_SOURCE = "arena-vote"
+PENDING_STATUSES = ("asked", "answered", "failed", "voted")
 SCHEMA_VERSION = len(_STEPS)
 
 
@@ -459,6 +483,87 @@ class Store:
             "saved": saved,
             "saved_pct": 100.0 * saved / all_strong if all_strong > 0 else 0.0,
         }
+
+    # -- arena: pending battles and votes --------------------------------------------------------
+
+    def add_pending(
+        self, *, battle_id: str, session_id: str, prompt: str, model_a: str, model_b: str, strong_side: str,
+    ) -> None:
+        """Record a battle that is being answered (status "asked")."""
+        for name, value in (("battle_id", battle_id), ("session_id", session_id), ("prompt", prompt),
+                            ("model_a", model_a), ("model_b", model_b)):
+            _check_text(name, value)
+        if strong_side not in ("a", "b"):
+            raise ValueError(f"strong_side must be 'a' or 'b', got {strong_side!r}")
+        with self._access() as db, db.atomic():
+            db.conn.execute(
+                "INSERT INTO arena_pending (battle_id, session_id, prompt, model_a, model_b, strong_side, status, "
+                "created_at) VALUES (?, ?, ?, ?, ?, ?, 'asked', ?)",
+                (battle_id, session_id, prompt, model_a, model_b, strong_side, utc_now()))
+
+    def pending(self, battle_id: str) -> dict | None:
+        """One arena battle (any status), or None."""
+        with self._access() as db:
+            rows = list(db.query("SELECT * FROM arena_pending WHERE battle_id = ?", [battle_id]))
+        return rows[0] if rows else None
+
+    def finish_pending(self, battle_id: str, *, answer_a: str | None, answer_b: str | None,
+                       error: str | None = None) -> bool:
+        """Store both answers ("answered", votable) or the failure ("failed"); only from "asked"."""
+        for name, value in (("answer_a", answer_a), ("answer_b", answer_b), ("error", error)):
+            _check_text(name, value, required=False)
+        status = "failed" if error else "answered"
+        with self._access() as db, db.atomic():
+            cur = db.conn.execute(
+                "UPDATE arena_pending SET status = ?, answer_a = ?, answer_b = ?, error = ?, answered_at = ? "
+                "WHERE battle_id = ? AND status = 'asked'",
+                (status, answer_a, answer_b, error, utc_now(), battle_id))
+            return cur.rowcount == 1
+
+    def record_vote(self, *, battle_id: str, session_id: str, outcome: str, battle: Mapping) -> int | None:
+        """In ONE transaction: insert the battle row and mark the pending battle voted.
+
+        Returns the new battle's id, or None (and nothing written) when the pending battle is not
+        this session's, not "answered" (unknown, already voted, failed) or the uid is taken; the
+        caller checks first to give a clear reason, this guard settles races between two votes.
+        """
+        unknown = set(battle) - _BATTLE_FIELDS
+        if unknown:
+            raise ValueError(f"unknown battle fields: {sorted(unknown)}")
+        row = _battle_row(**battle)
+        try:
+            with self._access() as db, db.atomic():
+                cur = db.conn.execute(_INSERT_BATTLE, row)
+                if cur.rowcount != 1:
+                    raise _Abort
+                new_id = cur.lastrowid
+                cur = db.conn.execute(
+                    "UPDATE arena_pending SET status = 'voted', outcome = ?, battle_row_id = ?, voted_at = ? "
+                    "WHERE battle_id = ? AND session_id = ? AND status = 'answered'",
+                    (outcome, new_id, utc_now(), battle_id, session_id))
+                if cur.rowcount != 1:
+                    raise _Abort
+                return new_id
+        except _Abort:
+            return None
+
+    def count_pending(self) -> dict[str, int]:
+        """Arena battles by status."""
+        with self._access() as db:
+            return {r["status"]: r["n"] for r in db.query(
+                "SELECT status, count(*) AS n FROM arena_pending GROUP BY status ORDER BY status")}
+
+    def delete_arena_votes(self) -> dict[str, int]:
+        """Delete every arena vote (battles of source "arena-vote") and every arena battle, in one
+        transaction. Returns how many of each were deleted."""
+        with self._access() as db, db.atomic():
+            votes = db.conn.execute("DELETE FROM battles WHERE source = ?", (ARENA_SOURCE,)).rowcount
+            pending = db.conn.execute("DELETE FROM arena_pending").rowcount
+        return {"votes": votes, "pending": pending}
+
+
+class _Abort(Exception):
+    """Raised inside a transaction to roll it back."""
 
 
 _INSERT_BATTLE = (
