@@ -1,0 +1,410 @@
+"""The arena: one prompt, both models side by side, a vote that teaches the router at once.
+
+The vote path (DESIGN.md): ``vote(battle_id, outcome, session_id)`` -> one transaction writes the
+battle row and marks the pending battle voted -> the online routers absorb the row
+(``RouterSet.absorb``: sw_ranking appends it, elo refits) -> ratings are refit from pair counts ->
+the before/after figures go back to the shell.
+
+Integrity rules, all enforced here and in the store, never by the browser:
+
+- the models and their positions are chosen and kept server-side (``arena_pending``); the shell
+  only holds a random battle id (uuid4 hex) and sends back an outcome "A", "B", "tie" or "bothbad";
+- a battle can be voted on once, only by the session that asked it, and only once both answers are
+  in; anything else is a :class:`VoteError` and nothing is written;
+- the battle row and the "voted" mark are written in ONE transaction (``Store.record_vote``), whose
+  conditional update also settles two votes racing for the same battle.
+
+Both answers are streamed *concurrently* (one thread per model, merged through a queue). Why not one
+after the other: the two embedded models are separate llama.cpp processes, so on two cores they run
+in parallel and the round takes max(A, B) instead of A + B; and both panes fill at once, so the
+visitor never waits on an empty pane or learns anything from which side was answered first.
+
+No Gradio here: the app only lays the results out.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import queue
+import random
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from routellm_demo.battles import STRONG, WEAK, Battles
+from routellm_demo.limits import check_prompt
+from routellm_demo.llm.endpoints import Completion, EndpointError
+from routellm_demo.ratings import fit_bt, leaderboard, pair_counts, to_elo
+from routellm_demo.store import ARENA_SOURCE
+
+OUTCOMES = {"A": "model_a", "B": "model_b", "tie": "tie", "bothbad": "tie (bothbad)"}
+OUTCOME_TEXT = {"A": "A is better", "B": "B is better", "tie": "Tie", "bothbad": "Both are bad"}
+SW_ROUTER = "sw_ranking"
+SIDES = ("a", "b")
+EXPORT_FORMATS = ("csv", "jsonl", "parquet")
+EXPORT_COLUMNS = ("id", "uid", "created_at", "source", "prompt", "model_a", "model_b", "winner", "strong_side",
+                  "prompt_sha256", "meta")  # no session_id: it identifies a visitor's page load, and helps no one
+
+
+class VoteError(ValueError):
+    """A vote that cannot be counted; nothing was written. ``reason`` is one of "bad_outcome",
+    "unknown", "other_session", "not_answered", "failed", "already_voted"."""
+
+    def __init__(self, reason: str, message: str):
+        super().__init__(message)
+        self.reason = reason
+
+
+class ArenaError(RuntimeError):
+    """A battle could not be answered by both models; it cannot be voted on."""
+
+
+class AdminError(PermissionError):
+    """A destructive action without (or with a wrong) admin token."""
+
+
+@dataclass
+class SideStats:
+    """What the visitor may see of one side before the vote: text and numbers, no model name."""
+
+    text: str
+    prompt_tokens: int
+    completion_tokens: int
+    latency_ms: float
+    ttft_ms: float | None
+
+
+@dataclass
+class ArenaRound:
+    """Both answers of one battle, finished and stored; the battle can now be voted on."""
+
+    battle_id: str
+    a: SideStats
+    b: SideStats
+
+
+@dataclass
+class VoteResult:
+    """What one vote changed. Names are revealed here, after the vote, and only here."""
+
+    battle_id: str
+    outcome: str
+    winner: str  # the stored winner: model_a, model_b, tie, tie (bothbad)
+    model_a: str
+    model_b: str
+    strong_side: str
+    battle_row_id: int
+    sw_before: float  # sw_ranking's P(strong wins) for this prompt, before and after the vote
+    sw_after: float
+    ratings_before: dict[str, float] = field(default_factory=dict)  # arena-vote Elo of each model
+    ratings_after: dict[str, float] = field(default_factory=dict)
+    absorb_ms: float = 0.0
+
+    @property
+    def strong_model(self) -> str:
+        return self.model_a if self.strong_side == "a" else self.model_b
+
+    @property
+    def weak_model(self) -> str:
+        return self.model_b if self.strong_side == "a" else self.model_a
+
+    @property
+    def winner_model(self) -> str | None:
+        return {"model_a": self.model_a, "model_b": self.model_b}.get(self.winner)
+
+    @property
+    def winner_role(self) -> str | None:
+        """"strong", "weak", or None for a tie: the direction the sw score should move."""
+        if self.winner == "model_a":
+            return STRONG if self.strong_side == "a" else WEAK
+        if self.winner == "model_b":
+            return STRONG if self.strong_side == "b" else WEAK
+        return None
+
+    def rating_change(self, model: str) -> float:
+        return self.ratings_after.get(model, 1000.0) - self.ratings_before.get(model, 1000.0)
+
+
+def check_admin(given: str | None, expected: str | None) -> None:
+    """Raise AdminError unless an admin token is configured and ``given`` matches it."""
+    if not expected:
+        raise AdminError("Destructive actions are disabled on this server: set ROUTELLM_DEMO_ADMIN_TOKEN to enable them.")
+    if not isinstance(given, str) or not given or not hmac.compare_digest(given.encode(), expected.encode()):
+        raise AdminError("Wrong admin token: nothing was deleted.")
+
+
+def model_battles(rows: list[dict]) -> Battles:
+    """Battles whose players are the models themselves (for the leaderboard), not strong/weak roles."""
+    return Battles.from_records([{**r, "strong_side": None} for r in rows], role_map=None)
+
+
+def model_ratings(rows: list[dict]) -> dict[str, float]:
+    """Bradley-Terry point ratings (Elo scale) of the models in ``rows``; cheap (K x K counts)."""
+    if not rows:
+        return {}
+    battles = model_battles(rows)
+    ratings = to_elo(fit_bt(pair_counts(battles)))
+    played = np.bincount(battles.a, minlength=len(battles.players)) + np.bincount(battles.b, minlength=len(battles.players))
+    return {p: float(r) for p, r, n in zip(battles.players, ratings, played) if n > 0}
+
+
+def win_rate_matrix(battles: Battles) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """(players, rate, games): rate[i, j] = share of i's games against j that i won (a tie counts
+    half), NaN where they never met; games[i, j] = battles between them."""
+    counts = pair_counts(battles)
+    games = counts + counts.T
+    with np.errstate(invalid="ignore", divide="ignore"):
+        rate = np.where(games > 0, counts / games, np.nan)
+    k = len(battles.players)
+    a, b = battles.a.astype(np.int64), battles.b.astype(np.int64)
+    n = np.bincount(a * k + b, minlength=k * k).reshape(k, k)
+    n = n + n.T
+    played = n.sum(axis=1) > 0
+    keep = np.flatnonzero(played)
+    return [battles.players[i] for i in keep], rate[np.ix_(keep, keep)], n[np.ix_(keep, keep)]
+
+
+class Arena:
+    """Pairs the configured strong and weak models on a prompt, and counts votes."""
+
+    def __init__(self, config, store, embedder, routers, controller, *, rng: random.Random | None = None):
+        self.config = config
+        self.store = store
+        self.embedder = embedder
+        self.routers = routers
+        self.controller = controller
+        self._rng = rng or random.SystemRandom()
+        self._vote_lock = threading.Lock()  # votes in this process one at a time: before/after are exact
+        self._cache_lock = threading.Lock()
+        self._leaderboards: dict = {}
+        self._version = 0  # bumped by every vote or deletion made here
+
+    @classmethod
+    def from_runtime(cls, runtime, **kwargs) -> "Arena":
+        return cls(runtime.config, runtime.store, runtime.embedder, runtime.routers, runtime.controller, **kwargs)
+
+    # -- asking -----------------------------------------------------------------------------------
+    def new_battle(self, prompt: str, session_id: str) -> str:
+        """Create a pending battle with random positions; returns its id (uuid4 hex).
+
+        Only the id should reach the browser: which model sits on which side stays in the store.
+        """
+        check_prompt(prompt, self.config.max_prompt_chars)
+        if not isinstance(session_id, str) or not session_id:
+            raise ValueError("session_id must be a non-empty string")
+        strong_side = "a" if self._rng.random() < 0.5 else "b"
+        strong, weak = self.config.strong.name, self.config.weak.name
+        model_a, model_b = (strong, weak) if strong_side == "a" else (weak, strong)
+        battle_id = uuid.uuid4().hex
+        self.store.add_pending(battle_id=battle_id, session_id=session_id, prompt=prompt, model_a=model_a,
+                               model_b=model_b, strong_side=strong_side)
+        return battle_id
+
+    def stream_answers(self, battle_id: str, session_id: str, **params) -> Iterator:
+        """Answer both sides at once: yields ``(side, text_piece)`` with side "a"/"b" as pieces
+        arrive, then one :class:`ArenaRound`. Raises ArenaError (battle marked failed) when either
+        model fails. Closing the generator early stops both streams; the battle then stays unvotable.
+        """
+        pending = self.store.pending(battle_id)
+        if pending is None or pending["session_id"] != session_id:
+            raise ArenaError("no such battle in this session; ask a new question")
+        if pending["status"] != "asked":
+            raise ArenaError("this battle was already answered; ask a new question")
+        messages = [{"role": "user", "content": pending["prompt"]}]
+        role_of = {side: (STRONG if pending["strong_side"] == side else WEAK) for side in SIDES}
+        events: queue.Queue = queue.Queue()
+        stop = threading.Event()
+        done = object()
+
+        def pump(side: str) -> None:
+            try:
+                for piece in self.controller.endpoint(role_of[side]).stream(messages, **params):
+                    if stop.is_set():
+                        break  # closing the stream frees the model for the next visitor
+                    events.put((side, piece))
+            except Exception as e:  # noqa: BLE001 (reported to the visitor, never swallowed)
+                events.put((side, e))
+            finally:
+                events.put((side, done))
+
+        threads = [threading.Thread(target=pump, args=(s,), daemon=True, name=f"arena-{s}") for s in SIDES]
+        for t in threads:
+            t.start()
+        texts = {s: [] for s in SIDES}
+        finals: dict[str, Completion] = {}
+        errors: dict[str, Exception] = {}
+        running = set(SIDES)
+        try:
+            while running:
+                side, item = events.get()
+                if item is done:
+                    running.discard(side)
+                elif isinstance(item, Completion):
+                    finals[side] = item
+                elif isinstance(item, Exception):
+                    errors[side] = item
+                else:
+                    texts[side].append(item)
+                    yield side, item
+        finally:
+            stop.set()  # a consumer that stopped early (closed tab) ends both streams
+
+        for side in SIDES:
+            if side not in finals and side not in errors:
+                errors[side] = EndpointError("?", "bad_response", "the stream ended without finishing")
+        if errors:
+            message = "; ".join(f"Model {s.upper()} failed: {self._describe(e)}" for s, e in sorted(errors.items()))
+            self.store.finish_pending(battle_id, answer_a="".join(texts["a"]) or None,
+                                      answer_b="".join(texts["b"]) or None, error=message)
+            raise ArenaError(message)
+        self.store.finish_pending(battle_id, answer_a=finals["a"].text, answer_b=finals["b"].text)
+        return_value = ArenaRound(battle_id, *(self._stats(finals[s]) for s in SIDES))
+        yield return_value
+
+    def _describe(self, e: Exception) -> str:
+        """An error message with the model's name removed: names stay hidden until the vote."""
+        text = str(e)
+        for name in (self.config.strong.name, self.config.weak.name):
+            text = text.replace(name, "the model")
+        return text
+
+    @staticmethod
+    def _stats(c: Completion) -> SideStats:
+        return SideStats(c.text, c.usage.prompt_tokens, c.usage.completion_tokens, c.latency_ms, c.ttft_ms)
+
+    def ask(self, prompt: str, session_id: str, **params) -> ArenaRound:
+        """new_battle + stream_answers, not streamed (for scripts and tests)."""
+        battle_id = self.new_battle(prompt, session_id)
+        result = None
+        for item in self.stream_answers(battle_id, session_id, **params):
+            if isinstance(item, ArenaRound):
+                result = item
+        assert result is not None
+        return result
+
+    # -- voting -----------------------------------------------------------------------------------
+    def vote(self, battle_id: str, outcome: str, session_id: str) -> VoteResult:
+        """Count one vote: store the battle, teach the routers, refit the ratings; see module doc."""
+        if outcome not in OUTCOMES:
+            raise VoteError("bad_outcome", f"outcome must be one of {', '.join(OUTCOMES)}, got {outcome!r}")
+        if not isinstance(battle_id, str) or not battle_id:
+            raise VoteError("unknown", "There is no battle to vote on: ask a question first.")
+        with self._vote_lock:
+            pending = self._votable(battle_id, session_id)
+            vector = self.embedder.embed([pending["prompt"]])
+            sw_before = float(self.routers.score(SW_ROUTER, vector)[0])
+            ratings_before = model_ratings(self.store.battles(source=ARENA_SOURCE))
+            meta = {"arena_battle_id": battle_id, "outcome": outcome,
+                    "answer_a": pending["answer_a"], "answer_b": pending["answer_b"]}
+            row_id = self.store.record_vote(battle_id=battle_id, session_id=session_id, outcome=outcome, battle=dict(
+                prompt=pending["prompt"], model_a=pending["model_a"], model_b=pending["model_b"],
+                winner=OUTCOMES[outcome], source=ARENA_SOURCE, strong_side=pending["strong_side"],
+                uid="arena:" + battle_id, session_id=session_id, meta=meta))
+            if row_id is None:  # lost a race (another process voted meanwhile): say why, nothing written
+                self._votable(battle_id, session_id)
+                raise VoteError("already_voted", "This battle was already voted on.")
+            started = time.perf_counter()
+            self.routers.absorb([self.store.battle(row_id)])
+            absorb_ms = (time.perf_counter() - started) * 1000
+            sw_after = float(self.routers.score(SW_ROUTER, vector)[0])
+            ratings_after = model_ratings(self.store.battles(source=ARENA_SOURCE))
+            self._changed()
+        return VoteResult(battle_id, outcome, OUTCOMES[outcome], pending["model_a"], pending["model_b"],
+                          pending["strong_side"], row_id, sw_before, sw_after, ratings_before, ratings_after, absorb_ms)
+
+    def _votable(self, battle_id: str, session_id: str) -> dict:
+        pending = self.store.pending(battle_id)
+        if pending is None:
+            raise VoteError("unknown", "Unknown battle: it may have been deleted. Ask a new question.")
+        if pending["session_id"] != session_id:
+            raise VoteError("other_session", "This battle was asked in another session; only its asker can vote.")
+        status = pending["status"]
+        if status == "voted":
+            raise VoteError("already_voted", "This battle was already voted on: one vote per battle.")
+        if status == "asked":
+            raise VoteError("not_answered", "Wait until both answers are complete, then vote.")
+        if status == "failed":
+            raise VoteError("failed", "A model failed on this battle, so it cannot be voted on. Ask again.")
+        return pending
+
+    # -- ratings ----------------------------------------------------------------------------------
+    def leaderboard(self, scope: str = "all", *, n_boot: int = 100) -> dict:
+        """Bradley-Terry ratings of the models with 95% bootstrap CIs, plus the win-rate matrix.
+
+        ``scope`` "all" uses every stored battle, "arena" only arena votes. Cached until the next
+        vote or deletion here, or until the store's battle counts change (an import elsewhere).
+        """
+        if scope not in ("all", "arena"):
+            raise ValueError(f"scope must be 'all' or 'arena', got {scope!r}")
+        counts = self.store.count_battles()
+        key = (scope, n_boot, self._version, tuple(sorted(counts.items())))
+        with self._cache_lock:
+            if key in self._leaderboards:
+                return self._leaderboards[key]
+        rows = self.store.battles(source=ARENA_SOURCE) if scope == "arena" else self.store.battles()
+        battles = model_battles(rows)
+        players, rate, games = win_rate_matrix(battles)
+        result = {
+            "scope": scope,
+            "n_battles": len(rows),
+            "rows": leaderboard(battles, n_boot=n_boot) if rows else [],
+            "players": players,
+            "win_rate": rate,
+            "games": games,
+        }
+        with self._cache_lock:
+            self._leaderboards = {key: result, **{k: v for k, v in self._leaderboards.items() if k[2:] == key[2:]}}
+        return result
+
+    def _changed(self) -> None:
+        with self._cache_lock:
+            self._version += 1
+            self._leaderboards = {}
+
+    # -- data -------------------------------------------------------------------------------------
+    def recent_votes(self, limit: int = 20) -> list[dict]:
+        """The latest arena votes, newest first."""
+        rows = self.store.battles(source=ARENA_SOURCE)
+        return list(reversed(rows[-limit:])) if limit else []
+
+    def export(self, fmt: str, directory: str | Path) -> Path:
+        """Every stored battle as CSV, JSONL or Parquet in ``directory``; returns the file's path."""
+        import pandas as pd
+
+        if fmt not in EXPORT_FORMATS:
+            raise ValueError(f"format must be one of {', '.join(EXPORT_FORMATS)}, got {fmt!r}")
+        rows = self.store.battles()
+        frame = pd.DataFrame([{c: r.get(c) for c in EXPORT_COLUMNS} for r in rows], columns=list(EXPORT_COLUMNS))
+        frame["meta"] = [json.dumps(m, ensure_ascii=False) if m else "" for m in frame["meta"]]
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        path = directory / f"battles-{stamp}.{fmt}"
+        tmp = path.with_suffix(path.suffix + ".part")
+        if fmt == "csv":
+            frame.to_csv(tmp, index=False)
+        elif fmt == "jsonl":
+            frame.to_json(tmp, orient="records", lines=True, force_ascii=False)
+        else:
+            frame.to_parquet(tmp, index=False)
+        tmp.replace(path)  # a half-written export never shows up under the final name
+        return path
+
+    def delete_votes(self, admin_token: str | None) -> dict[str, int]:
+        """Delete every arena vote and arena battle (admin only), and forget them in the routers."""
+        check_admin(admin_token, self.config.admin_token())
+        with self._vote_lock:
+            deleted = self.store.delete_arena_votes()
+            self._reload_online_routers()
+            self._changed()
+        return deleted
+
+    def _reload_online_routers(self) -> None:
+        """The store-fitted routers (elo, sw_ranking) refit from the store after battles were deleted."""
+        self.routers.reload()

@@ -1,0 +1,197 @@
+"""The real app in headless Chromium (Debian's /usr/bin/chromium, driven by Playwright's sync API)
+over the REAL embedded local pair: a chat turn typed and sent with Enter, its answer and routing
+details; an arena round, a vote, and the SQLite row it wrote. Screenshots of every tab go to
+tests/artifacts/ (gitignored), and the time from pressing Enter to the first streamed token on the
+page is measured in the page itself (printed and written to tests/artifacts/timings_browser.json).
+
+Waits are for ``domcontentloaded`` and for elements, never ``networkidle`` (a Gradio page never idles).
+"""
+
+import json
+import os
+import socket
+import sqlite3
+import statistics
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+CHROMIUM = "/usr/bin/chromium"
+if not Path(CHROMIUM).exists():
+    pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium); browser tests skipped",
+                allow_module_level=True)
+
+from playwright.sync_api import expect, sync_playwright  # noqa: E402
+
+import app  # noqa: E402
+from routellm_demo.config import load_config  # noqa: E402
+from routellm_demo.runtime import build_runtime  # noqa: E402
+
+pytestmark = [pytest.mark.browser, pytest.mark.llm, pytest.mark.slow]
+ARTIFACTS = Path(__file__).parent / "artifacts"
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+        "--disable-sync", "--no-first-run"]
+TIMEOUT_MS = 90_000
+
+# The latest answer's text (the routing note above each answer is a collapsed "thought" group).
+LAST_ANSWER_JS = """() => {
+  const bots = [...document.querySelectorAll('#chatbot [data-testid="bot"]')]
+      .filter(el => !el.querySelector('.thought-group'));
+  return bots.length ? bots[bots.length - 1].innerText.trim() : '';
+}"""
+# Record, in the page, when Enter is pressed and when the first token of the new answer appears.
+INSTRUMENT_JS = """(answersBefore) => {
+  window.__t = {enter: null, first: null};
+  const box = document.querySelector('#prompt textarea');
+  box.addEventListener('keydown', e => { if (e.key === 'Enter' && window.__t.enter === null) window.__t.enter = performance.now(); },
+                       {capture: true, once: true});
+  const count = () => [...document.querySelectorAll('#chatbot [data-testid="bot"]')]
+      .filter(el => !el.querySelector('.thought-group') && el.innerText.trim()).length;
+  const obs = new MutationObserver(() => {
+    if (window.__t.first === null && window.__t.enter !== null && count() > answersBefore) {
+      window.__t.first = performance.now(); obs.disconnect();
+    }
+  });
+  obs.observe(document.querySelector('#chatbot'), {subtree: true, childList: true, characterData: true});
+}"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    cfg = load_config(environ={})
+    tmp = tmp_path_factory.mktemp("browser")
+    cfg = replace(cfg, db_path=tmp / "app.db", checkpoint_dir=tmp / "ckpt", router="sw_ranking", threshold=0.5,
+                  strong=replace(cfg.strong, max_tokens=16), weak=replace(cfg.weak, max_tokens=16))
+    rt = build_runtime(cfg)
+    rt.store.add_battles([
+        dict(prompt=p, model_a="gpt-4-1106-preview", model_b="mistralai/Mixtral-8x7B-Instruct-v0.1", winner=w,
+             strong_side="a", source="import:test")
+        for p, w in [("Prove that there are infinitely many primes.", "model_a"), ("What colour is the sky?", "tie"),
+                     ("Write a haiku about autumn.", "model_b"), ("Integrate x^2 from 0 to 1.", "model_a")]])
+    # Warm everything a visitor's first request would otherwise wait for (the app's main() does the
+    # same in the background): embedding model, router, both model servers.
+    for threshold in (0.0, 1.0):
+        rt.controller.complete("Hello", router="sw_ranking", threshold=threshold, session_id="warm-up", max_tokens=2)
+    demo = app.build_demo(rt)
+    demo.queue(default_concurrency_limit=4)
+    port = free_port()
+    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, css=app.CSS, theme=app.THEME)
+    try:
+        yield f"http://127.0.0.1:{port}/", rt
+    finally:
+        demo.close()
+        rt.close()
+
+
+@pytest.fixture(scope="module")
+def page(served):
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        pg = browser.new_page(viewport={"width": 1400, "height": 1000})
+        pg.set_default_timeout(TIMEOUT_MS)
+        pg.goto(served[0], wait_until="domcontentloaded")
+        pg.wait_for_selector("#prompt textarea")
+        yield pg
+        browser.close()
+
+
+def test_chat_turn_in_the_browser(page, served):
+    url, rt = served
+    ARTIFACTS.mkdir(exist_ok=True)
+    runs = []
+    for i, text in enumerate(["What is the capital of France?", "Name a large city in Japan.", "How do I boil an egg?"]):
+        page.evaluate(INSTRUMENT_JS, i)
+        page.fill("#prompt textarea", text)
+        page.press("#prompt textarea", "Enter")
+        page.wait_for_function("() => window.__t.first !== null")
+        card = page.locator("#routing-details")
+        expect(card).to_contain_text("This answer", timeout=TIMEOUT_MS)  # streamed to the end
+        t = page.evaluate("() => window.__t")
+        log = rt.store.decisions(limit=1)[0]
+        runs.append({"prompt": text, "enter_to_first_token_ms": t["first"] - t["enter"],
+                     "routing_ms": log["routing_ms"], "model_ttft_ms": log["ttft_ms"], "role": log["chosen_role"]})
+
+    answer = page.evaluate(LAST_ANSWER_JS)
+    assert answer
+    card_text = page.inner_text("#routing-details")
+    assert "Routed to the" in card_text and ("STRONG" in card_text or "WEAK" in card_text)
+    assert "threshold" in card_text and "Cost" in card_text
+    expect(page.locator("#chatbot")).to_contain_text("model ·")  # the per-answer routing note
+    expect(page.locator("#why")).to_contain_text("Why this score?")
+    expect(page.locator("#savings")).to_contain_text("This session: 3 requests")
+    assert page.input_value("#prompt textarea") == ""
+    page.screenshot(path=str(ARTIFACTS / "chat_tab.png"), full_page=True)
+
+    ttft = statistics.median(r["enter_to_first_token_ms"] for r in runs)
+    routing = statistics.median(r["routing_ms"] for r in runs)
+    summary = {"client": "chromium", "median_enter_to_first_token_ms": ttft, "median_routing_ms": routing,
+               "routing_share": routing / ttft, "runs": runs}
+    (ARTIFACTS / "timings_browser.json").write_text(json.dumps(summary, indent=2))
+    print(f"\nbrowser: median Enter->first token {ttft:.0f} ms, routing {routing:.1f} ms ({100 * routing / ttft:.1f}%)")
+
+
+def test_prompt_over_the_cap_stays_in_the_box(page, served):
+    url, rt = served
+    long = "y" * (rt.config.max_prompt_chars + 1)
+    page.fill("#prompt textarea", long)
+    page.press("#prompt textarea", "Enter")
+    expect(page.locator("#routing-details")).to_contain_text("the limit is", timeout=TIMEOUT_MS)
+    assert page.input_value("#prompt textarea") == long
+    page.fill("#prompt textarea", "")
+
+
+def test_arena_round_and_vote_in_the_browser(page, served):
+    url, rt = served
+    page.get_by_role("tab", name="Arena").click()
+    page.wait_for_selector("#arena-prompt textarea")
+    expect(page.locator("#vote-A")).to_be_hidden()
+    page.fill("#arena-prompt textarea", "Why is the sky blue?")
+    page.press("#arena-prompt textarea", "Enter")
+    expect(page.locator("#vote-A")).to_be_visible(timeout=TIMEOUT_MS)  # only once both answers are done
+    for pane in ("#model-a", "#model-b"):
+        assert page.locator(f"{pane} [data-testid='bot']").inner_text().strip()
+    body = page.inner_text("body")
+    assert rt.config.strong.name not in page.inner_text("#model-a") + page.inner_text("#model-b")
+    assert "Both answers are in" in body
+    page.screenshot(path=str(ARTIFACTS / "arena_tab_before_vote.png"), full_page=True)
+
+    page.click("#vote-A")
+    expect(page.locator("#vote-result")).to_contain_text("What changed", timeout=TIMEOUT_MS)
+    expect(page.locator("#vote-A")).to_be_hidden()
+    result = page.inner_text("#vote-result")
+    assert "→" in result and rt.config.strong.name in result and rt.config.weak.name in result
+    page.screenshot(path=str(ARTIFACTS / "arena_tab.png"), full_page=True)
+
+    with sqlite3.connect(f"file:{rt.config.db_path}?mode=ro", uri=True) as db:
+        rows = db.execute("SELECT uid, model_a, model_b, winner, strong_side, source, session_id FROM battles "
+                          "WHERE source = 'arena-vote'").fetchall()
+        pending = db.execute("SELECT battle_id, status, model_a, session_id FROM arena_pending").fetchall()
+    assert len(rows) == 1 and len(pending) == 1
+    uid, model_a, model_b, winner, strong_side, source, session_id = rows[0]
+    assert winner == "model_a" and uid == "arena:" + pending[0][0] and pending[0][1] == "voted"
+    assert model_a == pending[0][2] and session_id == pending[0][3] and {model_a, model_b} == {
+        rt.config.strong.name, rt.config.weak.name}
+
+
+def test_leaderboard_and_data_tabs_render(page, served):
+    page.get_by_role("tab", name="Leaderboard").click()
+    expect(page.locator("#lb-arena")).to_contain_text("SmolLM2", timeout=TIMEOUT_MS)
+    page.wait_for_selector("#lb-plot img, #lb-plot canvas, #lb-plot svg")
+    page.screenshot(path=str(ARTIFACTS / "leaderboard_tab.png"), full_page=True)
+    page.get_by_role("tab", name="Data").click()
+    expect(page.locator("#recent")).to_contain_text("A is better", timeout=TIMEOUT_MS)
+    expect(page.locator("#counts")).to_contain_text("arena-vote")
+    page.get_by_label("Parquet").check()
+    page.get_by_role("button", name="Export", exact=True).click()
+    expect(page.locator("#export-file")).to_contain_text(".parquet", timeout=TIMEOUT_MS)
+    page.screenshot(path=str(ARTIFACTS / "data_tab.png"), full_page=True)
