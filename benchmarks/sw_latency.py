@@ -9,9 +9,13 @@ Run: python benchmarks/sw_latency.py
 
 from __future__ import annotations
 
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from routellm_demo.battles import Battles
 from routellm_demo.routers.sw_ranking import SWRankingRouter

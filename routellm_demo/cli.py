@@ -187,29 +187,19 @@ def cmd_route(args) -> int:
 
 
 def cmd_calibrate(args) -> int:
-    from routellm_demo.calibration import threshold_for_strong_share
+    from routellm_demo.calibration import strong_share, threshold_for_strong_share
 
+    prompts = args.prompts if args.prompts in ("auto", "logged", "battles") else _read_prompt_file(Path(args.prompts))
     rt = _runtime(args)
     try:
-        if args.prompts == "logged":
-            scores = [d["score"] for d in rt.store.decisions() if d["router"] == args.router and d["score"] is not None]
-            what = f"{len(scores)} logged decisions of router {args.router}"
-        elif args.prompts == "battles":
-            prompts = sorted({r["prompt"] for r in rt.store.battles()})
-            scores = list(rt.routers.get(args.router).win_probability(rt.embedder.embed(prompts, progress=not args.quiet)))
-            what = f"{len(scores)} stored battle prompts"
-        else:
-            prompts = _read_prompt_file(Path(args.prompts))
-            scores = list(rt.routers.get(args.router).win_probability(rt.embedder.embed(prompts, progress=not args.quiet)))
-            what = f"{len(scores)} prompts from {args.prompts}"
+        scores, what = rt.controller.calibration_scores(args.router, prompts, sample=args.sample)
         if not scores:
             raise CLIError(f"no prompts to calibrate on ({what}); use --prompts battles or a prompt file")
         threshold = threshold_for_strong_share(scores, args.strong_pct / 100.0)
     finally:
         rt.close()
-    share = sum(s >= threshold for s in scores) / len(scores)
     print(json.dumps({"router": args.router, "strong_pct_target": args.strong_pct, "threshold": threshold,
-                      "strong_pct_realised": round(100 * share, 2), "over": what,
+                      "strong_pct_realised": round(100 * strong_share(scores, threshold), 2), "over": what,
                       "model": f"router-{args.router}-{threshold:.5g}"}, indent=2))
     return 0
 
@@ -341,7 +331,10 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("calibrate", help="the threshold that sends a given share of prompts to the strong model")
     s.add_argument("--strong-pct", type=float, required=True, help="target share of strong calls, in percent")
     s.add_argument("--router", choices=ROUTER_NAMES, default="mf")
-    s.add_argument("--prompts", default="battles", help='"logged" (routing log), "battles" (stored prompts) or a file')
+    s.add_argument("--prompts", default="auto",
+                   help='"logged" (routing log), "battles" (stored prompts), "auto" (logged if enough, else battles) '
+                        'or a prompt file (.txt lines, .jsonl or .csv with a "prompt" field)')
+    s.add_argument("--sample", type=int, default=2000, help="stored battle prompts to score (seeded sample)")
     s.add_argument("--quiet", action="store_true")
     s.set_defaults(func=cmd_calibrate)
 

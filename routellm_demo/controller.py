@@ -7,6 +7,7 @@ gets the same decision everywhere and every answer lands in the same routing log
 from __future__ import annotations
 
 import hashlib
+import random
 import threading
 import time
 from dataclasses import asdict, dataclass, field
@@ -296,3 +297,33 @@ class Controller:
 
     def savings(self, session_id: str | None = None) -> dict:
         return self.store.savings(session_id)
+
+    def calibration_scores(self, router: str, prompts="auto", *, min_traffic: int = 30,
+                           sample: int = 300) -> tuple[list[float], str]:
+        """Scores to set a threshold on, and a phrase saying what they are.
+
+        ``prompts``: "logged" (this router's answered traffic), "battles" (a seeded sample of stored
+        battle prompts), "auto" (logged when there are at least ``min_traffic`` requests, else
+        battles), or a list of prompt strings (a dataset).
+        """
+        name = check_router(router)
+        if prompts in ("auto", "logged"):
+            logged = [d["score"] for d in self.store.decisions(limit=5000)
+                      if d["router"] == name and d["score"] is not None and not d.get("error")]
+            if prompts == "logged" or len(logged) >= min_traffic:
+                return logged, f"the last {len(logged)} requests routed by {name}"
+            why = f"only {len(logged)} logged requests for {name}"
+            prompts = "battles"
+        else:
+            why = ""
+        if prompts == "battles":
+            unique = sorted({b["prompt"] for b in self.store.battles()})
+            chosen = random.Random(0).sample(unique, min(sample, len(unique)))
+            what = f"{len(chosen)} stored battle prompts" + (f" ({why})" if why else "")
+        else:
+            chosen = [p for p in prompts if isinstance(p, str) and p.strip()]
+            what = f"{len(chosen)} given prompts"
+        if not chosen:
+            return [], what
+        scores = self.routers.score(name, self.embedder.embed(chosen))
+        return [float(x) for x in scores], what

@@ -71,6 +71,11 @@ def load_router(name: str, *, battles: Battles | None, checkpoint_dir: Path):
     return make_router(name).fit(battles)
 
 
+def _rows(battles: Battles, mask: np.ndarray) -> Battles:
+    return Battles(battles.players, battles.a[mask], battles.b[mask], battles.outcome[mask],
+                   None if battles.embeddings is None else battles.embeddings[mask], battles.ids[mask])
+
+
 def empty_battles(dim: int = 384) -> Battles:
     return Battles(["strong", "weak"], np.zeros(0), np.zeros(0), np.zeros(0), np.zeros((0, dim), np.float32))
 
@@ -88,6 +93,7 @@ class RouterSet:
         self.checkpoint_dir = Path(checkpoint_dir)
         self.role_map = dict(role_map or {})
         self._routers: dict = {}
+        self._seen: dict[str, int] = {}
         self._battles: Battles | None = None
         self._lock = threading.RLock()
 
@@ -105,6 +111,8 @@ class RouterSet:
                 battles = None if name in CHECKPOINTED and checkpoint_path(self.checkpoint_dir, name).exists() else self.battles()
                 router = load_router(name, battles=battles, checkpoint_dir=self.checkpoint_dir)
                 self._routers[name] = router
+                # the newest battle this router has seen, so absorb() never counts one twice
+                self._seen[name] = int(battles.ids.max()) if battles is not None and len(battles) else 0
             return router
 
     def score(self, name: str, embeddings: np.ndarray) -> np.ndarray:
@@ -135,10 +143,21 @@ class RouterSet:
         with self._lock:
             self._battles = None  # reloaded lazily (embeddings are cached) for routers not yet built
             for name, router in self._routers.items():
-                if hasattr(router, "partial_fit"):
-                    router.partial_fit(new)
-                elif name == "elo":
-                    self._routers[name] = make_router("elo").fit(self.battles())
+                if not hasattr(router, "partial_fit"):
+                    continue
+                unseen = new.ids > self._seen.get(name, 0)
+                if unseen.any():
+                    router.partial_fit(new if unseen.all() else _rows(new, unseen))
+                    self._seen[name] = int(new.ids[unseen].max())
+
+    def reload(self) -> None:
+        """Forget the fitted online routers (after a delete): they refit from the store on next use.
+        Checkpointed routers are kept: they do not learn from the store online."""
+        with self._lock:
+            self._battles = None
+            for name in [n for n in self._routers if n not in CHECKPOINTED]:
+                del self._routers[name]
+                self._seen.pop(name, None)
 
 
 __all__ = ["ROUTER_NAMES", "RouterSet", "load_battles", "load_router", "NoCheckpointError", "checkpoint_path"]

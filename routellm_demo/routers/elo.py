@@ -26,9 +26,31 @@ class EloRouter(Router):
 
     def fit(self, battles: Battles) -> "EloRouter":
         self.players_ = list(battles.players)
-        self.beta_ = fit_bt(pair_counts(battles), l2=self.l2)
-        self.strong_win_probability_ = float(win_probability(self.beta_[0], self.beta_[1]))
+        self.counts_ = pair_counts(battles)
         self.n_battles_ = len(battles)
+        return self._refit()
+
+    def partial_fit(self, battles: Battles) -> "EloRouter":
+        """Add new battles (a vote): their pair counts are folded in and the KxK fit redone."""
+        if not hasattr(self, "counts_"):
+            return self.fit(battles)
+        index = {p: i for i, p in enumerate(self.players_)}
+        for p in battles.players:
+            if p not in index:
+                index[p] = len(self.players_)
+                self.players_.append(p)
+        k = len(self.players_)
+        counts = np.zeros((k, k))
+        counts[: len(self.counts_), : len(self.counts_)] = self.counts_
+        remap = np.array([index[p] for p in battles.players])
+        new = Battles(self.players_, remap[battles.a], remap[battles.b], battles.outcome)
+        self.counts_ = counts + pair_counts(new)
+        self.n_battles_ += len(battles)
+        return self._refit()
+
+    def _refit(self) -> "EloRouter":
+        self.beta_ = fit_bt(self.counts_, l2=self.l2)
+        self.strong_win_probability_ = float(win_probability(self.beta_[0], self.beta_[1]))
         return self
 
     def win_probability(self, embeddings: np.ndarray) -> np.ndarray:

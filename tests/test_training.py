@@ -1,0 +1,48 @@
+"""RouterSet: votes reach the online routers once, and a reload refits from the store."""
+
+import numpy as np
+import pytest
+
+from routellm_demo.battles import Battles
+from routellm_demo.embeddings import Embedder
+from routellm_demo.routers.elo import EloRouter
+from routellm_demo.store import Store
+from routellm_demo.training import RouterSet
+
+
+def test_elo_partial_fit_equals_a_fresh_fit():
+    rng = np.random.default_rng(0)
+    players = ["strong", "weak", "x"]
+    a, b = rng.integers(0, 3, 60), rng.integers(0, 3, 60)
+    keep = a != b
+    full = Battles(players, a[keep], b[keep], rng.choice([0.0, 0.5, 1.0], keep.sum()))
+    half = len(full) // 2
+    first = Battles(players, full.a[:half], full.b[:half], full.outcome[:half])
+    rest = Battles(["strong", "weak", "x", "new"], np.r_[full.a[half:], 3], np.r_[full.b[half:], 0],
+                   np.r_[full.outcome[half:], 1.0])
+    union = Battles(["strong", "weak", "x", "new"], np.r_[full.a, 3], np.r_[full.b, 0], np.r_[full.outcome, 1.0])
+    online = EloRouter().fit(first).partial_fit(rest)
+    assert online.strong_win_probability_ == pytest.approx(EloRouter().fit(union).strong_win_probability_, abs=1e-9)
+    assert online.n_battles_ == len(union)
+
+
+def battle(prompt, winner):
+    return dict(prompt=prompt, model_a="big", model_b="small", winner=winner, strong_side="a", source="test")
+
+
+def test_absorb_counts_each_vote_once_even_if_the_router_was_built_after_it(tmp_path):
+    store = Store(tmp_path / "t.db")
+    emb = Embedder(store)
+    store.add_battles([battle(f"question {i}", "model_b") for i in range(5)])
+    routers = RouterSet(store, emb, checkpoint_dir=tmp_path)
+    routers.get("elo")
+    new_id = store.add_battle(**battle("a vote", "model_a"))
+    routers.get("sw_ranking")  # built after the vote was stored: it has seen it already
+    routers.absorb([store.battle(new_id)])
+    assert routers.get("elo").n_battles_ == 6
+    assert routers.get("sw_ranking").n_battles_ == 6
+    routers.absorb([store.battle(new_id)])  # a repeat delivery changes nothing
+    assert routers.get("sw_ranking").n_battles_ == 6
+    store.db.execute("DELETE FROM battles WHERE id = ?", [new_id])
+    routers.reload()
+    assert routers.get("sw_ranking").n_battles_ == 5
