@@ -350,6 +350,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--port", type=int, help="default: the config's server.port (6060, as RouteLLM)")
     s.set_defaults(func=cmd_serve)
 
+    from routellm_demo.evals.command import register as register_eval
+
+    register_eval(sub)
+
     s = sub.add_parser("savings", help="running totals from the routing log")
     s.add_argument("--session")
     s.set_defaults(func=cmd_savings)
@@ -375,12 +379,13 @@ def main(argv=None) -> int:
 def _is_user_error(e: Exception) -> bool:
     from routellm_demo.config import ConfigError
     from routellm_demo.controller import AnswerError, BadRequestError
+    from routellm_demo.evals.benchmarks import EvalError
     from routellm_demo.importers import DataFormatError
     from routellm_demo.routers import UnknownRouterError
     from routellm_demo.store import StoreError
     from routellm_demo.training import NoCheckpointError
 
-    return isinstance(e, (CLIError, ConfigError, BadRequestError, AnswerError, DataFormatError, UnknownRouterError,
+    return isinstance(e, (CLIError, ConfigError, BadRequestError, AnswerError, DataFormatError, UnknownRouterError, EvalError,
                           StoreError, NoCheckpointError))
 
 
