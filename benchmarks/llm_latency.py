@@ -73,7 +73,7 @@ def format_line(result: dict) -> str:
             f"tok_per_s={result['tok_per_s']:.1f} n={result['n']} median_completion_tokens={result['completion_tokens']:.0f}")
 
 
-def measure_routing(config: Config, prompts=PROMPTS, routers=("elo", "sw_ranking", "mf")) -> dict:
+def measure_routing(config: Config, prompts=PROMPTS, names=("elo", "sw_ranking", "mf")) -> dict:
     """Median routing overhead per router: embed an uncached prompt + score it, as the controller does.
 
     sw_ranking is fitted on the configured store's battles (as the app does); mf from its checkpoint.
@@ -90,7 +90,7 @@ def measure_routing(config: Config, prompts=PROMPTS, routers=("elo", "sw_ranking
     emb.embed(["warm up the model"])
     routers = RouterSet(store, Embedder(store), checkpoint_dir=config.checkpoint_dir, role_map=config.role_map)
     out = {}
-    for name in routers_available(routers, routers_wanted=routers):
+    for name in routers_available(routers, names):
         times = []
         for i, prompt in enumerate(prompts):
             t = time.perf_counter()
@@ -101,8 +101,8 @@ def measure_routing(config: Config, prompts=PROMPTS, routers=("elo", "sw_ranking
     return out
 
 
-def routers_available(routers, routers_wanted):
-    for name in routers_wanted:
+def routers_available(routers, names):
+    for name in names:
         try:
             routers.get(name)
         except Exception as e:  # e.g. no mf checkpoint: say so, measure the others
