@@ -35,6 +35,9 @@ from routellm_demo.routers import ROUTER_NAMES, UnknownRouterError  # noqa: E402
 from routellm_demo.runtime import Runtime, build_runtime  # noqa: E402
 from routellm_demo.store import StoreError  # noqa: E402
 from routellm_demo.training import NoCheckpointError  # noqa: E402
+from routellm_demo.learning import Prequential, prequential  # noqa: E402
+from routellm_demo.refresh import Refresher, RouterVersion  # noqa: E402
+from routellm_demo.store import ARENA_SOURCE  # noqa: E402
 
 CALIBRATION_MIN_TRAFFIC = 30  # fewer logged requests than this: calibrate on stored battle prompts
 CALIBRATION_SAMPLE = 300  # battle prompts scored when calibrating on them
@@ -298,19 +301,25 @@ def new_session_id() -> str:
 
 
 def build_demo(runtime: Runtime, *, arena: Arena | None = None, limits: Limits | None = None,
+               refresher: Refresher | None = None,
                export_dir: str | None = None) -> gr.Blocks:
     """The page. Handlers call the library; nothing here routes, stores or rates."""
     cfg = runtime.config
     ctl = runtime.controller
     store = runtime.store
     arena = arena or Arena.from_runtime(runtime)
+    refresher = refresher or Refresher(runtime.routers, store, runtime.embedder)  # mf, classifier: refit every 50 votes
+    arena.add_vote_listener(refresher.notify_vote)
     limits = limits or Limits.from_config(cfg)
     export_dir = export_dir or tempfile.mkdtemp(prefix="routellm_demo_export_")
     admin_enabled = cfg.admin_token() is not None
     names = {"strong": cfg.strong.name, "weak": cfg.weak.name}
 
     def totals(session_id):
-        return totals_html(ctl.savings(session_id), ctl.savings())
+        try:
+            return totals_html(ctl.savings(session_id), ctl.savings())
+        except StoreError as e:
+            return f'<div id="totals">❌ {h(e)}</div>'
 
     # -- chat
     def chat(message, history, router, threshold, session_id):
@@ -421,21 +430,30 @@ def build_demo(runtime: Runtime, *, arena: Arena | None = None, limits: Limits |
 
     # -- leaderboard and data
     def leaderboard_view():
-        all_board, arena_board = arena.leaderboard("all"), arena.leaderboard("arena")
+        try:
+            all_board, arena_board = arena.leaderboard("all"), arena.leaderboard("arena")
+        except StoreError as e:  # a clear message in the page (a toast), not a bare "Error"
+            raise gr.Error(str(e), print_exception=False) from None
         return (leaderboard_frame(all_board), leaderboard_frame(arena_board), matrix_frame(all_board),
                 ratings_plot([("All battles", all_board), ("Arena votes only", arena_board)]))
 
     def data_view():
-        return store_counts_frame(store.count_battles(), store.count_pending()), votes_frame(arena.recent_votes(20))
+        try:
+            return store_counts_frame(store.count_battles(), store.count_pending()), votes_frame(arena.recent_votes(20))
+        except StoreError as e:
+            raise gr.Error(str(e), print_exception=False) from None
 
     def export(fmt):
-        path = arena.export(fmt.lower(), export_dir)
+        try:
+            path = arena.export(str(fmt).lower(), export_dir)
+        except (StoreError, ValueError, OSError) as e:  # nothing half-written shows up under the final name
+            return None, f"❌ Export failed: {esc(e)}"
         return str(path), f"Exported {path.name}."
 
     def delete_votes(token):
         try:
             deleted = arena.delete_votes(token)
-        except AdminError as e:
+        except (AdminError, StoreError) as e:
             return "", f"❌ {esc(e)}"
         return "", f"Deleted {deleted['votes']} arena votes and {deleted['pending']} arena battles; the routers forgot them."
 
@@ -554,6 +572,8 @@ def build_demo(runtime: Runtime, *, arena: Arena | None = None, limits: Limits |
                 delete_btn = gr.Button("Delete all arena votes", variant="stop", interactive=admin_enabled)
                 admin_note = gr.Markdown("")
 
+        learning_tab(arena, refresher)
+
         # -- events (every one named, so gradio_client can call it)
         chat_out = [chatbot, prompt, card, why, totals_box, answers]
         chat_in = [prompt, chatbot, router, threshold, session]
@@ -586,6 +606,95 @@ def build_demo(runtime: Runtime, *, arena: Arena | None = None, limits: Limits |
     return demo
 
 
+# ---- the Learning tab -------------------------------------------------------------------------
+
+LEARNING_WINDOW = 20  # votes in the rolling prequential accuracy
+HOW_IT_LEARNS = {"online": "every vote (online)", "loaded": "as loaded (checkpoint or first fit)",
+                 "refit": "refit in the background", "not loaded": "not loaded yet"}
+
+
+def prequential_plot(preq: Prequential) -> Figure:
+    """Was sw_ranking right before each vote? Rolling and overall, against a prompt-blind baseline."""
+    fig = Figure(figsize=(9, 3.2), layout="constrained")
+    ax = fig.subplots()
+    if not preq.points:
+        ax.text(0.5, 0.5, "No scored votes yet: vote in the Arena (ties are not scored).", ha="center",
+                va="center", transform=ax.transAxes)
+        ax.set_xticks([])
+        ax.set_yticks([])
+        return fig
+    n = [p.n for p in preq.points]
+    ax.plot(n, [p.rolling for p in preq.points], "o-", ms=2, color=ROUTE_COLOR["strong"],
+            label=f"sw_ranking, last {preq.window} votes")
+    ax.plot(n, [p.cumulative for p in preq.points], "--", color="#a78bfa", label="sw_ranking, all votes so far")
+    ax.plot(n, [p.baseline_rolling for p in preq.points], ":", color="#6b7280",
+            label=f"baseline: the side that won most earlier votes (last {preq.window})")
+    ax.axhline(0.5, color="#d1d5db", lw=0.8)
+    ax.set_ylim(0.0, 1.02)
+    ax.set_xlabel("arena votes with a winner, oldest first", fontsize=8)
+    ax.set_ylabel("share predicted right", fontsize=8)
+    ax.legend(fontsize=7, loc="lower right")
+    return fig
+
+
+def learning_summary(preq: Prequential, n_votes: int, refresher: Refresher) -> str:
+    s = preq.summary()
+    if not preq.points:
+        head = f"**{n_votes}** arena votes, none scored yet (ties and votes stored before this panel are not)."
+    else:
+        head = (f"**{n_votes}** arena votes; **{s['scored_votes']}** scored ({s['ties']} ties and {s['unscored']} "
+                f"without a recorded score left out). Before each vote, sw_ranking's score (≥ 0.5: the strong model "
+                f"wins) was right on **{100 * s['accuracy']:.0f}%** of them, **{100 * s['last_window']:.0f}%** of the "
+                f"last {min(preq.window, s['scored_votes'])}; the prompt-blind baseline on **"
+                f"{100 * s['baseline_accuracy']:.0f}%**.")
+    refit = (f"mf and classifier are refit from every stored battle in the background every {refresher.every} votes "
+             f"(next in {refresher.votes_until_refit()}); {refresher.rounds} refit(s) so far.")
+    error = f" ❌ Last refit failed: {esc(refresher.last_error)}" if refresher.last_error else ""
+    return f"{head}\n\n{refit}{error}"
+
+
+def sources_frame(counts: dict) -> pd.DataFrame:
+    rows = sorted(counts.items(), key=lambda kv: (kv[0] != ARENA_SOURCE, -kv[1]))
+    return pd.DataFrame(rows, columns=["source", "battles"])
+
+
+def router_versions_frame(status: list[RouterVersion]) -> pd.DataFrame:
+    rows = [[v.name, v.version, v.n_battles, HOW_IT_LEARNS.get(v.origin, v.origin),
+             (v.trained_at or "–")[:19].replace("T", " "), "–" if v.fit_seconds is None else f"{v.fit_seconds:.1f}"]
+            for v in status]
+    return pd.DataFrame(rows, columns=["router", "version", "training-set size", "learns", "trained at (UTC)",
+                                       "fit s"])
+
+
+def learning_tab(arena: Arena, refresher: Refresher) -> None:
+    """The "Learning" tab (call inside the Blocks): is the arena teaching the router, live?"""
+
+    def view():
+        try:
+            votes, counts = arena.store.battles(source=ARENA_SOURCE), arena.store.count_battles()
+        except StoreError as e:
+            raise gr.Error(str(e), print_exception=False) from None
+        preq = prequential(votes, window=LEARNING_WINDOW)
+        return (learning_summary(preq, len(votes), refresher), prequential_plot(preq), sources_frame(counts),
+                router_versions_frame(refresher.status()))
+
+    with gr.Tab("Learning", id="learning") as tab:
+        with gr.Row():
+            gr.Markdown("Is the arena teaching the router? Each vote is scored by the prediction sw_ranking made "
+                        "for its prompt *before* learning it (prequential accuracy), next to a baseline that "
+                        "ignores the prompt.")
+            refresh = gr.Button("Refresh", size="sm", scale=0, min_width=100)
+        summary = gr.Markdown("", elem_id="learning-summary")
+        plot = gr.Plot(label="Prequential accuracy", elem_id="learning-plot")
+        with gr.Row():
+            sources = gr.Dataframe(interactive=False, label="Battles by source", elem_id="learning-sources")
+            versions = gr.Dataframe(interactive=False, label="Routers: version and training-set size",
+                                    elem_id="learning-routers", scale=2)
+    outputs = [summary, plot, sources, versions]
+    refresh.click(view, None, outputs, api_name="learning")
+    tab.select(view, None, outputs, api_name="learning_tab")
+
+
 def warm_up(runtime: Runtime) -> None:
     """Start the embedded models and load the default router in the background, so the first
     visitor does not wait for them (failures surface on the first request instead)."""
@@ -607,12 +716,21 @@ def warm_up(runtime: Runtime) -> None:
 
 
 def main() -> None:
-    runtime = build_runtime()
+    import sys
+
+    from routellm_demo.config import ConfigError
+
+    try:
+        runtime = build_runtime()
+    except (ConfigError, StoreError, UnknownRouterError) as e:  # one line that says what to fix, no traceback
+        print(f"routellm_demo: error: {e}", file=sys.stderr)
+        raise SystemExit(2) from None
     demo = build_demo(runtime)
     demo.queue(default_concurrency_limit=4)
     warm_up(runtime)
-    demo.launch(server_name=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
-                server_port=int(os.environ.get("GRADIO_SERVER_PORT", "7860")), css=CSS, theme=THEME)
+    # Host and port: Gradio's own GRADIO_SERVER_NAME / GRADIO_SERVER_PORT (127.0.0.1:7860 by default;
+    # a Hugging Face Space sets 0.0.0.0 itself).
+    demo.launch(css=CSS, theme=THEME)
 
 
 if __name__ == "__main__":

@@ -137,3 +137,11 @@ def test_invalid_utf8_on_stdin_is_a_clear_error(db):
     assert proc.returncode == 2
     assert b"not valid UTF-8" in proc.stderr
     assert proc.stderr.decode().count("\n") == 1
+
+
+def test_a_1mb_prompt_is_routed_not_rejected(db, capsys):
+    huge = "Prove this theorem about prime numbers. " * 27000  # ~1 MB
+    assert len(huge.encode()) > 1_000_000
+    assert run(db, "route", huge, "--router", "sw_ranking", "--json", "--top", "0") == 0
+    out = json.loads(capsys.readouterr().out)
+    assert 0.0 <= out["score"] <= 1.0
