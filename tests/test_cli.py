@@ -139,9 +139,9 @@ def test_invalid_utf8_on_stdin_is_a_clear_error(db):
     assert proc.stderr.decode().count("\n") == 1
 
 
-def test_a_1mb_prompt_is_routed_not_rejected(db, capsys):
+def test_a_1mb_prompt_is_a_clear_error_not_a_crash(db, capsys):
     huge = "Prove this theorem about prime numbers. " * 27000  # ~1 MB
     assert len(huge.encode()) > 1_000_000
-    assert run(db, "route", huge, "--router", "sw_ranking", "--json", "--top", "0") == 0
-    out = json.loads(capsys.readouterr().out)
-    assert 0.0 <= out["score"] <= 1.0
+    assert run(db, "route", huge, "--router", "sw_ranking", "--json", "--top", "0") == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "limit" in err
