@@ -660,7 +660,7 @@ def sources_frame(counts: dict) -> pd.DataFrame:
 
 def router_versions_frame(status: list[RouterVersion]) -> pd.DataFrame:
     rows = [[v.name, v.version, v.n_battles, HOW_IT_LEARNS.get(v.origin, v.origin),
-             (v.trained_at or "–")[:19].replace("T", " "), "–" if v.fit_seconds is None else f"{v.fit_seconds:.1f}"]
+             (v.trained_at or "–")[:19].replace("T", " "), "–" if v.fit_seconds is None else f"{v.fit_seconds:.2f}"]
             for v in status]
     return pd.DataFrame(rows, columns=["router", "version", "training-set size", "learns", "trained at (UTC)",
                                        "fit s"])
@@ -716,6 +716,7 @@ def warm_up(runtime: Runtime) -> None:
 
 
 def main() -> None:
+    import signal
     import sys
 
     from routellm_demo.config import ConfigError
@@ -727,6 +728,9 @@ def main() -> None:
         raise SystemExit(2) from None
     demo = build_demo(runtime)
     demo.queue(default_concurrency_limit=4)
+    # SIGTERM (kill, systemd, docker stop) as a normal exit, so atexit stops the embedded model
+    # servers; Python's default action would end this process alone and leave them running.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     warm_up(runtime)
     # Host and port: Gradio's own GRADIO_SERVER_NAME / GRADIO_SERVER_PORT (127.0.0.1:7860 by default;
     # a Hugging Face Space sets 0.0.0.0 itself).

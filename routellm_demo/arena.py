@@ -37,7 +37,7 @@ from typing import Iterator
 
 import numpy as np
 
-from routellm_demo.battles import STRONG, WEAK, Battles
+from routellm_demo.battles import OUTCOME, STRONG, WEAK, Battles
 from routellm_demo.limits import check_prompt
 from routellm_demo.llm.endpoints import Completion, EndpointError
 from routellm_demo.ratings import fit_bt, leaderboard, pair_counts, to_elo
@@ -146,12 +146,49 @@ def model_battles(rows: list[dict]) -> Battles:
 
 def model_ratings(rows: list[dict]) -> dict[str, float]:
     """Bradley-Terry point ratings (Elo scale) of the models in ``rows``; cheap (K x K counts)."""
-    if not rows:
-        return {}
-    battles = model_battles(rows)
-    ratings = to_elo(fit_bt(pair_counts(battles)))
-    played = np.bincount(battles.a, minlength=len(battles.players)) + np.bincount(battles.b, minlength=len(battles.players))
-    return {p: float(r) for p, r, n in zip(battles.players, ratings, played) if n > 0}
+    tally = PairTally()
+    tally.add(rows)
+    return tally.ratings()
+
+
+class PairTally:
+    """Model-vs-model win counts (a tie half to each side), grown one battle at a time.
+
+    Why: the arena ratings shown before and after a vote need only these K x K counts; re-reading
+    every arena battle for each vote cost ~1.5 s per vote with 65,000 votes stored. Players start
+    with "strong", "weak" (never playing here) exactly as :func:`model_battles` lays them out, so
+    the ratings equal a refit over all the rows.
+    """
+
+    def __init__(self):
+        self.players = [STRONG, WEAK]
+        self._index = {STRONG: 0, WEAK: 1}
+        self.counts = np.zeros((2, 2))
+        self.played = np.zeros(2, dtype=bool)
+        self.last_id = 0  # the newest stored battle counted, to read only newer ones next time
+
+    def _player(self, name: str) -> int:
+        if name not in self._index:
+            self._index[name] = len(self.players)
+            self.players.append(name)
+            self.counts = np.pad(self.counts, ((0, 1), (0, 1)))
+            self.played = np.append(self.played, False)
+        return self._index[name]
+
+    def add(self, rows: list[dict]) -> None:
+        for r in rows:
+            i, j = self._player(r["model_a"]), self._player(r["model_b"])
+            won = OUTCOME[r["winner"]]
+            self.counts[i, j] += won
+            self.counts[j, i] += 1.0 - won
+            self.played[[i, j]] = True
+            self.last_id = max(self.last_id, int(r.get("id") or 0))
+
+    def ratings(self) -> dict[str, float]:
+        if not self.played.any():
+            return {}
+        ratings = to_elo(fit_bt(self.counts))
+        return {p: float(r) for p, r, n in zip(self.players, ratings, self.played) if n}
 
 
 def win_rate_matrix(battles: Battles) -> tuple[list[str], np.ndarray, np.ndarray]:
@@ -184,6 +221,9 @@ class Arena:
         self._cache_lock = threading.Lock()
         self._leaderboards: dict = {}
         self._version = 0  # bumped by every vote or deletion made here
+        self._listeners: list = []  # called with each VoteResult (add_vote_listener)
+        self._tally = PairTally()  # arena votes as pair counts, for the ratings shown with a vote
+        self.listener_error: str | None = None  # the last listener failure, for the status page
 
     @classmethod
     def from_runtime(cls, runtime, **kwargs) -> "Arena":
@@ -195,10 +235,29 @@ class Arena:
 
         Only the id should reach the browser: which model sits on which side stays in the store.
         """
+        return self._add_pending(prompt, session_id, "a" if self._rng.random() < 0.5 else "b")
+
+    def record_round(self, prompt: str, session_id: str, *, answers: tuple[str, str], strong_side: str) -> str:
+        """Register a battle whose two answers already exist (``answers`` = (side a, side b)); returns its id.
+
+        It leaves the store exactly as :meth:`new_battle` followed by a finished
+        :meth:`stream_answers` would (status "answered", votable once by ``session_id``), so that
+        replayed or imported rounds are counted by the unchanged :meth:`vote`, the app's own path,
+        without calling the models. ``strong_side`` ("a"/"b") says where the strong model sits.
+        """
+        if strong_side not in SIDES:
+            raise ValueError(f"strong_side must be 'a' or 'b', got {strong_side!r}")
+        if len(answers) != 2 or not all(isinstance(t, str) and t.strip() for t in answers):
+            raise ValueError("answers must be two non-empty strings: (side a, side b)")
+        battle_id = self._add_pending(prompt, session_id, strong_side)
+        if not self.store.finish_pending(battle_id, answer_a=answers[0], answer_b=answers[1]):
+            raise ArenaError("the battle could not be marked answered")  # only if deleted meanwhile
+        return battle_id
+
+    def _add_pending(self, prompt: str, session_id: str, strong_side: str) -> str:
         check_prompt(prompt, self.config.max_prompt_chars)
         if not isinstance(session_id, str) or not session_id:
             raise ValueError("session_id must be a non-empty string")
-        strong_side = "a" if self._rng.random() < 0.5 else "b"
         strong, weak = self.config.strong.name, self.config.weak.name
         model_a, model_b = (strong, weak) if strong_side == "a" else (weak, strong)
         battle_id = uuid.uuid4().hex
@@ -218,6 +277,9 @@ class Arena:
             raise ArenaError("this battle was already answered; ask a new question")
         messages = [{"role": "user", "content": pending["prompt"]}]
         role_of = {side: (STRONG if pending["strong_side"] == side else WEAK) for side in SIDES}
+        # Embed the prompt (into the cache) while the models answer: the vote then finds it cached
+        # instead of encoding it (~15 ms) on the visitor's click.
+        threading.Thread(target=self._embed_quietly, args=(pending["prompt"],), daemon=True, name="arena-embed").start()
         events: queue.Queue = queue.Queue()
         stop = threading.Event()
         done = object()
@@ -267,6 +329,12 @@ class Arena:
         return_value = ArenaRound(battle_id, *(self._stats(finals[s]) for s in SIDES))
         yield return_value
 
+    def _embed_quietly(self, prompt: str) -> None:
+        try:
+            self.embedder.embed([prompt])
+        except Exception:  # noqa: BLE001 (only a head start: the vote embeds again and reports any failure)
+            pass
+
     def _describe(self, e: Exception) -> str:
         """An error message with the model's name removed: names stay hidden until the vote."""
         text = str(e)
@@ -299,8 +367,10 @@ class Arena:
             pending = self._votable(battle_id, session_id)
             vector = self.embedder.embed([pending["prompt"]])
             sw_before = float(self.routers.score(SW_ROUTER, vector)[0])
-            ratings_before = model_ratings(self.store.battles(source=ARENA_SOURCE))
-            meta = {"arena_battle_id": battle_id, "outcome": outcome,
+            ratings_before = self._arena_ratings()
+            # sw_before is kept so the prequential accuracy (was the router right before it learnt
+            # this vote?) can be computed from the store alone (routellm_demo.learning).
+            meta = {"arena_battle_id": battle_id, "outcome": outcome, "sw_before": sw_before,
                     "answer_a": pending["answer_a"], "answer_b": pending["answer_b"]}
             row_id = self.store.record_vote(battle_id=battle_id, session_id=session_id, outcome=outcome, battle=dict(
                 prompt=pending["prompt"], model_a=pending["model_a"], model_b=pending["model_b"],
@@ -313,10 +383,33 @@ class Arena:
             self.routers.absorb([self.store.battle(row_id)])
             absorb_ms = (time.perf_counter() - started) * 1000
             sw_after = float(self.routers.score(SW_ROUTER, vector)[0])
-            ratings_after = model_ratings(self.store.battles(source=ARENA_SOURCE))
+            ratings_after = self._arena_ratings()
             self._changed()
-        return VoteResult(battle_id, outcome, OUTCOMES[outcome], pending["model_a"], pending["model_b"],
-                          pending["strong_side"], row_id, sw_before, sw_after, ratings_before, ratings_after, absorb_ms)
+        result = VoteResult(battle_id, outcome, OUTCOMES[outcome], pending["model_a"], pending["model_b"],
+                            pending["strong_side"], row_id, sw_before, sw_after, ratings_before, ratings_after,
+                            absorb_ms)
+        self._notify(result)
+        return result
+
+    def _arena_ratings(self) -> dict[str, float]:
+        """Arena ratings from the running tally, after reading only the arena votes stored since the
+        last call (votes made by other processes included; a deletion made by another process is seen
+        after a restart). Called under the vote lock."""
+        self._tally.add(self.store.battles(source=ARENA_SOURCE, since_id=self._tally.last_id))
+        return self._tally.ratings()
+
+    def add_vote_listener(self, listener) -> None:
+        """Call ``listener(vote_result)`` after every counted vote (e.g. ``Refresher.notify_vote``,
+        which refits the trained routers every N votes). Called outside the vote lock, so a slow
+        listener never holds up the next vote."""
+        self._listeners.append(listener)
+
+    def _notify(self, result: VoteResult) -> None:
+        for listener in list(self._listeners):
+            try:
+                listener(result)
+            except Exception as e:  # noqa: BLE001 (the vote is stored and learnt: a failing observer must not undo that for the visitor)
+                self.listener_error = f"{type(e).__name__}: {e}"
 
     def _votable(self, battle_id: str, session_id: str) -> dict:
         pending = self.store.pending(battle_id)
@@ -401,6 +494,7 @@ class Arena:
         check_admin(admin_token, self.config.admin_token())
         with self._vote_lock:
             deleted = self.store.delete_arena_votes()
+            self._tally = PairTally()
             self._reload_online_routers()
             self._changed()
         return deleted

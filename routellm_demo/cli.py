@@ -354,6 +354,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     register_eval(sub)
 
+    from routellm_demo.replay import register as register_replay
+
+    register_replay(sub)
+
     s = sub.add_parser("savings", help="running totals from the routing log")
     s.add_argument("--session")
     s.set_defaults(func=cmd_savings)

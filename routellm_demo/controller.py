@@ -7,6 +7,7 @@ gets the same decision everywhere and every answer lands in the same routing log
 from __future__ import annotations
 
 import hashlib
+import json
 import random
 import threading
 import time
@@ -162,6 +163,19 @@ class Controller:
             if close:
                 close()
 
+    def max_chars(self) -> int:
+        """The most characters a conversation may hold (every turn together): the config's
+        ``limits.max_prompt_chars`` x ``limits.max_turns``, the same bound the app puts on a chat."""
+        return self.config.max_prompt_chars * self.config.max_turns
+
+    def check_size(self, chars: int) -> None:
+        """Refuse a conversation over :meth:`max_chars` before it is embedded or sent anywhere."""
+        limit = self.max_chars()
+        if chars > limit:
+            raise BadRequestError(
+                f"the messages hold {chars:,} characters; the limit is {limit:,} "
+                "(limits.max_prompt_chars x limits.max_turns): shorten them")
+
     # --- routing -------------------------------------------------------------------------------
     def decide(self, prompt: str, router: str | None = None, threshold: float | None = None, *, explain: int = 0) -> Decision:
         """Score one prompt and pick a role; no model is called."""
@@ -169,6 +183,7 @@ class Controller:
         t = check_threshold(self.config.threshold if threshold is None else threshold)
         if not isinstance(prompt, str) or not prompt.strip():
             raise BadRequestError("the prompt is empty; type a question")
+        self.check_size(len(prompt))
         load_model()  # once per process: loading the model or fitting the router is not routing time
         self.routers.get(name)
         start = time.perf_counter()
@@ -200,6 +215,7 @@ class Controller:
         """
         msgs = normalise_messages(messages)
         prompt = last_user_turn(msgs)
+        self.check_size(sum(len(m["content"]) for m in msgs))
         if model_role is None:
             decision = self.decide(prompt, router, threshold, explain=explain)
         else:
@@ -228,7 +244,13 @@ class Controller:
                         raise EndpointError(name, "bad_response", f"{name} ended the stream without finishing")
                 else:
                     completion = self.endpoint(role).complete(msgs, **params)
-            except EndpointError as e:
+            except (EndpointError, UnicodeError, json.JSONDecodeError) as e:
+                if not isinstance(e, EndpointError):
+                    # an upstream answer the client could not even decode (bytes that are not UTF-8,
+                    # JSON that is not JSON): the model failed, not the caller
+                    name = self.specs[role].name
+                    e = EndpointError(name, "bad_response", f"{name}: unreadable response ({type(e).__name__}: "
+                                                            f"{str(e)[:120]})")
                 errors.append(e)
                 if sent_text:
                     break  # never splice two models' text into one answer

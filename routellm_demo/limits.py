@@ -22,8 +22,9 @@ from typing import Callable
 
 
 class LimitError(ValueError):
-    """A request refused by a limit. ``kind`` is "prompt_too_long", "empty_prompt", "too_many_turns",
-    "conversation_too_long" or "rate_limited"; ``retry_after`` (seconds) is set for "rate_limited"."""
+    """A request refused by a limit. ``kind`` is "prompt_too_long", "empty_prompt", "invalid_text",
+    "too_many_turns", "conversation_too_long" or "rate_limited"; ``retry_after`` (seconds) is set for
+    "rate_limited"."""
 
     def __init__(self, kind: str, message: str, *, retry_after: float | None = None):
         super().__init__(message)
@@ -32,9 +33,18 @@ class LimitError(ValueError):
 
 
 def check_prompt(prompt, max_chars: int) -> str:
-    """The prompt if it is non-blank text of at most ``max_chars`` characters, else a LimitError."""
+    """The prompt if it is non-blank, valid Unicode text of at most ``max_chars`` characters, else a
+    LimitError."""
     if not isinstance(prompt, str) or not prompt.strip():
         raise LimitError("empty_prompt", "Type a question first.")
+    try:
+        prompt.encode("utf-8")
+    except UnicodeEncodeError as e:  # a lone surrogate: no model, store or browser can take it
+        raise LimitError(
+            "invalid_text",
+            f"Your message contains an invalid character at position {e.start:,} (not valid Unicode text). "
+            "Retype that part and send it again.",
+        ) from None
     if len(prompt) > max_chars:
         raise LimitError(
             "prompt_too_long",

@@ -19,6 +19,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from routellm_demo.battles import STRONG, WEAK
 from routellm_demo.controller import Answer, AnswerError, BadRequestError, Decision
 from routellm_demo.routers import ROUTER_NAMES, UnknownRouterError, parse_router_model
+from routellm_demo.store import StoreError
 
 # OpenAI parameters we pass to the model; anything else in the body is accepted and ignored.
 PASSTHROUGH = ("temperature", "top_p", "max_tokens", "max_completion_tokens", "stop", "seed",
@@ -53,8 +54,31 @@ def resolve_model(model: Any, config) -> tuple[str | None, float | None, str | N
     return choice.name, choice.threshold, None
 
 
+_RANGES = {"temperature": (0.0, 2.0), "top_p": (0.0, 1.0), "presence_penalty": (-2.0, 2.0),
+           "frequency_penalty": (-2.0, 2.0)}
+
+
 def _params(body: dict) -> dict:
+    """The passthrough parameters, type-checked as OpenAI does: a bad value is a 400 naming it, never
+    a crash deeper down or an upstream error."""
     params = {k: body[k] for k in PASSTHROUGH if body.get(k) is not None}
+    for k, v in params.items():
+        if k in ("max_tokens", "max_completion_tokens", "seed"):
+            if isinstance(v, bool) or not isinstance(v, int):
+                raise APIError(400, f"'{k}' must be an integer, got {type(v).__name__}", param=k)
+            if k != "seed" and v < 1:
+                raise APIError(400, f"'{k}' must be at least 1, got {v}", param=k)
+        elif k == "stop":
+            if not (isinstance(v, str) or (isinstance(v, list) and len(v) <= 4 and all(isinstance(x, str) for x in v))):
+                raise APIError(400, "'stop' must be a string or a list of at most 4 strings", param=k)
+        else:
+            low, high = _RANGES[k]
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not low <= v <= high:
+                raise APIError(400, f"'{k}' must be a number between {low:g} and {high:g}", param=k)
+    for k in ("stream", "stream_options"):
+        v = body.get(k)
+        if v is not None and not isinstance(v, bool if k == "stream" else dict):
+            raise APIError(400, f"'{k}' must be {'true or false' if k == 'stream' else 'an object'}", param=k)
     if "max_completion_tokens" in params:
         params["max_tokens"] = params.pop("max_completion_tokens")
     return params
@@ -139,6 +163,8 @@ def create_app(runtime, *, api_token: str | None = None) -> FastAPI:
             raise APIError(400, str(e), param="model") from None
         except AnswerError as e:
             raise APIError(e.status, str(e), type_="upstream_error", code="upstream_failed") from None
+        except StoreError as e:  # the answer may exist, but it could not be logged: say so, retryable
+            raise APIError(503, str(e), type_="server_error", code="store_unavailable") from None
         decision, pieces, answer = first
         cid = "chatcmpl-" + uuid.uuid4().hex
         created = int(time.time())
@@ -168,9 +194,11 @@ def create_app(runtime, *, api_token: str | None = None) -> FastAPI:
                         final = item
                     else:
                         yield chunk({"content": item})
-            except AnswerError as e:  # the stream broke after it started: say so in-band
-                yield "data: " + json.dumps({"error": {"message": str(e), "type": "upstream_error",
-                                                       "code": "upstream_failed"}}) + "\n\n"
+            except (AnswerError, StoreError) as e:  # the stream broke after it started: say so in-band
+                kind = ("upstream_error", "upstream_failed") if isinstance(e, AnswerError) else (
+                    "server_error", "store_unavailable")
+                yield "data: " + json.dumps({"error": {"message": str(e), "type": kind[0],
+                                                       "code": kind[1]}}) + "\n\n"
                 yield "data: [DONE]\n\n"
                 return
             yield chunk({}, finish=final.finish_reason or "stop", model=final.model)

@@ -1,0 +1,439 @@
+"""Replay a benchmark's gold labels as arena votes, through the app's own vote path, and watch the router learn.
+
+Why replay: the arena claims that votes teach the router. RouteLLM's data says, per prompt, whether the
+strong or the weak model was right, so it can stand in for visitors: each prompt becomes an arena round
+(``Arena.record_round``: the pending battle a finished ``stream_answers`` leaves, minus the model calls)
+and its gold label becomes a vote cast with the unchanged ``Arena.vote`` (one transaction in
+``store.record_vote``, then ``RouterSet.absorb``, then the ratings): exactly what a visitor's click does.
+The trained routers (mf, classifier) learn through the app's background refresher instead
+(``Refresher``, hooked to the arena's votes as in the app), refitting every ``every`` votes.
+
+The label -> vote rule: strong better -> a vote for the strong model's side; weak better -> for the
+weak one's; equal -> "tie", or "both are bad" when both were wrong (MMLU, GSM8K). Sides are random per
+round, as in the arena.
+
+Measured: after every ``every`` votes, the router scores the domain's prompts not voted on yet, and
+RouteLLM's APGR and CPT(50%) are computed on them (``evals.metrics``); also on the prompts that are
+never voted on in the run (a fixed set, so points along the curve compare like with like).
+
+The store starts with no battle of the domain (checked: no stored prompt equals a domain prompt).
+``seed_store`` chooses what else it holds: "none" (default: a fresh store, so any gain comes from the
+votes alone and the 0-vote baseline is exactly random), "other-benchmarks" (the gold battles of the
+other benchmarks in the data folder), or "all-other" (every gold battle outside the domain: for an
+MMLU subject, also the other subjects; the closest to the app's own store).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import random
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from routellm_demo.evals.benchmarks import EvalError, EvalSet, available_benchmarks, concat, load_benchmark
+from routellm_demo.evals.metrics import summarize
+from routellm_demo.importers import BENCHMARKS, STRONG_MODEL, WEAK_MODEL
+from routellm_demo.routers import ROUTER_NAMES
+from routellm_demo.store import ARENA_SOURCE, prompt_sha256
+
+SEED_CHOICES = ("none", "other-benchmarks", "all-other")
+CURVE_COLUMNS = ("votes", "apgr", "cpt50", "n_eval", "apgr_heldout", "cpt50_heldout", "n_heldout")
+DEFAULT_CACHE_DB = Path("data/eval_cache.db")  # the eval command's embedding cache
+
+
+class ReplayError(EvalError):
+    """The replay cannot run as asked; the message says what to change."""
+
+
+@dataclass
+class ReplayResult:
+    rows: list[dict]  # one per checkpoint, CURVE_COLUMNS
+    summary: dict
+    curve_csv: Path
+    plot_png: Path
+    store_path: Path
+
+
+# -- the domain and its votes ------------------------------------------------------------------------
+
+
+def load_domain(data_dir, benchmark: str, subject: str | None = None) -> EvalSet:
+    """The benchmark (or one MMLU subject), one entry per distinct prompt text (a repeated prompt
+    would otherwise be voted on and evaluated at once)."""
+    evalset = load_benchmark(data_dir, benchmark)
+    if subject is not None:
+        if benchmark != "mmlu":
+            raise ReplayError("--subject is for --benchmark mmlu only")
+        mask = np.array([str(g) == f"mmlu:{subject}" for g in evalset.groups])
+        if not mask.any():
+            known = sorted({str(g).split(":", 1)[1] for g in evalset.groups})
+            raise ReplayError(f"no MMLU subject {subject!r} in {data_dir}; it holds: {', '.join(known)}")
+        evalset = evalset.subset(mask)
+    first = {}
+    for i, p in enumerate(evalset.prompts):
+        first.setdefault(p.strip(), i)
+    return evalset.subset(np.array(sorted(first.values()), dtype=np.int64))
+
+
+def outcome_for(strong_quality: float, weak_quality: float, strong_side: str, *, correctness: bool) -> str:
+    """The arena outcome ("A", "B", "tie", "bothbad") a visitor who knew the gold label would give."""
+    if strong_quality > weak_quality:
+        return strong_side.upper()
+    if weak_quality > strong_quality:
+        return "B" if strong_side == "a" else "A"
+    return "bothbad" if correctness and strong_quality <= 0 else "tie"
+
+
+def gold_rows(evalset: EvalSet) -> list[dict]:
+    """The set's prompts as gold strong-vs-weak battles (strong as side a), as the importer stores them."""
+    correctness = evalset.benchmark != "mt-bench"
+    rows = []
+    for i, (p, s, w, g) in enumerate(zip(evalset.prompts, evalset.strong_quality, evalset.weak_quality, evalset.groups)):
+        vote = outcome_for(s, w, "a", correctness=correctness)
+        winner = {"A": "model_a", "B": "model_b", "tie": "tie", "bothbad": "tie (bothbad)"}[vote]
+        bench = str(g).split(":", 1)[0]
+        rows.append(dict(prompt=p, model_a=STRONG_MODEL, model_b=WEAK_MODEL, winner=winner, strong_side="a",
+                         source=f"import:{bench}", uid=f"replay-seed:{g}:{i}:{prompt_sha256(p)}",
+                         meta={"benchmark": bench, "group": str(g)}))
+    return rows
+
+
+def seed_set(data_dir, benchmark: str, subject: str | None, seed_store: str, domain: EvalSet) -> EvalSet | None:
+    """The gold battles the store starts with, minus any prompt text of the domain."""
+    if seed_store == "none":
+        return None
+    if seed_store not in SEED_CHOICES:
+        raise ReplayError(f"seed_store must be one of {', '.join(SEED_CHOICES)}, got {seed_store!r}")
+    sets = [load_benchmark(data_dir, b) for b in available_benchmarks(data_dir) if b != benchmark]
+    if seed_store == "all-other" and subject is not None:
+        sets.append(load_benchmark(data_dir, benchmark))
+    if not sets:
+        return None
+    pooled = concat(sets)
+    inside = {p.strip() for p in domain.prompts}
+    keep = np.array([p.strip() not in inside for p in pooled.prompts], dtype=bool)
+    return pooled.subset(keep)
+
+
+# -- the store -----------------------------------------------------------------------------------
+
+
+def copy_embeddings(prompts: list[str], cache_db: Path | None, store, embedder, progress: bool) -> dict:
+    """Fill the replay store's embedding cache for ``prompts``: from ``cache_db`` (encoding and caching
+    there what it lacks, so a second run is fast), or by encoding into the replay store."""
+    from routellm_demo.embeddings import Embedder
+    from routellm_demo.store import Store
+
+    if cache_db is None:
+        embedder.embed(prompts, progress=progress)
+        return {"encoded": embedder.encoded, "from_cache_db": 0}
+    with Store(cache_db) as cache:
+        source = Embedder(cache)
+        vectors = source.embed(prompts, progress=progress)
+    store.put_embeddings(embedder.cache_key, {prompt_sha256(p): v for p, v in zip(prompts, vectors)})
+    return {"encoded": source.encoded, "from_cache_db": source.cache_hits}
+
+
+def check_fresh(store, domain: EvalSet) -> None:
+    """Refuse a store that already holds a battle (or a pending arena round) on a domain prompt."""
+    shas = {prompt_sha256(p) for p in domain.prompts}
+    found = sum(1 for r in store.battles() if r["prompt_sha256"] in shas)
+    if found:
+        raise ReplayError(f"{store.path} already holds {found} battle(s) on this domain's prompts: the replay must "
+                          "start from a store without them (omit --db for a fresh one)")
+
+
+def open_arena(store_path: Path, checkpoint_dir: Path, max_prompt_chars: int, seed: int):
+    """Store, embedder, routers and arena wired as the app wires them, for the gold models' names.
+
+    No checkpoint is loaded (the shipped ones were trained on these benchmarks); the controller is
+    not needed, since no model is called."""
+    from routellm_demo.arena import Arena
+    from routellm_demo.config import load_config
+    from routellm_demo.embeddings import Embedder
+    from routellm_demo.store import Store
+    from routellm_demo.training import RouterSet
+
+    cfg = load_config(environ={})
+    cfg = replace(cfg, db_path=store_path, checkpoint_dir=checkpoint_dir,
+                  max_prompt_chars=max(cfg.max_prompt_chars, max_prompt_chars),
+                  strong=replace(cfg.strong, name=STRONG_MODEL), weak=replace(cfg.weak, name=WEAK_MODEL))
+    store = Store(store_path)
+    embedder = Embedder(store)
+    routers = RouterSet(store, embedder, checkpoint_dir=checkpoint_dir, role_map=cfg.role_map)
+    arena = Arena(cfg, store, embedder, routers, controller=None, rng=random.Random(seed))
+    return arena
+
+
+# -- measuring -----------------------------------------------------------------------------------
+
+
+def router_scores(routers, name: str, embeddings: np.ndarray) -> np.ndarray:
+    """The router's scores; 0.5 for all (no information) when it cannot be fitted yet (no battles)."""
+    from routellm_demo.training import NoCheckpointError
+
+    try:
+        return np.asarray(routers.score(name, embeddings), dtype=np.float64)
+    except (NoCheckpointError, ValueError):
+        if len(routers.store.battles(limit=1)):
+            raise
+        return np.full(len(embeddings), 0.5)
+
+
+def _metrics(scores: np.ndarray, evalset: EvalSet, idx: np.ndarray) -> tuple[float, float]:
+    m = summarize(scores, evalset.strong_quality[idx], evalset.weak_quality[idx])
+    nan = float("nan")
+    return (nan if m["apgr"] is None else m["apgr"]), (nan if m["cpt50"] is None else m["cpt50"])
+
+
+def measure(routers, name: str, domain: EvalSet, order: np.ndarray, voted: int, total_votes: int) -> dict:
+    """APGR / CPT(50%) on the prompts not voted on yet, and on those never voted on in the run."""
+    remaining = order[voted:]
+    scores = router_scores(routers, name, domain.embeddings[remaining])
+    apgr, cpt50 = _metrics(scores, domain, remaining)
+    tail = total_votes - voted  # order[total_votes:] is the end of ``remaining``
+    apgr_h, cpt50_h = _metrics(scores[tail:], domain, order[total_votes:])
+    return {"votes": voted, "apgr": apgr, "cpt50": cpt50, "n_eval": len(remaining), "apgr_heldout": apgr_h,
+            "cpt50_heldout": cpt50_h, "n_heldout": len(order) - total_votes}
+
+
+def checkpoints(votes: int, every: int) -> list[int]:
+    points = list(range(0, votes + 1, every))
+    return points if points[-1] == votes else [*points, votes]
+
+
+def replay(arena, domain: EvalSet, *, votes: int, every: int, router: str, seed: int, refresher=None,
+           session_id: str | None = None, progress: bool = True) -> list[dict]:
+    """Cast ``votes`` gold-label votes on the domain in a seeded random order through ``arena``; return
+    the curve (one row per checkpoint). ``domain.embeddings`` must be set."""
+    if domain.embeddings is None:
+        raise ValueError("embed the domain first")
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(domain))
+    sides = np.where(rng.random(votes) < 0.5, "a", "b")
+    correctness = domain.benchmark != "mt-bench"
+    session_id = session_id or f"replay-{seed}"
+    marks = set(checkpoints(votes, every))
+    rows = [measure(arena.routers, router, domain, order, 0, votes)]
+    bar = tqdm(total=votes, desc=f"replaying {domain.benchmark} votes", unit="vote", disable=not progress)
+    with bar:
+        bar.set_postfix(apgr=f"{rows[-1]['apgr']:.3f}")
+        for k in range(votes):
+            i = int(order[k])
+            side = str(sides[k])
+            strong_answer = f"[{STRONG_MODEL}'s answer, replayed from the gold label]"
+            weak_answer = f"[{WEAK_MODEL}'s answer, replayed from the gold label]"
+            answers = (strong_answer, weak_answer) if side == "a" else (weak_answer, strong_answer)
+            battle_id = arena.record_round(domain.prompts[i], session_id, answers=answers, strong_side=side)
+            outcome = outcome_for(domain.strong_quality[i], domain.weak_quality[i], side, correctness=correctness)
+            arena.vote(battle_id, outcome, session_id)  # the app's vote path, unchanged
+            bar.update(1)
+            if k + 1 in marks:
+                if refresher is not None:
+                    refresher.wait_idle()  # the background refit these votes triggered, as in the app
+                    if refresher.last_error:
+                        raise ReplayError(f"refit failed: {refresher.last_error}")
+                rows.append(measure(arena.routers, router, domain, order, k + 1, votes))
+                bar.set_postfix(apgr=f"{rows[-1]['apgr']:.3f}")
+    return rows
+
+
+# -- output --------------------------------------------------------------------------------------
+
+
+def write_curve(rows: list[dict], path: Path) -> Path:
+    import csv
+
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(CURVE_COLUMNS), extrasaction="ignore")
+        w.writeheader()
+        for r in rows:
+            w.writerow({k: (round(v, 6) if isinstance(v, float) and math.isfinite(v) else v) for k, v in r.items()})
+    return path
+
+
+def plot_curve(rows: list[dict], path: Path, title: str) -> Path:
+    """APGR against votes, with the 0-vote baseline and random (0.5); CPT(50%) beside it."""
+    from matplotlib.figure import Figure
+
+    x = [r["votes"] for r in rows]
+    fig = Figure(figsize=(10, 3.8), layout="constrained")
+    ax, ax2 = fig.subplots(1, 2)
+    ax.plot(x, [r["apgr"] for r in rows], "o-", color="#7c3aed", ms=3, label="APGR, prompts not voted on yet")
+    ax.plot(x, [r["apgr_heldout"] for r in rows], "--", color="#a78bfa", label="APGR, prompts never voted on in this run")
+    ax.axhline(rows[0]["apgr"], color="#059669", ls=":", label=f"0-vote baseline ({rows[0]['apgr']:.3f})")
+    ax.axhline(0.5, color="#6b7280", lw=0.8, label="random (0.5)")
+    ax.set_xlabel("arena votes replayed")
+    ax.set_ylabel("APGR (area under the PGR curve)")
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=7, loc="best")
+    ax2.plot(x, [r["cpt50"] for r in rows], "o-", color="#7c3aed", ms=3, label="CPT(50%), prompts not voted on yet")
+    ax2.axhline(50.0, color="#6b7280", lw=0.8, label="random (50%)")
+    ax2.set_xlabel("arena votes replayed")
+    ax2.set_ylabel("% strong calls to recover 50% of the gap")
+    ax2.set_title("CPT(50%): lower is better", fontsize=10)
+    ax2.legend(fontsize=7, loc="best")
+    fig.savefig(path, dpi=110)
+    return path
+
+
+# -- the whole run -------------------------------------------------------------------------------
+
+
+def simulate_votes(data_dir, benchmark: str, out_dir, *, subject: str | None = None, votes: int = 200,
+                   every: int = 10, router: str = "sw_ranking", seed: int = 0, db=None,
+                   seed_store: str = "none", cache_db=DEFAULT_CACHE_DB, progress: bool = True) -> ReplayResult:
+    """Replay ``votes`` gold-label votes of a domain through the arena; write curve.csv,
+    learning_curve.png, summary.json (and replay.db, the store, unless ``db`` is given) to ``out_dir``."""
+    from routellm_demo.learning import prequential
+    from routellm_demo.refresh import Refresher
+    from routellm_demo.training import CHECKPOINTED
+
+    if benchmark not in BENCHMARKS:
+        raise ReplayError(f"unknown benchmark {benchmark!r}; choose one of {', '.join(BENCHMARKS)}")
+    if router not in ROUTER_NAMES:
+        raise ReplayError(f"unknown router {router!r}; choose one of {', '.join(ROUTER_NAMES)}")
+    if votes < 1 or every < 1:
+        raise ReplayError("--votes and --every must be at least 1")
+    started = time.perf_counter()
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    domain = load_domain(data_dir, benchmark, subject)
+    if votes >= len(domain):
+        raise ReplayError(f"the domain has {len(domain)} distinct prompts: --votes must be below that, so that "
+                          "some are left to evaluate on")
+    seeds = seed_set(data_dir, benchmark, subject, seed_store, domain)
+
+    store_path = Path(db) if db is not None else out / "replay.db"
+    if db is None:
+        for suffix in ("", "-wal", "-shm"):  # this run's own output from an earlier run
+            Path(str(store_path) + suffix).unlink(missing_ok=True)
+    max_chars = max(len(p) for p in domain.prompts)
+    arena = open_arena(store_path, out / "no-checkpoints", max_chars, seed)
+    store, embedder, routers = arena.store, arena.embedder, arena.routers
+    refresher = None
+    try:
+        check_fresh(store, domain)
+        prompts = list(domain.prompts) + (list(seeds.prompts) if seeds is not None else [])
+        embed_stats = copy_embeddings(prompts, Path(cache_db) if cache_db else None, store, embedder, progress)
+        if seeds is not None:
+            store.add_battles(gold_rows(seeds))
+        domain.embeddings = embedder.embed(domain.prompts)
+        if router in CHECKPOINTED:  # they learn from votes through the app's background refit
+            refresher = Refresher(routers, store, embedder, names=(router,), every=every)
+            arena.add_vote_listener(refresher.notify_vote)
+        rows = replay(arena, domain, votes=votes, every=every, router=router, seed=seed, refresher=refresher,
+                      progress=progress)
+        arena_rows = store.battles(source=ARENA_SOURCE)
+        pending = store.count_pending()
+        preq = prequential(arena_rows, window=50).summary()
+        counts = store.count_battles()
+    finally:
+        if refresher is not None:
+            refresher.close()
+        store.close()
+
+    label = f"{benchmark}" + (f" / {subject}" if subject else "")
+    summary = {
+        "domain": label, "router": router, "votes": votes, "every": every, "seed": seed, "seed_store": seed_store,
+        "domain_prompts": len(domain), "q_strong": domain.q_strong, "q_weak": domain.q_weak,
+        "seed_battles": 0 if seeds is None else len(seeds), "store_battles": counts,
+        "arena_votes_stored": len(arena_rows), "arena_rounds": pending,
+        "apgr_0": rows[0]["apgr"], "apgr_final": rows[-1]["apgr"], "cpt50_0": rows[0]["cpt50"],
+        "cpt50_final": rows[-1]["cpt50"], "apgr_heldout_0": rows[0]["apgr_heldout"],
+        "apgr_heldout_final": rows[-1]["apgr_heldout"], "n_eval_final": rows[-1]["n_eval"],
+        "prequential_sw_ranking": preq, "embeddings": embed_stats,
+        "seconds": round(time.perf_counter() - started, 1),
+    }
+    curve = write_curve(rows, out / "curve.csv")
+    title = f"{label}: {router}, seed store {seed_store}, seed {seed}"
+    png = plot_curve(rows, out / "learning_curve.png", title)
+    (out / "summary.json").write_text(json.dumps(_jsonable(summary), indent=2))
+    return ReplayResult(rows, summary, curve, png, store_path)
+
+
+def _jsonable(x):
+    if isinstance(x, dict):
+        return {k: _jsonable(v) for k, v in x.items()}
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    return x
+
+
+# -- command line --------------------------------------------------------------------------------
+
+
+def register(subparsers) -> argparse.ArgumentParser:
+    """Add ``simulate-votes`` to an argparse subparsers object; parsed args carry ``func``."""
+    s = subparsers.add_parser(
+        "simulate-votes", help="replay a benchmark's gold labels as arena votes and plot how the router learns",
+        description="Replays RouteLLM's gold labels of one domain as arena votes through the app's vote path "
+        "(Arena.vote), starting from a store without that domain, and scores the router on the prompts not "
+        "voted on yet every --every votes. Writes curve.csv, learning_curve.png, summary.json and replay.db.")
+    s.add_argument("--data-dir", required=True, help="RouteLLM's evals folder (mmlu/, gsm8k/, mt_bench/)")
+    s.add_argument("--benchmark", required=True, choices=BENCHMARKS)
+    s.add_argument("--subject", help="one MMLU subject, e.g. professional_psychology (--benchmark mmlu)")
+    s.add_argument("--votes", type=int, default=200, help="votes to replay (default 200)")
+    s.add_argument("--every", type=int, default=10, help="score the router every N votes (default 10)")
+    s.add_argument("--router", choices=ROUTER_NAMES, default="sw_ranking",
+                   help="router to score; mf/classifier learn through the background refit every --every votes")
+    s.add_argument("--out", required=True, help="output folder")
+    s.add_argument("--seed", type=int, default=0, help="vote order and sides")
+    s.add_argument("--seed-store", choices=SEED_CHOICES, default="none",
+                   help="what the store holds before the votes: none (default), the other benchmarks' gold "
+                        "battles, or every gold battle outside the domain")
+    # SUPPRESS: a --db given before the subcommand (the main CLI's option) is kept, not reset to None
+    s.add_argument("--db", default=argparse.SUPPRESS,
+                   help="store to replay into (must hold no battle of the domain); default: a fresh OUT/replay.db")
+    s.add_argument("--cache-db", default=str(DEFAULT_CACHE_DB),
+                   help="embedding cache to copy vectors from (missing ones are encoded and cached there); "
+                        "'' to encode into the replay store")
+    s.add_argument("--quiet", action="store_true", help="no progress bars")
+    s.set_defaults(func=cmd_simulate_votes)
+    return s
+
+
+def cmd_simulate_votes(args) -> int:
+    """Run :func:`simulate_votes` and print the curve; the printing layer of the command."""
+    result = simulate_votes(args.data_dir, args.benchmark, args.out, subject=args.subject, votes=args.votes,
+                            every=args.every, router=args.router, seed=args.seed, db=getattr(args, "db", None),
+                            seed_store=args.seed_store, cache_db=args.cache_db or None, progress=not args.quiet)
+    s = result.summary
+    print(f"{s['domain']}: {s['domain_prompts']} prompts, router {s['router']}, seed store {s['seed_store']} "
+          f"({s['seed_battles']} battles), {s['arena_votes_stored']} votes stored through Arena.vote")
+    print(f"{'votes':>6} {'apgr':>7} {'cpt50%':>7} {'n_eval':>7} {'apgr_heldout':>13}")
+    for r in result.rows:
+        print(f"{r['votes']:>6} {r['apgr']:>7.4f} {r['cpt50']:>7.2f} {r['n_eval']:>7} {r['apgr_heldout']:>13.4f}")
+    p = s["prequential_sw_ranking"]
+    print(f"APGR {s['apgr_0']:.4f} at 0 votes -> {s['apgr_final']:.4f} after {s['votes']}; "
+          f"sw_ranking prequential accuracy {p['accuracy']} (first {p['window']}: {p['first_window']}, "
+          f"last {p['window']}: {p['last_window']}; majority baseline {p['baseline_accuracy']})")
+    print(f"wrote {result.curve_csv}, {result.plot_png}, {result.curve_csv.parent / 'summary.json'}; store {result.store_path}")
+    return 0
+
+
+def main(argv=None) -> int:
+    """Standalone entry, ``python -m routellm_demo.replay --data-dir ...`` (the main CLI wires
+    :func:`register` instead)."""
+    import sys
+
+    parser = argparse.ArgumentParser(prog="python -m routellm_demo.replay")
+    register(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(["simulate-votes", *(argv if argv is not None else sys.argv[1:])])
+    from routellm_demo.store import StoreError
+
+    try:
+        return args.func(args)
+    except (ValueError, StoreError) as exc:  # EvalError, ReplayError, a store that cannot open: one line
+        print(f"simulate-votes: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
