@@ -29,3 +29,14 @@ def shared_routellm() -> Path:
     if path is None:
         pytest.skip("RouteLLM eval data not found at ../shared/data/routellm")
     return path
+
+
+def assistant_text(history) -> str:
+    """The last real answer in a Gradio Chatbot value (content may be a list of parts)."""
+    for m in reversed(history or []):
+        if m["role"] == "assistant" and not (m.get("metadata") or {}).get("title"):
+            content = m["content"]
+            if isinstance(content, list):
+                return "".join(p.get("text", "") for p in content if isinstance(p, dict))
+            return content or ""
+    return ""

@@ -24,6 +24,7 @@ from gradio_client import Client  # noqa: E402
 import app  # noqa: E402
 from routellm_demo.config import load_config  # noqa: E402
 from routellm_demo.runtime import build_runtime  # noqa: E402
+from conftest import assistant_text  # noqa: E402
 
 pytestmark = [pytest.mark.llm, pytest.mark.slow]
 ARTIFACTS = Path(__file__).parent / "artifacts"
@@ -72,17 +73,6 @@ def served(tmp_path_factory):
 @pytest.fixture(scope="module")
 def client(served):
     return Client(served[0], verbose=False)
-
-
-def assistant_text(history) -> str:
-    """The text of the last assistant message in a Chatbot value (content is a list of parts)."""
-    for m in reversed(history or []):
-        if m["role"] == "assistant" and not (m.get("metadata") or {}).get("title"):
-            content = m["content"]
-            if isinstance(content, list):
-                return "".join(p.get("text", "") for p in content if isinstance(p, dict))
-            return content or ""
-    return ""
 
 
 def timed_chat(client, text, router="sw_ranking", threshold=0.5):

@@ -33,6 +33,7 @@ from routellm_demo.controller import Controller  # noqa: E402
 from routellm_demo.embeddings import Embedder  # noqa: E402
 from routellm_demo.runtime import Runtime  # noqa: E402
 from routellm_demo.store import Store  # noqa: E402
+from conftest import assistant_text  # noqa: E402
 from routellm_demo.training import RouterSet  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -127,15 +128,7 @@ def db_rows(db_path, sql, params=()) -> list[tuple]:
         return db.execute(sql, params).fetchall()
 
 
-def text_of_chat(history) -> str:
-    """The last real answer in a Chatbot value (content may be a list of parts)."""
-    for m in reversed(history or []):
-        if m["role"] == "assistant" and not (m.get("metadata") or {}).get("title"):
-            content = m["content"]
-            if isinstance(content, list):
-                return "".join(p.get("text", "") for p in content if isinstance(p, dict))
-            return content or ""
-    return ""
+text_of_chat = assistant_text  # the one reader of a Chatbot value, in conftest
 
 
 BATTLE_NO = re.compile(r"Stored as battle #(\d+)")
