@@ -19,6 +19,7 @@ import re
 import tempfile
 import threading
 import uuid
+from pathlib import Path
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -26,9 +27,11 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import gradio as gr  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
+from PIL import Image  # noqa: E402
 
 from routellm_demo.arena import OUTCOME_TEXT, AdminError, Arena, ArenaError, ArenaRound, VoteError, VoteResult  # noqa: E402
 from routellm_demo.calibration import strong_share, threshold_for_strong_share  # noqa: E402
+from routellm_demo.evals.results import COLUMN_TITLES, EvalRun, latest_by_benchmark  # noqa: E402
 from routellm_demo.controller import Answer, AnswerError, BadRequestError, Decision, text_of  # noqa: E402
 from routellm_demo.limits import Limits, LimitError  # noqa: E402
 from routellm_demo.routers import ROUTER_NAMES, UnknownRouterError  # noqa: E402
@@ -573,6 +576,7 @@ def build_demo(runtime: Runtime, *, arena: Arena | None = None, limits: Limits |
                 admin_note = gr.Markdown("")
 
         learning_tab(arena, refresher)
+        evaluation_tab(cfg.eval_dir)
 
         # -- events (every one named, so gradio_client can call it)
         chat_out = [chatbot, prompt, card, why, totals_box, answers]
@@ -693,6 +697,71 @@ def learning_tab(arena: Arena, refresher: Refresher) -> None:
     outputs = [summary, plot, sources, versions]
     refresh.click(view, None, outputs, api_name="learning")
     tab.select(view, None, outputs, api_name="learning_tab")
+
+
+# ---- the Evaluation tab -----------------------------------------------------------------------
+
+EVAL_COMMAND = ("python -m routellm_demo eval --benchmark mmlu --data-dir DIR "
+                "--routers random elo sw_ranking mf classifier")
+
+
+def eval_frame(run: EvalRun) -> pd.DataFrame:
+    def cell(key, value):
+        if value is None:
+            return "–"
+        if key == "apgr_ci95":
+            return f"{value[0]:.3f}–{value[1]:.3f}" if isinstance(value, list) and len(value) == 2 else "–"
+        return f"{value:.3f}" if key in ("apgr", "auc") else f"{value:.1f}"
+
+    rows = run.table()
+    columns = ["router", *(k for k in COLUMN_TITLES if any(r.get(k) is not None for r in rows))]
+    return pd.DataFrame([[r["router"], *(cell(k, r.get(k)) for k in columns[1:])] for r in rows],
+                        columns=["router", *(COLUMN_TITLES[k] for k in columns[1:])])
+
+
+def eval_view(eval_dir: Path, benchmark: str | None):
+    """The newest run of ``benchmark`` (or of the first benchmark found) under ``eval_dir``."""
+    runs = latest_by_benchmark(eval_dir)
+    if not runs:
+        note = (f"No evaluation found in `{esc(eval_dir)}`. Run `{EVAL_COMMAND}` (RouteLLM's data folder: "
+                "`python -m routellm_demo download`), then press Refresh.")
+        return gr.update(choices=[], value=None), note, None, pd.DataFrame()
+    if benchmark not in runs:
+        benchmark = next(iter(runs))
+    run = runs[benchmark]
+    note = (f"**{esc(run.summary())}**. APGR: the share of the strong model's quality gain over the weak one that "
+            "the router keeps, averaged over every share of strong calls (random ≈ 0.5); CPT(x%): the share of "
+            "strong calls needed to get x% of that gain (lower is better).")
+    prices = run.metrics.get("prices") or {}
+    if prices.get("strong_price") is not None:
+        note += (f" Cost saved assumes the strong model costs {prices['strong_price']:g} and the weak one "
+                 f"{prices.get('weak_price', 0):g} per unit (RouteLLM's GPT-4 and Mixtral prices per 1M tokens "
+                 "unless the run set others).")
+    warnings = run.metrics.get("warnings") or []
+    if warnings:
+        note += "\n\n" + " ".join(f"⚠️ {esc(w)}" for w in warnings)
+    image = Image.open(run.plot) if run.plot else None
+    return gr.update(choices=list(runs), value=benchmark), note, image, eval_frame(run)
+
+
+def evaluation_tab(eval_dir: Path) -> None:
+    """The "Evaluation" tab (call inside the Blocks): the newest offline evaluation per benchmark."""
+    with gr.Tab("Evaluation", id="evaluation") as tab:
+        with gr.Row():
+            gr.Markdown("How much quality does each router keep for how much money? Quality against the share of "
+                        "calls sent to the strong model, on benchmark prompts the routers were never trained on "
+                        "(RouteLLM's metrics; produced by `python -m routellm_demo eval`).")
+            refresh = gr.Button("Refresh", size="sm", scale=0, min_width=100)
+        benchmark = gr.Dropdown([], label="Benchmark", elem_id="eval-benchmark", scale=0)
+        note = gr.Markdown("", elem_id="eval-summary")
+        image = gr.Image(label="Quality vs share of strong-model calls", type="pil", interactive=False,
+                         elem_id="eval-plot", format="png")
+        table = gr.Dataframe(interactive=False, label="Metrics", elem_id="eval-table", wrap=True)
+    outputs = [benchmark, note, image, table]
+    view = functools.partial(eval_view, eval_dir)
+    refresh.click(view, benchmark, outputs, api_name="evaluation")
+    tab.select(view, benchmark, outputs, api_name="evaluation_tab")
+    benchmark.input(view, benchmark, outputs, api_name="evaluation_benchmark")
 
 
 def warm_up(runtime: Runtime) -> None:

@@ -129,6 +129,8 @@ class Config:
     threshold: float = 0.5
     db_path: Path = REPO_ROOT / "data" / "routellm_demo.db"
     checkpoint_dir: Path = REPO_ROOT / "data" / "checkpoints"
+    # Where `eval` writes its runs by default, and where the app's Evaluation tab looks for them.
+    eval_dir: Path = REPO_ROOT / "data" / "eval"
     fallback: bool = True
     role_map: Mapping[str, str] = field(default_factory=lambda: MappingProxyType(dict(DEFAULT_ROLE_MAP)))
     host: str = "127.0.0.1"
@@ -193,6 +195,7 @@ _TOP_TYPES: dict[str, type] = {
     "threshold": float,
     "db_path": Path,
     "checkpoint_dir": Path,
+    "eval_dir": Path,
     "fallback": bool,
 }
 _TABLE_TYPES: dict[str, dict[str, type]] = {
@@ -204,6 +207,7 @@ _TABLE_TYPES: dict[str, dict[str, type]] = {
 _ENV_KEYS: dict[str, str] = {
     "DB": "db_path",
     "CHECKPOINT_DIR": "checkpoint_dir",
+    "EVAL_DIR": "eval_dir",
     "ROUTER": "router",
     "THRESHOLD": "threshold",
     "FALLBACK": "fallback",
@@ -400,6 +404,7 @@ def _build(values: dict, origin: dict, file_path: Path | None, env: Mapping[str,
         threshold=threshold,
         db_path=get("db_path", Path, default_db_path()),
         checkpoint_dir=get("checkpoint_dir", Path, REPO_ROOT / "data" / "checkpoints"),
+        eval_dir=get("eval_dir", Path, REPO_ROOT / "data" / "eval"),
         fallback=get("fallback", bool, True),
         role_map=MappingProxyType(_role_map(values, origin)),
         host=get("server.host", str, "127.0.0.1"),

@@ -195,3 +195,13 @@ def test_leaderboard_and_data_tabs_render(page, served):
     page.get_by_role("button", name="Export", exact=True).click()
     expect(page.locator("#export-file")).to_contain_text(".parquet", timeout=TIMEOUT_MS)
     page.screenshot(path=str(ARTIFACTS / "data_tab.png"), full_page=True)
+
+
+def test_evaluation_tab_shows_the_shipped_results(page, served):
+    """The runs committed in data/eval (made by `python -m routellm_demo eval`) are what a new visitor sees."""
+    page.get_by_role("tab", name="Evaluation").click()
+    expect(page.locator("#eval-table")).to_contain_text("oracle", timeout=TIMEOUT_MS)
+    expect(page.locator("#eval-summary")).to_contain_text("prompts")
+    page.wait_for_selector("#eval-plot img")
+    assert page.locator("#eval-plot img").evaluate("img => img.naturalWidth") > 300
+    page.screenshot(path=str(ARTIFACTS / "evaluation_tab.png"), full_page=True)

@@ -56,7 +56,8 @@ def seed(store):
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
-    rt = build_runtime(small_config(tmp_path_factory.mktemp("app"), max_prompt_chars=300))
+    tmp = tmp_path_factory.mktemp("app")
+    rt = build_runtime(small_config(tmp, max_prompt_chars=300, eval_dir=tmp / "eval"))
     seed(rt.store)
     demo = app.build_demo(rt)
     demo.queue(default_concurrency_limit=4)
@@ -166,6 +167,25 @@ def test_leaderboard_and_data_tabs(client, served, tmp_path):
     assert Path(path).suffix == ".parquet" and "Exported" in note
     _, admin = client.predict("anything", api_name="/admin_delete_votes")
     assert "disabled" in admin
+
+
+def test_evaluation_tab_shows_the_newest_run(client, served, shared_routellm):
+    from routellm_demo.evals.command import run_eval
+
+    _, rt = served
+    benchmark, note, image, table = client.predict(None, api_name="/evaluation")
+    assert "No evaluation found" in note and image is None
+    # a real (small) evaluation into the app's eval_dir, as `python -m routellm_demo eval` would write it
+    metrics = run_eval("gsm8k", shared_routellm, rt.config.eval_dir / "gsm8k", ("random", "sw_ranking"), limit=120,
+                       bootstrap=0, cache_db=rt.config.eval_dir / "cache.db", progress=False)
+    benchmark, note, image, table = client.predict(None, api_name="/evaluation")
+    assert benchmark["value"] == "gsm8k" and benchmark["choices"][0][0] == "gsm8k"  # a dropdown update
+    assert "120 prompts" in note and "grouped" in note
+    assert image and Path(image).stat().st_size > 10_000  # the curve.png, served to the page
+    rows = {r[0]: r for r in table["data"]}
+    assert {"random", "sw_ranking", "oracle"} <= set(rows)
+    apgr = table["headers"].index("APGR")
+    assert rows["sw_ranking"][apgr] == f"{metrics['routers']['sw_ranking']['apgr']:.3f}"  # the table is metrics.json
 
 
 def test_time_to_first_token(client, served):

@@ -202,6 +202,20 @@ def test_small_end_to_end_eval_on_gsm8k(shared_routellm, tmp_path):
     assert {r["fold"] for r in prompts} == {"0", "1", "2"}
 
 
+@pytest.mark.slow
+def test_eval_writes_to_the_configured_eval_dir_by_default(shared_routellm, tmp_path, monkeypatch, capsys):
+    from routellm_demo.cli import main
+    from routellm_demo.evals.results import latest_by_benchmark
+
+    monkeypatch.setenv("ROUTELLM_DEMO_EVAL_DIR", str(tmp_path / "runs"))  # where the app's Evaluation tab looks
+    code = main(["eval", "--benchmark", "gsm8k", "--data-dir", str(shared_routellm), "--routers", "random", "elo",
+                 "--folds", "2", "--limit", "40", "--bootstrap", "0", "--cache-db", str(tmp_path / "c.db"), "--quiet"])
+    assert code == 0, capsys.readouterr().err
+    run = latest_by_benchmark(tmp_path / "runs")["gsm8k"]
+    assert run.folder == tmp_path / "runs" / "gsm8k" and run.plot is not None
+    assert run.metrics["finished_at"] and {"random", "elo"} <= set(run.metrics["routers"])
+
+
 def test_bad_router_parameters_fail_before_any_fit():
     from routellm_demo.evals.command import parse_params
     from routellm_demo.evals.routers import fitter_for

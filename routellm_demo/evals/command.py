@@ -10,6 +10,7 @@ import argparse
 import json
 import sys
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
@@ -42,7 +43,8 @@ def register(subparsers) -> argparse.ArgumentParser:
     s.add_argument("--train-dir", help="train on every benchmark's gold battles in this folder instead of CV")
     s.add_argument("--routers", nargs="+", default=["random", "elo", "sw_ranking", "mf", "classifier"],
                    choices=EVAL_ROUTERS, metavar="ROUTER", help=f"any of: {', '.join(EVAL_ROUTERS)}")
-    s.add_argument("--out", required=True, help="output folder")
+    s.add_argument("--out", help="output folder (default: <eval_dir>/<benchmark>, where the app's Evaluation tab "
+                   "looks; eval_dir is set in the configuration, default data/eval)")
     s.add_argument("--folds", type=int, default=5, help="K for grouped K-fold cross-validation (default 5)")
     s.add_argument("--combine", action="store_true",
                    help="CV: also train on the gold battles of the other benchmarks in --data-dir")
@@ -186,11 +188,16 @@ def run_eval(
     plot_curves(out / "curve.png", f"{benchmark}: {result.report['protocol']} ({len(scored)} prompts)",
                 result.scores, scored.strong_quality, scored.weak_quality, result.folds)
     metrics["seconds"] = round(time.perf_counter() - started, 1)
+    metrics["finished_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
     write_metrics(out / "metrics.json", metrics)
     return metrics
 
 
 def cmd_eval(args) -> int:
+    if args.out is None:
+        from routellm_demo.config import load_config
+
+        args.out = str(load_config().eval_dir / args.benchmark)
     metrics = run_eval(
         args.benchmark, args.data_dir, args.out, args.routers, train_dir=args.train_dir, folds=args.folds,
         combine=args.combine, params=parse_params(args.params), cache_db=args.cache_db,
