@@ -180,6 +180,7 @@ def run_vote_load(url: str, *, voters: int, votes: int, chat: bool = True, deadl
     errors: list[str] = []
     retried: list[str] = []  # asks redone in a new session after a client-side failure
     unknown: list[str] = []  # votes whose answer never came back (counted or not: see the database)
+    model_failed: list[str] = []  # rounds a model failed (blank answer...), asked again
     chat_ms: list[float] = []
     chat_errors: list[str] = []
     voters_done = threading.Event()
@@ -204,6 +205,12 @@ def run_vote_load(url: str, *, voters: int, votes: int, chat: bool = True, deadl
             for attempt in range(ASK_TRIES):
                 try:
                     asked = client.predict(prompt, api_name="/arena_ask")
+                    if "cannot be voted on" in str(asked[2]) and attempt + 1 < ASK_TRIES:
+                        # a model failed this round (e.g. its 2 tokens were blank): ask again, as a
+                        # visitor would; the failed round stays unvotable (the integrity tests check that)
+                        with lock:
+                            model_failed.append(f"voter {i} round {j}: {str(asked[2])[:120]}")
+                        continue
                     break
                 except Exception as e:  # noqa: BLE001
                     if stop.is_set():
@@ -283,6 +290,7 @@ def run_vote_load(url: str, *, voters: int, votes: int, chat: bool = True, deadl
 
     return {"voters": voters, "votes_per_voter": votes, "acknowledged": len(acked), "acked_ids": sorted(acked),
             "failed": len(errors), "errors": errors[:5], "retried": len(retried), "retries": retried[:5],
+            "model_failed": len(model_failed), "model_failures": model_failed[:5],
             "unknown": len(unknown), "unknowns": unknown[:5], "wall_s": wall, "votes_per_s": len(acked) / wall,
             "vote_p50_ms": pct(vote_ms, 50), "vote_p95_ms": pct(vote_ms, 95), "round_p50_ms": pct(round_ms, 50),
             "round_p95_ms": pct(round_ms, 95), "chat_answers": len(chat_ms), "chat_failed": len(chat_errors),
@@ -323,6 +331,7 @@ def main() -> None:
                           deadline_s=args.deadline)
         print(f"vote_load voters={r['voters']} votes_per_voter={r['votes_per_voter']} max_tokens={args.max_tokens} "
               f"acknowledged={r['acknowledged']} failed={r['failed']} asks_retried={r['retried']} "
+              f"rounds_a_model_failed={r['model_failed']} "
               f"votes_unanswered={r['unknown']} wall_s={r['wall_s']:.1f} "
               f"votes_per_s={r['votes_per_s']:.2f} vote_p50_ms={r['vote_p50_ms']:.0f} vote_p95_ms={r['vote_p95_ms']:.0f} "
               f"round_p50_ms={r['round_p50_ms']:.0f} round_p95_ms={r['round_p95_ms']:.0f} "

@@ -2,11 +2,12 @@
 REAL embedded local pair (2-token answers); voters drive it through its API with gradio_client, one
 session each, exactly as browsers would.
 
-1. Load: 50 concurrent voters x 2 arena votes while another client keeps chatting. Afterwards the
-   database holds exactly one battle row per acknowledged vote (none missing, none twice), every
-   pending battle is linked to its row, SQLite's integrity check is ok, and the chat kept answering.
-   CI size: 100 rounds, each two real generations on two cores (~2 min here). The full 50 x 20 is
-   ``benchmarks/vote_load.py`` (votes/s, p95 vote latency), whose launcher and load this test drives.
+1. Load: 50 concurrent voters x 20 arena votes while another client keeps chatting. Afterwards the
+   database holds exactly 1000 battle rows, one per acknowledged vote (none missing, none twice),
+   every pending battle is linked to its row, SQLite's integrity check is ok, and the chat kept
+   answering. Each round is two real generations (2-token answers) on two cores: the test takes
+   ~10-14 min here, the longest in the suite, and bounded (deadline below). The same load, with its
+   figures only, is ``benchmarks/vote_load.py``, whose launcher and load this test drives.
 2. Crash: voters load the same app again and it is killed with SIGKILL mid-load. On the same file:
    every acknowledged vote is stored with its pending battle marked voted (one transaction: no row
    without its mark, no mark without its row); the file opens cleanly (integrity ok); the restarted
@@ -33,7 +34,8 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 from vote_load import CLIENT_TIMEOUT, AppProcess, check_db, run_vote_load, write_config  # noqa: E402
 
 pytestmark = [pytest.mark.llm, pytest.mark.slow]
-VOTERS, VOTES = 50, 2
+VOTERS, VOTES = 50, 20
+LOAD_DEADLINE_S = 2400  # bounded; the load takes ~600-800 s on this 2-core machine
 KILL_AFTER = 12  # acknowledged votes in the crash phase before the kill
 
 
@@ -57,13 +59,13 @@ def arena_votes(db) -> set[int]:
 def test_50_concurrent_voters_lose_and_duplicate_nothing(running_app, capsys):
     app, _, db, _ = running_app
     before = len(arena_votes(db))
-    r = run_vote_load(app.url, voters=VOTERS, votes=VOTES, chat=True, deadline_s=420)
+    r = run_vote_load(app.url, voters=VOTERS, votes=VOTES, chat=True, deadline_s=LOAD_DEADLINE_S)
     d = check_db(db, r["acked_ids"])
     with capsys.disabled():
-        print(f"\nvote load (CI size) {VOTERS}x{VOTES}: {r['acknowledged']} acknowledged in {r['wall_s']:.0f} s, "
+        print(f"\nvote load {VOTERS}x{VOTES}: {r['acknowledged']} acknowledged in {r['wall_s']:.0f} s, "
               f"{r['votes_per_s']:.2f} votes/s, vote p50 {r['vote_p50_ms']:.0f} ms p95 {r['vote_p95_ms']:.0f} ms, "
               f"round p95 {r['round_p95_ms']:.0f} ms; asks retried after a client-side error {r['retried']}, "
-              f"votes whose answer the client lost {r['unknown']}; chat answered {r['chat_answers']} "
+              f"votes whose answer the client lost {r['unknown']}, rounds a model failed (asked again) {r['model_failed']}; chat answered {r['chat_answers']} "
               f"(p95 {r['chat_p95_ms']:.0f} ms), failed {r['chat_failed']}; db {d}")
     assert r["failed"] == 0, r["errors"]
     assert r["acknowledged"] == VOTERS * VOTES
