@@ -224,8 +224,9 @@ def vote_html(r: VoteResult) -> str:
         f"<div>Model A was <b>{h(r.model_a)}</b> ({role_of[r.model_a]}), "
         f"Model B was <b>{h(r.model_b)}</b> ({role_of[r.model_b]}).</div>"
         "<div style='margin-top:6px'><b>What changed</b></div><ul>"
-        f"<li>sw_ranking score for this prompt (chance the strong model wins): <b>{r.sw_before:.3f} → {r.sw_after:.3f}</b> "
-        f"({delta:+.3f}): prompts like this now lean a little more to {lean}.</li>"
+        f"<li>sw_ranking score for this prompt (chance the strong model wins), when the answers came in → after "
+        f"your vote: <b>{r.sw_before:.3f} → {r.sw_after:.3f}</b> ({delta:+.3f}): prompts like this now lean a little "
+        f"more to {lean}.</li>"
         f"<li>Arena ratings (Bradley-Terry, arena votes only): {ratings}</li>"
         f"<li>Stored as battle #{r.battle_row_id} (source <code>arena-vote</code>); the router took it in "
         f"{r.absorb_ms:.0f} ms.</li></ul></div>")

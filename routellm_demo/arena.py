@@ -3,7 +3,9 @@
 The vote path (DESIGN.md): ``vote(battle_id, outcome, session_id)`` -> one transaction writes the
 battle row and marks the pending battle voted -> the online routers absorb the row
 (``RouterSet.absorb``: sw_ranking appends it, elo refits) -> ratings are refit from pair counts ->
-the before/after figures go back to the shell.
+the before/after figures go back to the shell. "Before" is sw_ranking's score when both answers
+came in (stored with the round): the prediction the visitor's round is judged against, and one
+scoring less on the vote's path.
 
 Integrity rules, all enforced here and in the store, never by the browser:
 
@@ -100,7 +102,7 @@ class VoteResult:
     model_b: str
     strong_side: str
     battle_row_id: int
-    sw_before: float  # sw_ranking's P(strong wins) for this prompt, before and after the vote
+    sw_before: float  # sw_ranking's P(strong wins) for this prompt when the answers were in, and after the vote
     sw_after: float
     ratings_before: dict[str, float] = field(default_factory=dict)  # arena-vote Elo of each model
     ratings_after: dict[str, float] = field(default_factory=dict)
@@ -250,7 +252,8 @@ class Arena:
         if len(answers) != 2 or not all(isinstance(t, str) and t.strip() for t in answers):
             raise ValueError("answers must be two non-empty strings: (side a, side b)")
         battle_id = self._add_pending(prompt, session_id, strong_side)
-        if not self.store.finish_pending(battle_id, answer_a=answers[0], answer_b=answers[1]):
+        if not self.store.finish_pending(battle_id, answer_a=answers[0], answer_b=answers[1],
+                                         sw_score=self._sw_score(prompt)):
             raise ArenaError("the battle could not be marked answered")  # only if deleted meanwhile
         return battle_id
 
@@ -325,9 +328,18 @@ class Arena:
             self.store.finish_pending(battle_id, answer_a="".join(texts["a"]) or None,
                                       answer_b="".join(texts["b"]) or None, error=message)
             raise ArenaError(message)
-        self.store.finish_pending(battle_id, answer_a=finals["a"].text, answer_b=finals["b"].text)
+        self.store.finish_pending(battle_id, answer_a=finals["a"].text, answer_b=finals["b"].text,
+                                  sw_score=self._sw_score(pending["prompt"]))
         return_value = ArenaRound(battle_id, *(self._stats(finals[s]) for s in SIDES))
         yield return_value
+
+    def _sw_score(self, prompt: str) -> float | None:
+        """sw_ranking's score for ``prompt`` now (the prediction the voter's round is judged against),
+        or None when it cannot be computed: the vote then scores the prompt itself."""
+        try:
+            return float(self.routers.score(SW_ROUTER, self.embedder.embed([prompt]))[0])
+        except Exception:  # noqa: BLE001 (a missing score must not cost the visitor the round)
+            return None
 
     def _embed_quietly(self, prompt: str) -> None:
         try:
@@ -366,7 +378,11 @@ class Arena:
         with self._vote_lock:
             pending = self._votable(battle_id, session_id)
             vector = self.embedder.embed([pending["prompt"]])
-            sw_before = float(self.routers.score(SW_ROUTER, vector)[0])
+            # The router's prediction when the answers were shown (scored then, so the vote pays for one
+            # scoring, not two); rounds answered before that column existed are scored now.
+            sw_before = pending.get("sw_score")
+            if sw_before is None:
+                sw_before = float(self.routers.score(SW_ROUTER, vector)[0])
             ratings_before = self._arena_ratings()
             # sw_before is kept so the prequential accuracy (was the router right before it learnt
             # this vote?) can be computed from the store alone (routellm_demo.learning).

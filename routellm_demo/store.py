@@ -123,6 +123,11 @@ _STEPS: list[tuple[str, list[str]]] = [
         )""",
         "CREATE INDEX idx_arena_pending_session ON arena_pending (session_id)",
     ]),
+    # sw_ranking's score for the prompt when both answers were in: the router's prediction at the
+    # moment the visitor saw the round, so a vote need not score the prompt twice (before and after).
+    ("0005_arena_pending_sw_score", [
+        "ALTER TABLE arena_pending ADD COLUMN sw_score REAL",
+    ]),
 ]
 ARENA_SOURCE = "arena-vote"
 PENDING_STATUSES = ("asked", "answered", "failed", "voted")
@@ -508,16 +513,19 @@ class Store:
         return rows[0] if rows else None
 
     def finish_pending(self, battle_id: str, *, answer_a: str | None, answer_b: str | None,
-                       error: str | None = None) -> bool:
-        """Store both answers ("answered", votable) or the failure ("failed"); only from "asked"."""
+                       error: str | None = None, sw_score: float | None = None) -> bool:
+        """Store both answers ("answered", votable) or the failure ("failed"); only from "asked".
+        ``sw_score``: the live router's score for the prompt at that moment (None: not computed)."""
         for name, value in (("answer_a", answer_a), ("answer_b", answer_b), ("error", error)):
             _check_text(name, value, required=False)
+        if sw_score is not None and not (isinstance(sw_score, float) and 0.0 <= sw_score <= 1.0):
+            raise ValueError(f"sw_score must be a float in [0, 1] or None, got {sw_score!r}")
         status = "failed" if error else "answered"
         with self._access() as db, db.atomic():
             cur = db.conn.execute(
-                "UPDATE arena_pending SET status = ?, answer_a = ?, answer_b = ?, error = ?, answered_at = ? "
-                "WHERE battle_id = ? AND status = 'asked'",
-                (status, answer_a, answer_b, error, utc_now(), battle_id))
+                "UPDATE arena_pending SET status = ?, answer_a = ?, answer_b = ?, error = ?, answered_at = ?, "
+                "sw_score = ? WHERE battle_id = ? AND status = 'asked'",
+                (status, answer_a, answer_b, error, utc_now(), sw_score, battle_id))
             return cur.rowcount == 1
 
     def record_vote(self, *, battle_id: str, session_id: str, outcome: str, battle: Mapping) -> int | None:

@@ -162,6 +162,18 @@ def test_prompt_over_the_cap_is_refused_before_anything_is_stored(make_arena):
 # -- voting --------------------------------------------------------------------------------------
 
 
+def test_a_round_answered_without_a_stored_score_is_scored_at_the_vote(make_arena):
+    arena = make_arena()
+    prompt = "Explain recursion to a child."
+    battle_id = answered(arena, prompt)
+    with arena.store._access() as db:  # as a round answered before the sw_score column existed
+        db.conn.execute("UPDATE arena_pending SET sw_score = NULL WHERE battle_id = ?", [battle_id])
+    before_score = sw(arena, prompt)
+    result = arena.vote(battle_id, "tie", SESSION)
+    assert result.sw_before == pytest.approx(before_score)
+    assert arena.store.battle(result.battle_row_id)["meta"]["sw_before"] == pytest.approx(before_score)
+
+
 @pytest.mark.parametrize("winner_role", ["strong", "weak"])
 def test_vote_stores_the_server_side_battle_and_moves_sw_the_voted_way(make_arena, winner_role):
     arena = make_arena()
@@ -171,6 +183,7 @@ def test_vote_stores_the_server_side_battle_and_moves_sw_the_voted_way(make_aren
     strong_letter = pending["strong_side"].upper()
     outcome = strong_letter if winner_role == "strong" else ("B" if strong_letter == "A" else "A")
     before_score = sw(arena, prompt)
+    assert pending["sw_score"] == pytest.approx(before_score)  # scored when the answers came in
 
     result = arena.vote(battle_id, outcome, SESSION)
 
