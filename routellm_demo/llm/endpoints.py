@@ -211,6 +211,8 @@ class Endpoint:
                 raise self._error(e) from e
             except (IndexError, AttributeError, TypeError) as e:
                 raise EndpointError(self.name, "bad_response", f"{self.name}: malformed response ({e})") from e
+            except ValueError as e:  # bytes that are not UTF-8, text that is not JSON: the model failed
+                raise self._unreadable(e) from e
         latency_ms = (time.perf_counter() - started) * 1000
         text = text.strip()
         if not text:
@@ -267,6 +269,8 @@ class Endpoint:
                 raise self._error(e) from e
             except (IndexError, AttributeError, TypeError) as e:
                 raise EndpointError(self.name, "bad_response", f"{self.name}: malformed stream chunk ({e})") from e
+            except ValueError as e:  # bytes that are not UTF-8, text that is not JSON: the model failed
+                raise self._unreadable(e) from e
         latency_ms = (time.perf_counter() - started) * 1000
         text = "".join(pieces).strip()
         if not text:
@@ -355,6 +359,12 @@ class Endpoint:
             first = message[0][:200] if message else ""
             return EndpointError(name, "http", f"{name}: HTTP {e.status_code} from {url}: {first}", e.status_code)
         return EndpointError(name, "bad_response", f"{name}: bad response from {url}: {self._scrub(str(e))[:200]}")
+
+    def _unreadable(self, e: ValueError) -> EndpointError:
+        """UnicodeDecodeError / JSONDecodeError from the client: one wording for every caller."""
+        detail = self._scrub(str(e))[:120]
+        return EndpointError(self.name, "bad_response",
+                             f"{self.name}: unreadable response ({type(e).__name__}: {detail})")
 
     def _scrub(self, text: str) -> str:
         return text.replace(self._key, "***") if self._key else text
