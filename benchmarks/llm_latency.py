@@ -88,7 +88,7 @@ def measure_routing(config: Config, prompts=PROMPTS, names=("elo", "sw_ranking",
     store = Store(config.db_path)
     emb = Embedder(Store(Path(tempfile.mkdtemp()) / "cold.db"))  # a cold cache: every prompt is new
     emb.embed(["warm up the model"])
-    routers = RouterSet(store, Embedder(store), checkpoint_dir=config.checkpoint_dir, role_map=config.role_map)
+    routers = RouterSet.from_config(store, Embedder(store), config)
     out = {}
     for name in routers_available(routers, names):
         times = []

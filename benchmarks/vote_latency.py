@@ -117,7 +117,7 @@ def main(argv=None) -> None:
         embedder = Embedder(store)
         started = time.perf_counter()
         fill_store(store, embedder, args.battles, args.source, cfg.strong.name, cfg.weak.name, args.seed)
-        routers = RouterSet(store, embedder, checkpoint_dir=cfg.checkpoint_dir, role_map=cfg.role_map)
+        routers = RouterSet.from_config(store, embedder, cfg)
         routers.get("sw_ranking")
         routers.get("elo")
         print(f"# store filled and routers fitted in {time.perf_counter() - started:.1f} s "

@@ -20,6 +20,7 @@ stand-ins (USD per 1M tokens = parameters in billions), not prices anyone charge
 from __future__ import annotations
 
 import difflib
+import math
 import os
 import re
 import tomllib
@@ -144,6 +145,11 @@ class Config:
     local_n_ctx: int = 2048
     local_n_threads: int = 1
     local_start_timeout: float = 120.0
+    # The sw_ranking router's similarity weighting (see routers/sw_ranking.py): the app's live router
+    # and `simulate-votes` both build it from these. Default: RouteLLM's.
+    sw_base: float = 10.0
+    sw_scale: float = 10.0
+    sw_normalize: str = "max"
     # Where the settings came from, and ROUTELLM_DEMO_* variables that matched nothing (likely typos).
     source: Path | None = None
     unknown_env: tuple[str, ...] = ()
@@ -170,6 +176,16 @@ class Config:
         """The server's bearer token, from ROUTELLM_DEMO_API_TOKEN; None means no auth."""
         env = os.environ if environ is None else environ
         return env.get(ENV_PREFIX + "API_TOKEN") or None
+
+    @property
+    def sw_params(self) -> dict:
+        """Keyword arguments for ``SWRankingRouter``."""
+        return {"base": self.sw_base, "scale": self.sw_scale, "normalize": self.sw_normalize}
+
+    @property
+    def router_params(self) -> dict[str, dict]:
+        """Per-router constructor arguments, for :class:`routellm_demo.training.RouterSet`."""
+        return {"sw_ranking": self.sw_params}
 
 
 # ---- schema -----------------------------------------------------------------------------------
@@ -202,6 +218,7 @@ _TABLE_TYPES: dict[str, dict[str, type]] = {
     "server": {"host": str, "port": int},
     "limits": {"max_prompt_chars": int, "max_turns": int, "requests_per_minute": int},
     "local": {"cache_dir": Path, "n_ctx": int, "n_threads": int, "start_timeout": float},
+    "sw_ranking": {"preset": str, "base": float, "scale": float, "normalize": str},
 }
 # Flat variable names for the common overrides; endpoint fields follow ROUTELLM_DEMO_<ROLE>_<FIELD>.
 _ENV_KEYS: dict[str, str] = {
@@ -220,6 +237,10 @@ _ENV_KEYS: dict[str, str] = {
     "LOCAL_N_CTX": "local.n_ctx",
     "LOCAL_THREADS": "local.n_threads",
     "LOCAL_START_TIMEOUT": "local.start_timeout",
+    "SW_PRESET": "sw_ranking.preset",
+    "SW_BASE": "sw_ranking.base",
+    "SW_SCALE": "sw_ranking.scale",
+    "SW_NORMALIZE": "sw_ranking.normalize",
 }
 for _role in ROLES:
     for _field in _ENDPOINT_TYPES:
@@ -418,6 +439,7 @@ def _build(values: dict, origin: dict, file_path: Path | None, env: Mapping[str,
         local_start_timeout=get("local.start_timeout", float, 120.0),
         source=file_path,
         unknown_env=unknown_env,
+        **_sw_fields(values, origin),
     )
     if not 0 < kwargs["port"] < 65536:
         raise ConfigError(f"server.port must be in 1..65535, got {kwargs['port']} (from {where('server.port')})")
@@ -429,6 +451,58 @@ def _build(values: dict, origin: dict, file_path: Path | None, env: Mapping[str,
     if kwargs["local_start_timeout"] <= 0:
         raise ConfigError(f"local.start_timeout must be positive (from {where('local.start_timeout')})")
     return Config(**kwargs)
+
+
+# The sw_ranking router's named parameter sets (kept equal to routers/sw_ranking.py's SW_PRESETS, which
+# this module does not import: config sits below the routers). A test checks they match.
+SW_PRESETS: Mapping[str, Mapping[str, Any]] = MappingProxyType({
+    "routellm": MappingProxyType({"base": 10.0, "scale": 10.0, "normalize": "max"}),
+    "smooth": MappingProxyType({"base": 3.0, "scale": 10.0, "normalize": "max"}),
+    "monotone": MappingProxyType({"base": 10.0, "scale": 10.0, "normalize": "one"}),
+})
+SW_NORMALIZE = ("max", "one")
+
+
+def check_sw_params(params: Mapping[str, Any], where: str = "sw_ranking") -> dict:
+    """A ``[sw_ranking]`` table (``preset`` and/or ``base``, ``scale``, ``normalize``) -> the router's
+    keyword arguments, validated; explicit keys override the preset's. Used by the config and by
+    ``simulate-votes --sw-params``, so both accept and reject the same things."""
+    known = ("preset", "base", "scale", "normalize")
+    for key in params:
+        if key not in known:
+            raise _unknown(f"sw_ranking.{key}", known, where)
+    preset = params.get("preset", "routellm")
+    if preset not in SW_PRESETS:
+        raise ConfigError(f"sw_ranking.preset must be one of {', '.join(SW_PRESETS)}, got {preset!r} (from {where})")
+    out = dict(SW_PRESETS[preset])
+    for key in ("base", "scale"):
+        if key in params:
+            value = params[key]
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise ConfigError(f"sw_ranking.{key} must be a number, got {_show(key, value)} (from {where})")
+            out[key] = float(value)
+    if "normalize" in params:
+        out["normalize"] = params["normalize"]
+    if not out["base"] > 1.0:
+        raise ConfigError(f"sw_ranking.base must be above 1, got {out['base']:g} (from {where})")
+    if not out["scale"] > 0.0:
+        raise ConfigError(f"sw_ranking.scale must be positive, got {out['scale']:g} (from {where})")
+    if out["normalize"] not in SW_NORMALIZE:
+        raise ConfigError(f"sw_ranking.normalize must be one of {', '.join(repr(n) for n in SW_NORMALIZE)}, "
+                          f"got {_show('normalize', out['normalize'])} (from {where})")
+    return out
+
+
+def _sw_fields(values: dict, origin: dict) -> dict:
+    """Config fields sw_base / sw_scale / sw_normalize from the ``[sw_ranking]`` table and variables."""
+    given = {}
+    for key, kind in _TABLE_TYPES["sw_ranking"].items():
+        dotted = f"sw_ranking.{key}"
+        if dotted in values:
+            given[key] = _coerce(dotted, values[dotted], kind, origin)
+    where = ", ".join(sorted({origin.get(f"sw_ranking.{k}", "default") for k in given})) or "default"
+    params = check_sw_params(given, where)
+    return {"sw_base": params["base"], "sw_scale": params["scale"], "sw_normalize": params["normalize"]}
 
 
 def _endpoint(role: str, values: dict, origin: dict) -> ModelEndpoint:

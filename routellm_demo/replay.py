@@ -149,13 +149,17 @@ def check_fresh(store, domain: EvalSet) -> None:
                           "start from a store without them (omit --db for a fresh one)")
 
 
-def open_arena(store_path: Path, checkpoint_dir: Path, max_prompt_chars: int, seed: int):
+def open_arena(store_path: Path, checkpoint_dir: Path, max_prompt_chars: int, seed: int,
+               sw_params: dict | None = None):
     """Store, embedder, routers and arena wired as the app wires them, for the gold models' names.
 
+    The routers come from the config (``RouterSet.from_config``, as in the app), so sw_ranking's
+    weighting is the config file's ``[sw_ranking]``; ``sw_params`` (a ``[sw_ranking]`` table:
+    ``preset``, ``base``, ``scale``, ``normalize``) replaces it for this run.
     No checkpoint is loaded (the shipped ones were trained on these benchmarks); the controller is
     not needed, since no model is called."""
     from routellm_demo.arena import Arena
-    from routellm_demo.config import load_config
+    from routellm_demo.config import check_sw_params, load_config
     from routellm_demo.embeddings import Embedder
     from routellm_demo.store import Store
     from routellm_demo.training import RouterSet
@@ -164,9 +168,12 @@ def open_arena(store_path: Path, checkpoint_dir: Path, max_prompt_chars: int, se
     cfg = replace(cfg, db_path=store_path, checkpoint_dir=checkpoint_dir,
                   max_prompt_chars=max(cfg.max_prompt_chars, max_prompt_chars),
                   strong=replace(cfg.strong, name=STRONG_MODEL), weak=replace(cfg.weak, name=WEAK_MODEL))
+    if sw_params is not None:
+        sw = check_sw_params(sw_params, "--sw-params")
+        cfg = replace(cfg, sw_base=sw["base"], sw_scale=sw["scale"], sw_normalize=sw["normalize"])
     store = Store(store_path)
     embedder = Embedder(store)
-    routers = RouterSet(store, embedder, checkpoint_dir=checkpoint_dir, role_map=cfg.role_map)
+    routers = RouterSet.from_config(store, embedder, cfg)
     arena = Arena(cfg, store, embedder, routers, controller=None, rng=random.Random(seed))
     return arena
 
@@ -288,7 +295,8 @@ def plot_curve(rows: list[dict], path: Path, title: str) -> Path:
 
 def simulate_votes(data_dir, benchmark: str, out_dir, *, subject: str | None = None, votes: int = 200,
                    every: int = 10, router: str = "sw_ranking", seed: int = 0, db=None,
-                   seed_store: str = "none", cache_db=DEFAULT_CACHE_DB, progress: bool = True) -> ReplayResult:
+                   seed_store: str = "none", cache_db=DEFAULT_CACHE_DB, progress: bool = True,
+                   sw_params: dict | None = None) -> ReplayResult:
     """Replay ``votes`` gold-label votes of a domain through the arena; write curve.csv,
     learning_curve.png, summary.json (and replay.db, the store, unless ``db`` is given) to ``out_dir``."""
     from routellm_demo.learning import prequential
@@ -309,14 +317,22 @@ def simulate_votes(data_dir, benchmark: str, out_dir, *, subject: str | None = N
         raise ReplayError(f"the domain has {len(domain)} distinct prompts: --votes must be below that, so that "
                           "some are left to evaluate on")
     seeds = seed_set(data_dir, benchmark, subject, seed_store, domain)
+    if sw_params is not None:  # a bad --sw-params fails before any output is written
+        from routellm_demo.config import ConfigError, check_sw_params
+
+        try:
+            check_sw_params(sw_params, "--sw-params")
+        except ConfigError as exc:
+            raise ReplayError(str(exc)) from None
 
     store_path = Path(db) if db is not None else out / "replay.db"
     if db is None:
         for suffix in ("", "-wal", "-shm"):  # this run's own output from an earlier run
             Path(str(store_path) + suffix).unlink(missing_ok=True)
     max_chars = max(len(p) for p in domain.prompts)
-    arena = open_arena(store_path, out / "no-checkpoints", max_chars, seed)
+    arena = open_arena(store_path, out / "no-checkpoints", max_chars, seed, sw_params=sw_params)
     store, embedder, routers = arena.store, arena.embedder, arena.routers
+    sw_used = dict(routers.router_params.get("sw_ranking", {}))
     refresher = None
     try:
         check_fresh(store, domain)
@@ -348,7 +364,7 @@ def simulate_votes(data_dir, benchmark: str, out_dir, *, subject: str | None = N
         "apgr_0": rows[0]["apgr"], "apgr_final": rows[-1]["apgr"], "cpt50_0": rows[0]["cpt50"],
         "cpt50_final": rows[-1]["cpt50"], "apgr_heldout_0": rows[0]["apgr_heldout"],
         "apgr_heldout_final": rows[-1]["apgr_heldout"], "n_eval_final": rows[-1]["n_eval"],
-        "prequential_sw_ranking": preq, "embeddings": embed_stats,
+        "sw_params": sw_used, "prequential_sw_ranking": preq, "embeddings": embed_stats,
         "seconds": round(time.perf_counter() - started, 1),
     }
     curve = write_curve(rows, out / "curve.csv")
@@ -394,19 +410,35 @@ def register(subparsers) -> argparse.ArgumentParser:
     s.add_argument("--cache-db", default=str(DEFAULT_CACHE_DB),
                    help="embedding cache to copy vectors from (missing ones are encoded and cached there); "
                         "'' to encode into the replay store")
+    s.add_argument("--sw-params", type=_sw_params_arg, default=None,
+                   help='sw_ranking weighting for this run, as JSON like the config\'s [sw_ranking] table, e.g. '
+                        '\'{"preset": "smooth"}\' or \'{"base": 3, "normalize": "one"}\' (default: the config\'s)')
     s.add_argument("--quiet", action="store_true", help="no progress bars")
     s.set_defaults(func=cmd_simulate_votes)
     return s
+
+
+def _sw_params_arg(text: str) -> dict:
+    """``--sw-params`` JSON -> a dict (checked against the config's rules when the run starts)."""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise argparse.ArgumentTypeError(f"not valid JSON ({exc.msg}); e.g. '{{\"preset\": \"smooth\"}}'") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError('must be a JSON object, e.g. \'{"base": 3}\'')
+    return value
 
 
 def cmd_simulate_votes(args) -> int:
     """Run :func:`simulate_votes` and print the curve; the printing layer of the command."""
     result = simulate_votes(args.data_dir, args.benchmark, args.out, subject=args.subject, votes=args.votes,
                             every=args.every, router=args.router, seed=args.seed, db=getattr(args, "db", None),
-                            seed_store=args.seed_store, cache_db=args.cache_db or None, progress=not args.quiet)
+                            seed_store=args.seed_store, cache_db=args.cache_db or None, progress=not args.quiet,
+                            sw_params=getattr(args, "sw_params", None))
     s = result.summary
     print(f"{s['domain']}: {s['domain_prompts']} prompts, router {s['router']}, seed store {s['seed_store']} "
-          f"({s['seed_battles']} battles), {s['arena_votes_stored']} votes stored through Arena.vote")
+          f"({s['seed_battles']} battles), {s['arena_votes_stored']} votes stored through Arena.vote; "
+          f"sw_ranking {json.dumps(s['sw_params'])}")
     print(f"{'votes':>6} {'apgr':>7} {'cpt50%':>7} {'n_eval':>7} {'apgr_heldout':>13}")
     for r in result.rows:
         print(f"{r['votes']:>6} {r['apgr']:>7.4f} {r['cpt50']:>7.2f} {r['n_eval']:>7} {r['apgr_heldout']:>13.4f}")

@@ -31,6 +31,6 @@ def build_runtime(config: Config | None = None, *, config_path=None) -> Runtime:
     check_router(config.router)  # a typo in the config fails at start, not at the first chat
     store = Store(config.db_path)
     embedder = Embedder(store)
-    routers = RouterSet(store, embedder, checkpoint_dir=config.checkpoint_dir, role_map=config.role_map)
+    routers = RouterSet.from_config(store, embedder, config)
     controller = Controller(config, store, embedder, routers)
     return Runtime(config, store, embedder, routers, controller)

@@ -48,12 +48,14 @@ class NoCheckpointError(RuntimeError):
     """A trained router was asked for but no checkpoint exists and the store is too small to fit one."""
 
 
-def load_router(name: str, *, battles: Battles | None, checkpoint_dir: Path):
+def load_router(name: str, *, battles: Battles | None, checkpoint_dir: Path, params: Mapping | None = None):
     """A ready router of the given name.
 
     Checkpointed routers (mf, classifier) come from ``checkpoint_dir``; the others are fitted on
-    ``battles`` (an empty store still gives an answer: elo and sw_ranking then say 0.5).
+    ``battles`` (an empty store still gives an answer: elo and sw_ranking then say 0.5), built with
+    ``params`` (constructor arguments, e.g. sw_ranking's weighting from the config).
     """
+    params = dict(params or {})
     check_router(name)
     if name in CHECKPOINTED:
         path = checkpoint_path(checkpoint_dir, name)
@@ -61,14 +63,14 @@ def load_router(name: str, *, battles: Battles | None, checkpoint_dir: Path):
             cls = type(make_router(name))
             return cls.load(path)
         if battles is not None and len(battles) > 0:
-            return make_router(name).fit(battles)
+            return make_router(name, **params).fit(battles)
         raise NoCheckpointError(
             f"router {name!r} has no checkpoint at {path} and the store holds no battles; "
             f"run `python -m routellm_demo train --router {name}`"
         )
     if battles is None:
         battles = empty_battles()
-    return make_router(name).fit(battles)
+    return make_router(name, **params).fit(battles)
 
 
 def _rows(battles: Battles, mask: np.ndarray) -> Battles:
@@ -84,18 +86,28 @@ class RouterSet:
     """Routers loaded on first use and kept for the process; thread-safe.
 
     Votes reach the online routers (elo, sw_ranking) through :meth:`absorb`; a trained router can
-    be swapped in whole with :meth:`replace` (never half-trained).
+    be swapped in whole with :meth:`replace` (never half-trained). ``router_params`` maps a router
+    name to its constructor arguments (:meth:`from_config` takes them from the config, so the app and
+    ``simulate-votes`` build the same routers).
     """
 
-    def __init__(self, store, embedder, *, checkpoint_dir: Path, role_map: Mapping[str, str] | None = None):
+    def __init__(self, store, embedder, *, checkpoint_dir: Path, role_map: Mapping[str, str] | None = None,
+                 router_params: Mapping[str, Mapping] | None = None):
         self.store = store
         self.embedder = embedder
         self.checkpoint_dir = Path(checkpoint_dir)
         self.role_map = dict(role_map or {})
+        self.router_params = {check_router(n): dict(p) for n, p in (router_params or {}).items()}
         self._routers: dict = {}
         self._seen: dict[str, int] = {}
         self._battles: Battles | None = None
         self._lock = threading.RLock()
+
+    @classmethod
+    def from_config(cls, store, embedder, config) -> "RouterSet":
+        """The routers as the config describes them (checkpoints, role map, sw_ranking's weighting)."""
+        return cls(store, embedder, checkpoint_dir=config.checkpoint_dir, role_map=config.role_map,
+                   router_params=config.router_params)
 
     def battles(self) -> Battles:
         with self._lock:
@@ -109,7 +121,8 @@ class RouterSet:
             router = self._routers.get(name)
             if router is None:
                 battles = None if name in CHECKPOINTED and checkpoint_path(self.checkpoint_dir, name).exists() else self.battles()
-                router = load_router(name, battles=battles, checkpoint_dir=self.checkpoint_dir)
+                router = load_router(name, battles=battles, checkpoint_dir=self.checkpoint_dir,
+                                     params=self.router_params.get(name))
                 self._routers[name] = router
                 # the newest battle this router has seen, so absorb() never counts one twice
                 self._seen[name] = int(battles.ids.max()) if battles is not None and len(battles) else 0

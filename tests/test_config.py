@@ -109,6 +109,12 @@ def test_local_model_with_overrides(tmp_path):
     ("[role_map]\n\"gpt-4\" = \"best\"\n", {}, r"role_map\['gpt-4'\] must be 'strong' or 'weak'"),
     ("threshold = \n", {}, r"invalid TOML"),
     ("strong = 3\n", {}, r"'strong' must be a table"),
+    ("[sw_ranking]\nbase = 1\n", {}, r"sw_ranking.base must be above 1, got 1 \(from routellm_demo.toml\)"),
+    ("", {"ROUTELLM_DEMO_SW_SCALE": "0"}, r"sw_ranking.scale must be positive, got 0 \(from ROUTELLM_DEMO_SW_SCALE\)"),
+    ("", {"ROUTELLM_DEMO_SW_BASE": "big"}, r"sw_ranking.base must be a number, got 'big'"),
+    ("[sw_ranking]\nnormalize = \"softmax\"\n", {}, r"sw_ranking.normalize must be one of 'max', 'one', got 'softmax'"),
+    ("[sw_ranking]\npreset = \"sharp\"\n", {}, r"sw_ranking.preset must be one of routellm, smooth, monotone, got 'sharp'"),
+    ("sw_ranking = 3\n", {}, r"'sw_ranking' must be a table"),
 ])
 def test_validation_messages(tmp_path, text, env, message):
     path = write(tmp_path, text)
@@ -178,3 +184,28 @@ def test_example_file_is_valid():
     """The documented example must load (its commented alternatives are for reading)."""
     cfg = load_config(REPO_ROOT / "routellm_demo.example.toml", environ=BASE_ENV)
     assert cfg.threshold == 0.5
+
+
+def test_sw_ranking_weighting_from_file_env_and_presets(tmp_path):
+    assert load_config(write(tmp_path, ""), environ=BASE_ENV).sw_params == {"base": 10.0, "scale": 10.0,
+                                                                          "normalize": "max"}
+    cfg = load_config(write(tmp_path, '[sw_ranking]\npreset = "smooth"\n'), environ=BASE_ENV)
+    assert cfg.sw_params == {"base": 3.0, "scale": 10.0, "normalize": "max"}
+    assert cfg.router_params == {"sw_ranking": cfg.sw_params}
+    # explicit keys override the preset; the environment overrides the file
+    path = write(tmp_path, '[sw_ranking]\npreset = "monotone"\nbase = 5\n')
+    assert load_config(path, environ=BASE_ENV).sw_params == {"base": 5.0, "scale": 10.0, "normalize": "one"}
+    env = dict(BASE_ENV, ROUTELLM_DEMO_SW_BASE="20", ROUTELLM_DEMO_SW_NORMALIZE="max")
+    assert load_config(path, environ=env).sw_params == {"base": 20.0, "scale": 10.0, "normalize": "max"}
+    with pytest.raises(ConfigError, match=r"unknown key 'sw_ranking.bse' \(did you mean 'base'\?\)"):
+        load_config(write(tmp_path, "[sw_ranking]\nbse = 3\n"), environ=BASE_ENV)
+
+
+def test_check_sw_params_is_what_simulate_votes_uses():
+    from routellm_demo.config import check_sw_params
+
+    assert check_sw_params({"preset": "smooth", "scale": 2}) == {"base": 3.0, "scale": 2.0, "normalize": "max"}
+    with pytest.raises(ConfigError, match=r"--sw-params: unknown key 'sw_ranking.top_k'"):
+        check_sw_params({"top_k": 5}, "--sw-params")
+    with pytest.raises(ConfigError, match=r"sw_ranking.base must be a number, got True"):
+        check_sw_params({"base": True})

@@ -141,6 +141,11 @@ def test_register_adds_the_subcommand_and_keeps_a_db_given_before_it():
     assert args.db == "outer.db" and args.votes == 200 and args.every == 10 and args.router == "sw_ranking"
     assert parser.parse_args([*common, "--db", "inner.db", "--seed", "3"]).db == "inner.db"
     assert parser.parse_args(common).db is None
+    assert parser.parse_args(common).sw_params is None
+    assert parser.parse_args([*common, "--sw-params", '{"preset": "smooth"}']).sw_params == {"preset": "smooth"}
+    for bad in ("{base: 3}", "[3]"):
+        with pytest.raises(SystemExit):
+            parser.parse_args([*common, "--sw-params", bad])
 
 
 # -- whole replays ---------------------------------------------------------------------------------------
@@ -186,3 +191,20 @@ def test_replay_on_a_real_mmlu_subject(tmp_path, shared_routellm, model_loaded, 
     with pytest.raises(ReplayError, match="no MMLU subject"):
         simulate_votes(shared_routellm, "mmlu", tmp_path / "x", subject="astrology", votes=5, cache_db=None,
                        progress=False)
+
+
+def test_replay_uses_the_sw_params_given_and_each_vote_moves_the_voted_way(tmp_path, model_loaded, vote_spy):
+    """--sw-params reaches the arena's router (the same RouterSet.from_config path as the app); with the
+    fixed kernel ("monotone") no vote moves its prompt's score against it."""
+    data = synthetic_gsm8k(tmp_path, n_per_kind=20)
+    result = simulate_votes(data, "gsm8k", tmp_path / "out", votes=20, every=10, seed=2, cache_db=None,
+                            progress=False, sw_params={"preset": "monotone"})
+    assert result.summary["sw_params"] == {"base": 10.0, "scale": 10.0, "normalize": "one"}
+    assert len(vote_spy) == 20
+    for res in vote_spy:
+        if res.winner_role is not None:
+            toward = res.sw_after - res.sw_before if res.winner_role == "strong" else res.sw_before - res.sw_after
+            assert toward >= -1e-9, (res.winner_role, res.sw_before, res.sw_after)
+    with pytest.raises(ReplayError, match="sw_ranking.normalize must be one of"):
+        simulate_votes(data, "gsm8k", tmp_path / "bad", votes=5, cache_db=None, progress=False,
+                       sw_params={"normalize": "cosine"})

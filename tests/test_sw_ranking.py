@@ -4,7 +4,7 @@ from sklearn.linear_model import LogisticRegression
 
 from routellm_demo.battles import Battles
 from routellm_demo.ratings import win_probability
-from routellm_demo.routers.sw_ranking import SWRankingRouter
+from routellm_demo.routers.sw_ranking import SW_PRESETS, SWRankingRouter, similarity_weights
 
 PLAYERS = ["strong", "weak", "gpt-x", "llama-y"]
 DIM = 16
@@ -171,3 +171,78 @@ def test_nothing_similar_falls_back_to_global_fit():
     p = router.win_probability(np.zeros(DIM, dtype=np.float32))[0]
     assert p == pytest.approx(float(win_probability(router.global_beta_[0], router.global_beta_[1])))
     assert p == pytest.approx(0.5, abs=1e-6)  # 40 wins each way
+
+
+# -- the weighting options (issue #8) -------------------------------------------------------------------
+
+
+def test_normalize_one_matches_weighted_logistic_regression_with_a_fixed_kernel():
+    """normalize="one": weight = scale * base ** sim (no division by the largest similarity)."""
+    battles = random_battles(300, seed=13)
+    q = unit(np.random.default_rng(14).standard_normal(DIM))
+    sims = battles.embeddings.astype(np.float64) @ q.astype(np.float64)
+    router = SWRankingRouter(base=10.0, scale=10.0, l2=1.0, normalize="one").fit(battles)
+    np.testing.assert_allclose(similarity_weights(sims, 10.0, 10.0, "one"), 10.0 * 10.0 ** sims, rtol=1e-12)
+    # the reference divides by max(sim): base ** max(sim) ** (sim / max(sim)) == base ** sim
+    _, p_ref = sklearn_strong_probability(battles, q, 1.0, base=10.0 ** sims.max(), scale=10.0)
+    assert router.win_probability(q)[0] == pytest.approx(p_ref, abs=1e-3)
+    # and "max" stays RouteLLM's formula
+    np.testing.assert_allclose(similarity_weights(sims, 10.0, 10.0, "max"), 10.0 * 10.0 ** (sims / sims.max()),
+                               rtol=1e-12)
+
+
+def test_normalize_one_falls_back_to_the_global_fit_when_nothing_is_similar():
+    battles, _, _ = two_topic_battles()
+    router = SWRankingRouter(normalize="one").fit(battles)
+    p = router.win_probability(np.zeros(DIM, dtype=np.float32))[0]
+    assert p == pytest.approx(float(win_probability(router.global_beta_[0], router.global_beta_[1])))
+
+
+def test_bad_weighting_parameters_are_refused():
+    battles = random_battles(5)
+    with pytest.raises(ValueError, match="normalize must be one of max, one"):
+        SWRankingRouter(normalize="softmax").fit(battles)
+    with pytest.raises(ValueError, match="base > 1"):
+        SWRankingRouter(base=1.0).fit(battles)
+    with pytest.raises(ValueError, match="normalize"):
+        similarity_weights(np.ones(3), normalize="min")
+
+
+def test_presets_are_valid_and_match_the_config():
+    from routellm_demo import config
+
+    assert {k: dict(v) for k, v in config.SW_PRESETS.items()} == SW_PRESETS
+    assert SW_PRESETS["routellm"] == {k: v for k, v in SWRankingRouter().get_params().items() if k != "l2"}
+    for params in SW_PRESETS.values():
+        SWRankingRouter(**params).fit(random_battles(5))
+
+
+def vote_moves(normalize, players, n_histories=25, n_queries=8):
+    """For random stored histories and query prompts: how far one vote on the prompt itself moves its
+    score toward the voted side (positive = the voted way), for a vote each way."""
+    moves = []
+    for seed in range(n_histories):
+        history = random_battles(80, seed=seed, players=players)
+        for q in unit(np.random.default_rng(1000 + seed).standard_normal((n_queries, DIM))):
+            before = SWRankingRouter(normalize=normalize).fit(history).win_probability(q)[0]
+            for outcome in (1.0, 0.0):  # strong wins, weak wins
+                router = SWRankingRouter(normalize=normalize).fit(history)
+                router.partial_fit(Battles(["strong", "weak"], [0], [1], [outcome], q[None, :], [10_000]))
+                after = router.win_probability(q)[0]
+                moves.append(after - before if outcome == 1.0 else before - after)
+    return np.array(moves)
+
+
+@pytest.mark.parametrize("players", [["strong", "weak"], PLAYERS])
+def test_with_a_fixed_kernel_a_vote_never_moves_its_prompt_against_the_vote(players):
+    """A vote for the strong model never lowers that prompt's score, a vote for the weak one never
+    raises it: with normalize="one" a new battle only adds weight on the voted side."""
+    moves = vote_moves("one", players)
+    assert moves.min() >= -1e-9
+    assert (moves > 0).mean() > 0.99
+
+
+def test_routellm_normalisation_can_move_a_prompt_against_its_vote():
+    """Why "one" exists: under RouteLLM's division by the largest similarity, a vote on the prompt
+    itself raises that maximum to 1 and reweighs every other battle, which can outweigh the vote."""
+    assert vote_moves("max", ["strong", "weak"]).min() < -1e-3

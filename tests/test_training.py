@@ -46,3 +46,23 @@ def test_absorb_counts_each_vote_once_even_if_the_router_was_built_after_it(tmp_
     store.db.execute("DELETE FROM battles WHERE id = ?", [new_id])
     routers.reload()
     assert routers.get("sw_ranking").n_battles_ == 5
+
+
+def test_router_set_builds_sw_ranking_with_the_configs_weighting(tmp_path):
+    from dataclasses import replace
+
+    from routellm_demo.config import load_config
+
+    store = Store(tmp_path / "t.db")
+    emb = Embedder(store)
+    store.add_battles([battle(f"question {i}", "model_b") for i in range(3)])
+    cfg = replace(load_config(environ={}), checkpoint_dir=tmp_path, sw_base=3.0, sw_normalize="one")
+    routers = RouterSet.from_config(store, emb, cfg)
+    assert routers.get("sw_ranking").get_params() == {"base": 3.0, "scale": 10.0, "l2": pytest.approx(1e-2),
+                                                      "normalize": "one"}
+    routers.reload()  # a refit from the store keeps the parameters
+    assert routers.get("sw_ranking").normalize == "one"
+    # without parameters: RouteLLM's weighting
+    assert RouterSet(store, emb, checkpoint_dir=tmp_path).get("sw_ranking").get_params()["base"] == 10.0
+    with pytest.raises(ValueError, match="unknown router"):
+        RouterSet(store, emb, checkpoint_dir=tmp_path, router_params={"sw": {}})

@@ -1,7 +1,8 @@
 """RouteLLM's similarity-weighted (SW) ranking router.
 
 For a prompt q, every past battle is weighted by how similar its prompt is to q
-(``weight = scale * base ** (sim / max_sim)``, RouteLLM's ``10 * 10 ** (s / max(s))``), and a weighted
+(``weight = scale * base ** (sim / max_sim)``, RouteLLM's ``10 * 10 ** (s / max(s))``; or, with
+``normalize="one"``, ``scale * base ** sim``, see :func:`similarity_weights`), and a weighted
 Bradley-Terry model is fitted over ALL battles, all players included: an arena battle between two
 other models still informs "strong vs weak" through transitivity. The score is
 P(strong beats weak) = sigmoid(beta_strong - beta_weak) under that fit.
@@ -31,18 +32,45 @@ from routellm_demo.routers.base import Router
 SIMILARITY_BLOCK = 4_000_000  # similarities computed per block of queries: at most ~16 MB of float32
 
 
-def similarity_weights(similarities: np.ndarray, base: float = 10.0, scale: float = 10.0) -> np.ndarray:
-    """RouteLLM's battle weights ``scale * base ** (sim / max(sim))`` (float64).
+NORMALIZE_CHOICES = ("max", "one")
 
-    When no battle has a positive similarity, the ratio is meaningless (and would invert the order for
-    a negative maximum), so every battle then weighs ``scale``: nothing is similar, use the global fit.
+# Named parameter sets (``SWRankingRouter(**SW_PRESETS[name])``), selectable in the config file.
+# "routellm": RouteLLM's weighting, the default (its offline evaluation is what the paper reports).
+# "smooth": base 3 instead of 10, the best of a sweep on MMLU subjects kept out of the report (issue #8).
+# "monotone": RouteLLM's base, the similarity divided by 1 instead of by its maximum, so adding a battle
+#   never reweighs the others: a vote always moves its own prompt's score the voted way.
+SW_PRESETS = {
+    "routellm": {"base": 10.0, "scale": 10.0, "normalize": "max"},
+    "smooth": {"base": 3.0, "scale": 10.0, "normalize": "max"},
+    "monotone": {"base": 10.0, "scale": 10.0, "normalize": "one"},
+}
+
+
+def similarity_weights(similarities: np.ndarray, base: float = 10.0, scale: float = 10.0,
+                       normalize: str = "max") -> np.ndarray:
+    """Battle weights ``scale * base ** (sim / ref)`` (float64).
+
+    ``normalize="max"`` is RouteLLM's ``ref = max(sim)``: the most similar battle always weighs
+    ``scale * base``. When no battle has a positive similarity, the ratio is meaningless (and would
+    invert the order for a negative maximum), so every battle then weighs ``scale``: nothing is similar,
+    use the global fit. A side effect: storing a battle more similar than any before (a vote on the
+    prompt itself, sim 1) changes ``ref`` and so reweighs every other battle, which can move the
+    prompt's score slightly against the vote.
+
+    ``normalize="one"``: ``ref = 1`` (the largest cosine similarity), a fixed kernel: a battle's weight
+    depends on its own similarity only, so adding one never changes the others' weights.
     """
     sims = np.asarray(similarities, dtype=np.float64)
-    max_sim = sims.max(initial=0.0)
-    if max_sim <= 0.0:
-        return np.full(sims.shape, float(scale))
+    if normalize == "one":
+        ref = 1.0
+    elif normalize == "max":
+        ref = sims.max(initial=0.0)
+        if ref <= 0.0:
+            return np.full(sims.shape, float(scale))
+    else:
+        raise ValueError(f"normalize must be one of {', '.join(NORMALIZE_CHOICES)}, got {normalize!r}")
     # scale * base ** x == exp(x * ln(base) + ln(scale)): one exp pass instead of power + multiply.
-    exponent = sims * (math.log(base) / max_sim)
+    exponent = sims * (math.log(base) / ref)
     exponent += math.log(scale)
     return np.exp(exponent, out=exponent)
 
@@ -52,19 +80,22 @@ class SWRankingRouter(Router):
 
     name = "sw_ranking"
 
-    def __init__(self, base: float = 10.0, scale: float = 10.0, l2: float = DEFAULT_L2):
+    def __init__(self, base: float = 10.0, scale: float = 10.0, l2: float = DEFAULT_L2, normalize: str = "max"):
         self.base = base
         self.scale = scale
         self.l2 = l2
+        self.normalize = normalize
 
     def get_params(self) -> dict:
-        return {"base": self.base, "scale": self.scale, "l2": self.l2}
+        return {"base": self.base, "scale": self.scale, "l2": self.l2, "normalize": self.normalize}
 
     # -- fitting -----------------------------------------------------------------------------------
     def fit(self, battles: Battles) -> "SWRankingRouter":
         """Store the battles (embeddings, cells, ids) and the prompt-blind fit used as warm start."""
         if self.base <= 1.0 or self.scale <= 0.0:
             raise ValueError(f"need base > 1 and scale > 0, got base={self.base}, scale={self.scale}")
+        if self.normalize not in NORMALIZE_CHOICES:
+            raise ValueError(f"normalize must be one of {', '.join(NORMALIZE_CHOICES)}, got {self.normalize!r}")
         self.players_ = [STRONG, WEAK]
         self.player_index_ = {STRONG: 0, WEAK: 1}
         self.n_battles_ = 0
@@ -189,7 +220,7 @@ class SWRankingRouter(Router):
 
     def beta_for_similarities(self, similarities: np.ndarray) -> np.ndarray:
         """Log-strengths of every player (``players_`` order) under the similarity-weighted fit."""
-        weights = similarity_weights(similarities, self.base, self.scale)
+        weights = similarity_weights(similarities, self.base, self.scale, self.normalize)
         cell_weights = np.bincount(self.cell_buffer_[: self.n_battles_], weights=weights, minlength=len(self.cell_a_))
         return fit_bt(self._counts(cell_weights), l2=self.l2, init=self.global_beta_)
 
@@ -216,7 +247,7 @@ class SWRankingRouter(Router):
         if self.n_battles_ == 0 or k <= 0:
             return []
         sims = self.embeddings_ @ x[0]
-        weights = similarity_weights(sims, self.base, self.scale)
+        weights = similarity_weights(sims, self.base, self.scale, self.normalize)
         k = min(k, self.n_battles_)
         top = np.argpartition(-sims, k - 1)[:k]
         top = top[np.argsort(-sims[top], kind="stable")]
