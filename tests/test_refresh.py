@@ -2,8 +2,9 @@
 swapped in whole (a reader scoring all along never meets a half-trained one, and the version and
 training-set size it reads belong to the router that scored), and a failed refit keeps the old one.
 
-A stand-in embedder (a fixed random unit vector per text) keeps these tests off the embedding model:
-what is tested is the threading and the swap, not the vectors.
+The embeddings are real (MiniLM); the one stand-in is ``SlowRouter``, a test double whose fit pauses
+between its steps so that serving a half-trained router, a fault no real fit exposes reliably, would be
+caught.
 """
 
 import random
@@ -16,27 +17,14 @@ import pytest
 
 from routellm_demo.arena import Arena
 from routellm_demo.config import load_config
+from routellm_demo.embeddings import Embedder
 from routellm_demo.refresh import Refresher, version_of
 from routellm_demo.routers import make_router
 from routellm_demo.routers.base import Router
-from routellm_demo.store import Store, prompt_sha256
+from routellm_demo.store import Store
 from routellm_demo.training import RouterSet
 
 STRONG, WEAK = "gpt-4-1106-preview", "mistralai/Mixtral-8x7B-Instruct-v0.1"
-
-
-class HashEmbedder:
-    """A fixed unit vector per text, derived from its hash."""
-
-    cache_key = "hash"
-    dim = 384
-
-    def embed(self, texts, progress=False):
-        out = np.zeros((len(texts), self.dim), np.float32)
-        for i, t in enumerate(texts):
-            v = np.random.default_rng(int(prompt_sha256(t)[:12], 16)).standard_normal(self.dim)
-            out[i] = v / np.linalg.norm(v)
-        return out
 
 
 class SlowRouter(Router):
@@ -71,7 +59,8 @@ def add_battles(store, n, start=0):
 def setup(tmp_path):
     store = Store(tmp_path / "s.db")
     add_battles(store, 30)
-    routers = RouterSet(store, HashEmbedder(), checkpoint_dir=tmp_path / "none")
+    routers = RouterSet(store, Embedder(store), checkpoint_dir=tmp_path / "none")
+    routers.battles()  # load the embedding model and embed the stored prompts before any timed wait
     yield store, routers
     store.close()
 
@@ -124,7 +113,7 @@ def test_a_reader_scoring_during_refits_only_ever_sees_whole_routers(setup):
     store, routers = setup
     refresher = slow_refresher(store, routers, every=1)
     refresher.refit_now()  # version 1, served before the reader starts
-    x = HashEmbedder().embed(["what the reader asks"])
+    x = routers.embedder.embed(["what the reader asks"])
     seen, errors, stop = [], [], threading.Event()
 
     def reader():
@@ -169,7 +158,7 @@ def test_real_mf_and_classifier_refit_keep_their_settings_and_a_failure_keeps_th
     assert [(v.name, v.version) for v in done] == [("mf", 1), ("classifier", 1)]
     new = routers.get("classifier")
     assert new is not old and new.epochs == 3 and new.n_battles_ == 30
-    scores = routers.score("mf", HashEmbedder().embed(["a", "b"]))
+    scores = routers.score("mf", routers.embedder.embed(["a", "b"]))
     assert np.all((scores >= 0) & (scores <= 1))
     status = {v.name: v for v in refresher.status()}
     assert status["mf"].origin == "refit" and status["mf"].n_battles == 30
