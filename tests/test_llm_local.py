@@ -146,3 +146,28 @@ def test_server_stopped_at_interpreter_exit(tmp_path):
     assert out.returncode == 0, out.stderr[-2000:]
     pid = int(out.stdout.split()[-1])
     assert gone(pid)
+
+
+def test_server_ends_with_a_parent_killed_by_sigkill(tmp_path):
+    """kill -9 runs no handler and no atexit: the server must notice its parent is gone by itself."""
+    code = (
+        "import threading\n"
+        "from routellm_demo.config import LOCAL_MODELS\n"
+        "from routellm_demo.llm.local import LocalServer\n"
+        f"s = LocalServer(LOCAL_MODELS['smollm2'], cache_dir={str(tmp_path)!r})\n"
+        "t = threading.Thread(target=s.ensure_running)\n"  # started from a thread, as the app's warm-up does
+        "t.start(); t.join()\n"
+        "print(s.pid, flush=True)\n"
+        "threading.Event().wait()\n"
+    )
+    parent = subprocess.Popen([sys.executable, "-c", code], cwd=REPO_ROOT, stdout=subprocess.PIPE, text=True)
+    try:
+        pid = int(parent.stdout.readline())
+        time.sleep(2.5)  # the thread that started it has ended: the server must still be up
+        assert not gone(pid, 0.1), "the server died with the thread that started it"
+        os.kill(parent.pid, signal.SIGKILL)
+        parent.wait(10)
+        assert gone(pid, 10), "the model server outlived its killed parent"
+    finally:
+        parent.kill()
+        parent.stdout.close()

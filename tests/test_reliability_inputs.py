@@ -158,6 +158,22 @@ def test_real_local_pair_takes_control_characters_and_markup(tmp_path):
         rt.close()
 
 
+@pytest.mark.parametrize("chunked", [False, True])
+def test_server_refuses_a_body_over_1_mib_before_reading_it(api_fake, chunked):
+    from routellm_demo.server import MAX_BODY_BYTES
+
+    url, rt = api_fake
+    raw = json.dumps(body("y" * (MAX_BODY_BYTES + 10))).encode()
+
+    def pieces():  # no Content-Length: the server must count while the body arrives
+        for i in range(0, len(raw), 65536):
+            yield raw[i:i + 65536]
+
+    r = httpx.post(url, content=pieces() if chunked else raw, headers={"Content-Type": "application/json"}, timeout=60)
+    assert r.status_code == 413 and "larger than 1,048,576 bytes" in r.json()["error"]["message"]
+    assert httpx.post(url, json=body("Still up?"), timeout=60).status_code == 200
+
+
 @pytest.mark.parametrize("how", list(FAULTS))
 def test_app_upstream_faults_are_clear_and_the_app_stays_up(app_fake, fake, how):
     url, rt = app_fake

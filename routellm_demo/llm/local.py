@@ -153,7 +153,8 @@ def server_environment(environ: Mapping[str, str]) -> dict[str, str]:
 
 
 class LocalServer:
-    """One ``python -m llama_cpp.server`` subprocess serving one embedded model.
+    """One ``python -m llama_cpp.server`` subprocess serving one embedded model (through
+    :mod:`routellm_demo.llm.child`, so it never outlives this process).
 
     ``ensure_running()`` starts it on first use and returns its base URL; a server found dead is
     restarted once; one that dies again within RESTART_WINDOW_S is reported as LocalModelError.
@@ -275,7 +276,8 @@ class LocalServer:
     def command(self, model_file: Path, port: int) -> list[str]:
         """The server command line (see llama_cpp/server/settings.py for the flags)."""
         cmd = [
-            self.python, "-m", "llama_cpp.server",
+            # llama_cpp.server, wrapped so that it exits with this process even after a kill -9
+            self.python, "-m", "routellm_demo.llm.child", str(os.getpid()),
             "--model", str(model_file),
             "--model_alias", self.spec.model,
             "--host", self.host,
@@ -311,6 +313,9 @@ class LocalServer:
 
     def _child_environment(self) -> dict[str, str]:
         env = server_environment(os.environ if self._environ is None else self._environ)
+        # the wrapper module must import even when the app runs from a checkout that is not installed
+        package_root = str(Path(__file__).resolve().parents[2])
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
         if self._api_key:
             env["API_KEY"] = self._api_key  # llama_cpp.server's --api_key, read from its environment
         return env
