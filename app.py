@@ -65,6 +65,11 @@ CSS = """
 .why-table td, .why-table th {padding: 2px 6px; vertical-align: top; font-size: 0.9em;}
 .muted {color: var(--body-text-color-subdued); font-size: 0.9em;}
 """
+# Images load only from this server or inline data. The Chatbots' sanitize_html removes scripts and
+# handlers but keeps <img> and Markdown images, so an answer or a prompt could otherwise make every
+# viewer's browser fetch a URL of its choosing (a tracking pixel).
+HEAD = """<meta http-equiv="Content-Security-Policy" content="img-src 'self' data: blob:">"""
+LAUNCH_STYLE = {"css": CSS, "theme": THEME, "head": HEAD}  # demo.launch(**LAUNCH_STYLE), here and in tests
 
 
 # ---- formatting --------------------------------------------------------------------------------
@@ -804,7 +809,7 @@ def main() -> None:
     warm_up(runtime)
     # Host and port: Gradio's own GRADIO_SERVER_NAME / GRADIO_SERVER_PORT (127.0.0.1:7860 by default;
     # a Hugging Face Space sets 0.0.0.0 itself).
-    demo.launch(css=CSS, theme=THEME)
+    demo.launch(**LAUNCH_STYLE)
 
 
 if __name__ == "__main__":

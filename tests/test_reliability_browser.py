@@ -119,3 +119,56 @@ def test_markup_in_prompts_answers_names_and_stored_battles_is_inert(served):
         finally:
             browser.close()
     assert rt.store.battles(source="arena-vote")[0]["prompt"] == XSS_TEXT  # stored verbatim, harmless as data
+
+
+def test_images_in_answers_and_prompts_fetch_nothing_from_other_hosts(tmp_path):
+    """A Markdown image or an <img> in a model's answer (or a visitor's prompt) must not make the
+    viewer's browser fetch it: a tracking pixel. A loopback server on another port stands in for the
+    other host and counts requests; the app's Content-Security-Policy allows images from itself only."""
+    import http.server
+    import threading
+
+    hits: list[str] = []
+
+    class Pixel(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802
+            hits.append(self.path)
+            self.send_response(200)
+            self.send_header("Content-Type", "image/gif")
+            self.end_headers()
+            self.wfile.write(b"GIF89a\x01\x00\x01\x00\x00\x00\x00;")
+
+        def log_message(self, *args):
+            pass
+
+    pixel = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Pixel)
+    threading.Thread(target=pixel.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{pixel.server_address[1]}"
+    markup = f'![pixel]({base}/md.gif) and <img src="{base}/html.gif"> done'
+    try:
+        with FakeUpstream() as fake:
+            fake.answers["strong-m"] = fake.answers["weak-m"] = "Here: " + markup
+            rt = make_runtime(small_config(tmp_path, strong=fake_endpoint(fake.url, "strong-m", "Strong"),
+                                           weak=fake_endpoint(fake.url, "weak-m", "Weak")))
+            try:
+                with serve_app(rt) as url, sync_playwright() as p:
+                    browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+                    try:
+                        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+                        page.set_default_timeout(TIMEOUT_MS)
+                        page.goto(url, wait_until="domcontentloaded")
+                        page.wait_for_selector("#prompt textarea")
+                        page.fill("#prompt textarea", "Show me " + markup)
+                        page.press("#prompt textarea", "Enter")
+                        expect(page.locator("#routing-details")).to_contain_text("This answer", timeout=TIMEOUT_MS)
+                        expect(page.locator("#chatbot")).to_contain_text("done")
+                        page.wait_for_timeout(1500)  # time for the browser to fetch the images, if it may
+                        shown = page.locator("#chatbot img").count()
+                    finally:
+                        browser.close()
+            finally:
+                rt.close()
+    finally:
+        pixel.shutdown()
+    assert shown >= 2  # the images are in the page (as Markdown renders them), and yet...
+    assert hits == [], f"the browser fetched {hits} from another host"
