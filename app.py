@@ -237,10 +237,19 @@ def vote_html(r: VoteResult) -> str:
         f"{r.absorb_ms:.0f} ms.</li></ul></div>")
 
 
+MIN_CI_BATTLES = 5  # below this a bootstrap resamples the same few battles: its interval means nothing
+
+
 def leaderboard_frame(board: dict) -> pd.DataFrame:
     cols = ["rank", "model", "rating", "95% CI", "battles", "wins", "losses", "ties"]
-    rows = [[i + 1, r["player"], round(r["rating"]), f"{r['ci_low']:.0f} – {r['ci_high']:.0f}", r["n_battles"],
-             r["wins"], r["losses"], r["ties"]] for i, r in enumerate(board["rows"])]
+
+    def ci(r):
+        if r["n_battles"] < MIN_CI_BATTLES:
+            return f"too few battles (< {MIN_CI_BATTLES})"
+        return f"{r['ci_low']:.0f} – {r['ci_high']:.0f}"
+
+    rows = [[i + 1, r["player"], round(r["rating"]), ci(r), r["n_battles"], r["wins"], r["losses"], r["ties"]]
+            for i, r in enumerate(board["rows"])]
     return pd.DataFrame(rows, columns=cols)
 
 
@@ -303,6 +312,13 @@ def votes_frame(rows: list[dict]) -> pd.DataFrame:
 
 
 # ---- the page ----------------------------------------------------------------------------------
+
+
+def tab_intro(text: str) -> gr.Button:
+    """A tab's opening line with its Refresh button beside it (call inside the tab); returns the button."""
+    with gr.Row():
+        gr.Markdown(text)
+        return gr.Button("Refresh", size="sm", scale=0, min_width=100)
 
 
 def new_session_id() -> str:
@@ -544,11 +560,9 @@ def build_demo(runtime: Runtime, *, arena: Arena | None = None, limits: Limits |
             vote_result = gr.HTML("", elem_id="vote-result-box")
 
         with gr.Tab("Leaderboard", id="leaderboard") as lb_tab:
-            with gr.Row():
-                gr.Markdown("Bradley-Terry ratings (Elo scale: +400 means 10× the odds of winning) with 95% bootstrap "
-                            "intervals. Models that never met are on separate scales: compare within a pair. "
-                            "With few votes the ratings swing widely; the intervals say how much.")
-                refresh_lb = gr.Button("Refresh", size="sm", scale=0, min_width=100)
+            refresh_lb = tab_intro("Bradley-Terry ratings (Elo scale: +400 means 10× the odds of winning) with 95% bootstrap "
+                                   "intervals. Models that never met are on separate scales: compare within a pair. "
+                                   "With few votes the ratings swing widely; the intervals say how much.")
             gr.Markdown("**All battles** (imported judgements and arena votes)")
             lb_all = gr.Dataframe(interactive=False, elem_id="lb-all", wrap=True)
             gr.Markdown("**Arena votes only**")
@@ -558,9 +572,7 @@ def build_demo(runtime: Runtime, *, arena: Arena | None = None, limits: Limits |
             lb_matrix = gr.Dataframe(interactive=False, elem_id="lb-matrix", wrap=True)
 
         with gr.Tab("Data", id="data") as data_tab:
-            with gr.Row():
-                gr.Markdown("What the demo has stored: imported judgements and the arena votes of visitors.")
-                refresh_data = gr.Button("Refresh", size="sm", scale=0, min_width=100)
+            refresh_data = tab_intro("What the demo has stored: imported judgements and the arena votes of visitors.")
             with gr.Row():
                 counts = gr.Dataframe(interactive=False, label="Stored battles by source", elem_id="counts", scale=1)
                 with gr.Column(scale=2):
@@ -689,11 +701,9 @@ def learning_tab(arena: Arena, refresher: Refresher) -> None:
                 router_versions_frame(refresher.status()))
 
     with gr.Tab("Learning", id="learning") as tab:
-        with gr.Row():
-            gr.Markdown("Is the arena teaching the router? Each vote is scored by the prediction sw_ranking made "
-                        "for its prompt *before* learning it (prequential accuracy), next to a baseline that "
-                        "ignores the prompt.")
-            refresh = gr.Button("Refresh", size="sm", scale=0, min_width=100)
+        refresh = tab_intro("Is the arena teaching the router? Each vote is scored by the prediction sw_ranking made "
+                            "for its prompt *before* learning it (prequential accuracy), next to a baseline that "
+                            "ignores the prompt.")
         summary = gr.Markdown("", elem_id="learning-summary")
         plot = gr.Plot(label="Prequential accuracy", elem_id="learning-plot")
         with gr.Row():
@@ -753,11 +763,9 @@ def eval_view(eval_dir: Path, benchmark: str | None):
 def evaluation_tab(eval_dir: Path) -> None:
     """The "Evaluation" tab (call inside the Blocks): the newest offline evaluation per benchmark."""
     with gr.Tab("Evaluation", id="evaluation") as tab:
-        with gr.Row():
-            gr.Markdown("How much quality does each router keep for how much money? Quality against the share of "
-                        "calls sent to the strong model, on benchmark prompts the routers were never trained on "
-                        "(RouteLLM's metrics; produced by `python -m routellm_demo eval`).")
-            refresh = gr.Button("Refresh", size="sm", scale=0, min_width=100)
+        refresh = tab_intro("How much quality does each router keep for how much money? Quality against the share of "
+                            "calls sent to the strong model, on benchmark prompts the routers were never trained on "
+                            "(RouteLLM's metrics; produced by `python -m routellm_demo eval`).")
         benchmark = gr.Dropdown([], label="Benchmark", elem_id="eval-benchmark", scale=0)
         note = gr.Markdown("", elem_id="eval-summary")
         image = gr.Image(label="Quality vs share of strong-model calls", type="pil", interactive=False,
