@@ -128,6 +128,9 @@ def decision_card(d: Decision | None, answer: Answer | None = None, error: str |
     if answer is not None:
         if answer.fallback_from:
             parts.append(f"<div>⚠️ {h(answer.fallback_from)} failed; <b>{h(answer.model)}</b> answered instead.</div>")
+        if answer.dropped_messages:
+            parts.append(f"<div>✂️ The {answer.dropped_messages} oldest message(s) of this conversation were left out "
+                         f"to fit {h(answer.model)}'s context window.</div>")
         ttft = f"first token after {answer.ttft_ms:.0f} ms, " if answer.ttft_ms is not None else ""
         saved = answer.strong_cost - answer.cost
         parts.append(

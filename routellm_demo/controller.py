@@ -36,7 +36,10 @@ class AnswerError(RuntimeError):
 
     @property
     def status(self) -> int:
-        """HTTP status a server should answer with: 504 for timeouts, else 502."""
+        """HTTP status a server should answer with: 400 when the conversation fits no model's context,
+        504 for timeouts, else 502."""
+        if self.errors and all(e.kind == "too_long" for e in self.errors):
+            return 400
         return 504 if self.errors and self.errors[-1].kind == "timeout" else 502
 
 
@@ -75,6 +78,7 @@ class Answer:
     finish_reason: str | None = None
     fallback_from: str | None = None
     log_id: int | None = None
+    dropped_messages: int = 0  # oldest messages left out to fit the model's context window
 
     @property
     def saved(self) -> float:
@@ -279,6 +283,7 @@ class Controller:
             ttft_ms=completion.ttft_ms,
             finish_reason=completion.finish_reason,
             fallback_from=errors[0].model if errors else None,
+            dropped_messages=completion.dropped_messages,
         )
         answer.log_id = self.store.log_decision(
             **self._log_fields(decision, session_id, source),

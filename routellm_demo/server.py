@@ -97,7 +97,8 @@ def _routing(d: Decision, a: Answer | None = None) -> dict:
     out = {"router": d.router, "threshold": None if d.threshold != d.threshold else d.threshold,
            "score": None if d.score != d.score else d.score, "routed_to": d.role, "routing_ms": round(d.routing_ms, 2)}
     if a is not None:
-        out.update(cost_usd=a.cost, strong_cost_usd=a.strong_cost, fallback_from=a.fallback_from)
+        out.update(cost_usd=a.cost, strong_cost_usd=a.strong_cost, fallback_from=a.fallback_from,
+                   dropped_messages=a.dropped_messages)
     return out
 
 
@@ -166,6 +167,8 @@ def create_app(runtime, *, api_token: str | None = None) -> FastAPI:
         except UnknownRouterError as e:
             raise APIError(400, str(e), param="model") from None
         except AnswerError as e:
+            if e.status == 400:  # the conversation fits no model's context window: OpenAI's own code for it
+                raise APIError(400, str(e), param="messages", code="context_length_exceeded") from None
             raise APIError(e.status, str(e), type_="upstream_error", code="upstream_failed") from None
         except StoreError as e:  # the answer may exist, but it could not be logged: say so, retryable
             raise APIError(503, str(e), type_="server_error", code="store_unavailable") from None

@@ -11,3 +11,12 @@ def row(player, n, low=900.0, high=1100.0):
 def test_leaderboard_shows_no_interval_for_a_handful_of_battles():
     frame = app.leaderboard_frame({"rows": [row("big", app.MIN_CI_BATTLES), row("tiny", 1, 1340, 1340)]})
     assert list(frame["95% CI"]) == ["900 – 1100", f"too few battles (< {app.MIN_CI_BATTLES})"]
+
+
+def test_the_routing_card_says_when_old_turns_were_left_out():
+    from routellm_demo.controller import Answer, Decision
+
+    d = Decision("mf", 0.5, 0.7, "strong", "Strong", 12.0, "0" * 64)
+    a = Answer("Hi", d, "Strong", "strong", 1900, 10, "tokenizer", 1e-4, 1e-4, 900.0, 120.0, dropped_messages=4)
+    assert "The 4 oldest message(s) of this conversation were left out" in app.decision_card(d, a)
+    assert "left out" not in app.decision_card(d, Answer("Hi", d, "Strong", "strong", 10, 1, "api", 0, 0, 1, None))

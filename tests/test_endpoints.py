@@ -302,3 +302,45 @@ def test_concurrent_streams_both_finish(weak):
         t.join(120)
     assert not errors and len(results) == 2
     assert all(r.finish_reason in ("stop", "length") for r in results), [r.finish_reason for r in results]
+
+
+# -- the context window (n_ctx 2048 here): long conversations are trimmed, not refused by llama.cpp
+
+FILLER = "The quick brown fox jumps over the lazy dog while the river runs past the old mill. " * 36  # ~700 tokens
+
+
+def long_conversation(turns: int = 4) -> list[dict]:
+    msgs = [{"role": "system", "content": "Answer briefly."}]
+    for i in range(turns):
+        msgs += [{"role": "user", "content": f"Part {i}: {FILLER}"}, {"role": "assistant", "content": f"Noted part {i}."}]
+    return msgs + [{"role": "user", "content": "Which animal jumps? One word."}]
+
+
+@pytest.mark.parametrize("role", ["strong", "weak"])
+def test_a_conversation_longer_than_the_context_drops_its_oldest_turns(pair, role):
+    endpoint = pair[role]
+    msgs = long_conversation()
+    final = [x for x in endpoint.stream(msgs, max_tokens=16) if isinstance(x, Completion)][0]
+    n_ctx = endpoint.server.n_ctx
+    assert final.text and final.dropped_messages >= 4 and final.dropped_messages % 2 == 0  # whole turns
+    assert final.usage.prompt_tokens + 16 <= n_ctx
+    kept, _, _ = endpoint._fit_context(msgs, {"max_tokens": 16})
+    assert kept[0]["role"] == "system" and kept[1]["role"] == "user" and kept[-1] == msgs[-1]
+    assert endpoint.complete(QUESTION, max_tokens=8).dropped_messages == 0  # short ones are left alone
+
+
+@pytest.mark.parametrize("role", ["strong", "weak"])
+def test_one_message_longer_than_the_context_is_refused_with_the_reason(pair, role):
+    with pytest.raises(EndpointError, match=r"the model's context window holds 2,048 .*shorten it") as e:
+        pair[role].complete([{"role": "user", "content": FILLER * 4}], max_tokens=16)
+    assert e.value.kind == "too_long"
+
+
+def test_a_long_last_message_gets_a_shorter_answer_rather_than_an_error(pair):
+    weak = pair["weak"]
+    # ~1,850 tokens: it fits the 2,048-token window, but not with the spec's full answer length
+    msgs = [{"role": "user", "content": (FILLER * 3)[: int(len(FILLER) * 2.85)] + " Now say hello."}]
+    _, dropped, params = weak._fit_context(msgs, {})
+    room = weak.server.n_ctx - weak._prompt_tokens(msgs)
+    assert dropped == 0 and 32 <= params["max_tokens"] < weak.spec.max_tokens and params["max_tokens"] < room
+    assert weak.complete(msgs).text

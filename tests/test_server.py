@@ -130,6 +130,14 @@ def test_bad_requests_get_openai_shaped_400s(client, model, messages, status, te
     assert text in e.value.body["message"]
 
 
+def test_a_message_longer_than_every_context_window_is_400_context_length_exceeded(client, base_url):
+    long = "The quick brown fox jumps over the lazy dog. " * 300  # ~3,000 tokens; both models hold 2,048
+    with pytest.raises(openai.BadRequestError) as e:
+        client.chat.completions.create(model="router-elo-0.5", messages=[{"role": "user", "content": long}],
+                                       max_tokens=5)
+    assert e.value.code == "context_length_exceeded" and "shorten it" in e.value.body["message"]
+
+
 def test_bad_token_is_401(base_url):
     bad = openai.OpenAI(base_url=base_url[0] + "/v1", api_key="wrong", max_retries=0)
     with pytest.raises(openai.AuthenticationError) as e:

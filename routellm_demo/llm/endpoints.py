@@ -37,7 +37,11 @@ from routellm_demo.config import Config, ConfigError, ModelEndpoint
 from routellm_demo.llm.local import LocalModelError, LocalServer
 
 PARAMS = ("temperature", "max_tokens", "stop", "seed", "top_p", "presence_penalty", "frequency_penalty")
-ERROR_KINDS = ("timeout", "connection", "auth", "http", "empty", "bad_response")
+ERROR_KINDS = ("timeout", "connection", "auth", "http", "empty", "bad_response", "too_long")
+# Context-window fitting (embedded models, whose window n_ctx is known): tokens kept free for what the
+# count cannot see (a chat template's hidden system prompt), and the shortest answer worth asking for.
+CONTEXT_MARGIN = 48
+MIN_ANSWER_TOKENS = 32
 
 FEWSHOT_INTRO = (
     "The following is a conversation between a curious user and a helpful, knowledgeable assistant. "
@@ -77,6 +81,7 @@ class Completion:
     finish_reason: str | None
     latency_ms: float
     ttft_ms: float | None = None
+    dropped_messages: int = 0  # oldest messages left out to fit the model's context window
 
 
 class EndpointError(RuntimeError):
@@ -132,6 +137,11 @@ def warmup_prompt(spec: ModelEndpoint) -> str:
 def _chatml(messages: Sequence[Mapping[str, str]]) -> str:
     body = "".join(f"<|im_start|>{m.get('role', 'user')}\n{m.get('content') or ''}<|im_end|>\n" for m in messages)
     return body + "<|im_start|>assistant\n"
+
+
+def _oldest_turn(messages) -> int | None:
+    """Index of the oldest message that may be dropped: not a system message, not the last one."""
+    return next((i for i, m in enumerate(messages[:-1]) if m.get("role") != "system"), None)
 
 
 def estimate_tokens(text: str) -> int:
@@ -190,6 +200,7 @@ class Endpoint:
 
     def complete(self, messages: Sequence[Mapping[str, str]], **params) -> Completion:
         """One answer, not streamed."""
+        messages, dropped, params = self._fit_context(messages, params)
         request = self._request(messages, params)
         prompt = request.pop("prompt", None)
         for attempt in (0, 1):
@@ -223,10 +234,11 @@ class Endpoint:
             counted = Usage(usage.prompt_tokens, usage.completion_tokens, "api")
         else:
             counted = self._count(messages, text)
-        return Completion(text, self.name, counted, choice.finish_reason, latency_ms)
+        return Completion(text, self.name, counted, choice.finish_reason, latency_ms, dropped_messages=dropped)
 
     def stream(self, messages: Sequence[Mapping[str, str]], **params) -> Iterator[str | Completion]:
         """Yield text pieces as they arrive, then exactly one final :class:`Completion`."""
+        messages, dropped, params = self._fit_context(messages, params)
         request = self._request(messages, params)
         prompt = request.pop("prompt", None)
         for attempt in (0, 1):
@@ -280,9 +292,52 @@ class Endpoint:
             usage = Usage(api_usage.prompt_tokens, api_usage.completion_tokens, "api")
         else:
             usage = self._count(messages, text)
-        yield Completion(text, self.name, usage, finish_reason, latency_ms, ttft_ms)
+        yield Completion(text, self.name, usage, finish_reason, latency_ms, ttft_ms, dropped_messages=dropped)
 
     # -- plumbing
+
+    def _fit_context(self, messages, params) -> tuple[list, int, dict]:
+        """Make the conversation fit an embedded model's context window (llama.cpp refuses a prompt
+        that does not): drop the oldest turns until the prompt leaves room for a full answer; if the
+        last message alone does not, shorten the answer (down to MIN_ANSWER_TOKENS), else refuse with
+        "too_long". Returns (messages, how many were dropped, params). Remote endpoints: unchanged
+        (their window is not known here; they answer a too-long request with their own error)."""
+        n_ctx = getattr(self.server, "n_ctx", None)
+        msgs = list(messages)
+        if not n_ctx or not msgs:
+            return msgs, 0, params
+        answer = self._request(msgs, params)["max_tokens"]
+        room = n_ctx - CONTEXT_MARGIN
+        if len(self._prompt_text(msgs).encode("utf-8")) + answer <= room:
+            return msgs, 0, params  # a token covers at least one byte: it fits, no need to count
+        self._client_for_call()  # the embedded server counts the tokens: make sure it is up
+        dropped = 0
+        while (tokens := self._prompt_tokens(msgs)) + answer > room:
+            oldest = _oldest_turn(msgs)
+            if oldest is None:  # only the system prompt and the last message are left
+                if room - tokens >= MIN_ANSWER_TOKENS:
+                    return msgs, dropped, {**params, "max_tokens": room - tokens}
+                raise EndpointError(self.name, "too_long", (
+                    f"{self.name}: the message takes {tokens:,} tokens and the model's context window holds "
+                    f"{n_ctx:,} (with room for at least a {MIN_ANSWER_TOKENS}-token answer): shorten it"))
+            del msgs[oldest]
+            dropped += 1
+            while (oldest := _oldest_turn(msgs)) is not None and msgs[oldest].get("role") == "assistant":
+                del msgs[oldest]  # never open the conversation on an answer
+                dropped += 1
+        return msgs, dropped, params
+
+    def _prompt_text(self, messages) -> str:
+        return render_prompt(self.spec, messages) if self.spec.api == "completion" else _chatml(messages)
+
+    def _prompt_tokens(self, messages) -> int:
+        """The prompt's length in the model's own tokens (its UTF-8 byte count if the tokenizer is out
+        of reach: never less than the real count)."""
+        text = self._prompt_text(messages)
+        try:
+            return len(self._tokenize(text))
+        except (OSError, ValueError, KeyError):
+            return len(text.encode("utf-8")) + 1
 
     def _request(self, messages, params) -> dict:
         """Validated request parameters: max_tokens capped by the spec, stop strings merged."""
@@ -372,7 +427,7 @@ class Endpoint:
     # -- token counting when the API gives none
 
     def _count(self, messages, text: str) -> Usage:
-        prompt_text = render_prompt(self.spec, messages) if self.spec.api == "completion" else _chatml(messages)
+        prompt_text = self._prompt_text(messages)
         if self.server is not None:
             try:
                 bos = self._bos()
