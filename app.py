@@ -565,7 +565,8 @@ def build_demo(runtime: Runtime, *, arena: Arena | None = None, limits: Limits |
         with gr.Tab("Leaderboard", id="leaderboard") as lb_tab:
             refresh_lb = tab_intro("Bradley-Terry ratings (Elo scale: +400 means 10× the odds of winning) with 95% bootstrap "
                                    "intervals. Models that never met are on separate scales: compare within a pair. "
-                                   "With few votes the ratings swing widely; the intervals say how much.")
+                                   "Each rating starts from a prior (1 sd = 245 Elo), so the first votes move it by ~100, "
+                                   "not by hundreds; the intervals say how sure it is.")
             gr.Markdown("**All battles** (imported judgements and arena votes)")
             lb_all = gr.Dataframe(interactive=False, elem_id="lb-all", wrap=True)
             gr.Markdown("**Arena votes only**")

@@ -141,6 +141,12 @@ def check_admin(given: str | None, expected: str | None) -> None:
         raise AdminError("Wrong admin token: nothing was deleted.")
 
 
+# The prior on each model's shown rating: a Gaussian on its log-strength with variance 1 / RATING_L2
+# (1 sd = 245 Elo). With the routers' weak default (L2 0.01, 1 sd = 1,700 Elo) one vote swung a new pair
+# to 1340 vs 660; with this one it moves them about +-100, and a few dozen votes outweigh it.
+RATING_L2 = 0.5
+
+
 def model_battles(rows: list[dict]) -> Battles:
     """Battles whose players are the models themselves (for the leaderboard), not strong/weak roles."""
     return Battles.from_records([{**r, "strong_side": None} for r in rows], role_map=None)
@@ -189,7 +195,7 @@ class PairTally:
     def ratings(self) -> dict[str, float]:
         if not self.played.any():
             return {}
-        ratings = to_elo(fit_bt(self.counts))
+        ratings = to_elo(fit_bt(self.counts, l2=RATING_L2))
         return {p: float(r) for p, r, n in zip(self.players, ratings, self.played) if n}
 
 
@@ -462,7 +468,7 @@ class Arena:
         result = {
             "scope": scope,
             "n_battles": len(rows),
-            "rows": leaderboard(battles, n_boot=n_boot) if rows else [],
+            "rows": leaderboard(battles, l2=RATING_L2, n_boot=n_boot) if rows else [],
             "players": players,
             "win_rate": rate,
             "games": games,

@@ -355,3 +355,13 @@ def test_pending_table_rejects_bad_rows(make_arena):
     with pytest.raises((ValueError, sqlite3.Error)):
         arena.store.db.execute("INSERT INTO arena_pending (battle_id, session_id, prompt, model_a, model_b, "
                                "strong_side, status, created_at) VALUES ('y','s','p','a','b','a','bogus','t')")
+
+
+def test_one_vote_moves_a_new_pair_by_about_a_hundred_elo_and_the_board_agrees(make_arena):
+    arena = make_arena()
+    battle_id = arena.record_round("Which answer is better?", SESSION, answers=("one", "two"), strong_side="a")
+    r = arena.vote(battle_id, "A", SESSION)
+    up = r.rating_change(r.strong_model)
+    assert 50 < up < 150 and r.rating_change(r.weak_model) == pytest.approx(-up)  # not +-340 as with L2 0.01
+    board = {row["player"]: row["rating"] for row in arena.leaderboard("arena", n_boot=10)["rows"]}
+    assert board == pytest.approx(r.ratings_after)
