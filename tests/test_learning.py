@@ -4,7 +4,7 @@ tally behind the ratings shown with a vote, and the app's Learning tab helpers."
 import numpy as np
 import pytest
 
-from routellm_demo.arena import PairTally, model_battles, model_ratings
+from routellm_demo.arena import RATING_L2, PairTally, model_battles, model_ratings
 from routellm_demo.learning import prequential, winner_role
 from routellm_demo.ratings import fit_bt, pair_counts, to_elo
 
@@ -64,7 +64,7 @@ def test_the_running_tally_gives_the_ratings_of_a_full_refit():
         rows.append({"id": i + 1, "model_a": models[a], "model_b": models[b], "winner": winners[rng.integers(4)],
                      "strong_side": None})
     battles = model_battles(rows)
-    full = to_elo(fit_bt(pair_counts(battles)))
+    full = to_elo(fit_bt(pair_counts(battles), l2=RATING_L2))  # the prior the arena shows ratings with
     expected = {p: r for p, r in zip(battles.players, full) if p in models}
     tally = PairTally()
     for start in range(0, 300, 37):  # fed in pieces, as votes arrive
