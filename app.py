@@ -214,6 +214,11 @@ def conversation(history: list[dict]) -> list[dict]:
             if not is_route_note(m) and m["role"] in ("user", "assistant")]
 
 
+def last_answer(history: list[dict]) -> str:
+    """The text of the latest answer in a Chatbot value (routing notes skipped); "" if none yet."""
+    return next((m["content"] for m in reversed(conversation(history or [])) if m["role"] == "assistant"), "")
+
+
 def vote_html(r: VoteResult) -> str:
     """What the vote changed, in words."""
     role_of = {r.strong_model: "strong", r.weak_model: "weak"}

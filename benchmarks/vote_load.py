@@ -142,16 +142,6 @@ requests_per_minute = 1000000
     return path, db
 
 
-def _chat_text(history) -> str:
-    for m in reversed(history or []):
-        if m["role"] == "assistant" and not (m.get("metadata") or {}).get("title"):
-            content = m["content"]
-            if isinstance(content, list):
-                return "".join(p.get("text", "") for p in content if isinstance(p, dict))
-            return content or ""
-    return ""
-
-
 def _row_id(vote_html: str) -> int | None:
     import re
 
@@ -169,6 +159,8 @@ def run_vote_load(url: str, *, voters: int, votes: int, chat: bool = True, deadl
     acknowledged vote, from the voter's thread.
     """
     from gradio_client import Client
+
+    from app import last_answer  # the app's own reader of a Chatbot value
 
     stop = stop or threading.Event()
     started = time.perf_counter()
@@ -188,12 +180,18 @@ def run_vote_load(url: str, *, voters: int, votes: int, chat: bool = True, deadl
     def connect():
         return Client(url, verbose=False, httpx_kwargs=CLIENT_TIMEOUT)
 
-    def voter(i: int) -> None:
+    def session(i: int, what: str = "reconnect"):
+        """A new session for voter ``i`` (first, or after a lost stream), or None (the failure counted)."""
         try:
-            client = connect()
+            return connect()
         except Exception as e:  # noqa: BLE001 (counted, not raised: a load test reports failures)
             with lock:
-                errors.append(f"voter {i}: connect: {type(e).__name__}: {e}")
+                errors.append(f"voter {i}: {what}: {type(e).__name__}: {e}")
+            return None
+
+    def voter(i: int) -> None:
+        client = session(i, "connect")
+        if client is None:
             return
         for j in range(votes):
             if stop.is_set() or time.perf_counter() > deadline:
@@ -219,11 +217,8 @@ def run_vote_load(url: str, *, voters: int, votes: int, chat: bool = True, deadl
                     # again in a NEW session, so two rounds never race for one session's battle.
                     with lock:
                         retried.append(f"voter {i} round {j}: {type(e).__name__}: {str(e)[:120]}")
-                    try:
-                        client = connect()
-                    except Exception as e2:  # noqa: BLE001
-                        with lock:
-                            errors.append(f"voter {i}: reconnect: {type(e2).__name__}: {e2}")
+                    client = session(i)
+                    if client is None:
                         return
             if asked is None or "Both answers are in" not in str(asked[2]):
                 with lock:
@@ -237,11 +232,8 @@ def run_vote_load(url: str, *, voters: int, votes: int, chat: bool = True, deadl
                     unknown.append(f"voter {i} round {j}: {type(e).__name__}: {str(e)[:200]}")
                 if stop.is_set():
                     return
-                try:
-                    client = connect()
-                except Exception as e2:  # noqa: BLE001
-                    with lock:
-                        errors.append(f"voter {i}: reconnect: {type(e2).__name__}: {e2}")
+                client = session(i)
+                if client is None:
                     return
                 continue
             t2 = time.perf_counter()
@@ -265,7 +257,7 @@ def run_vote_load(url: str, *, voters: int, votes: int, chat: bool = True, deadl
             try:
                 history, _, card, *_ = client.predict(f"{PROMPTS[k % len(PROMPTS)]} (chat {k})", [], "sw_ranking", 0.5,
                                                       api_name="/chat")
-                ok = bool(_chat_text(history).strip()) and "❌" not in card
+                ok = bool(last_answer(history).strip()) and "❌" not in card
                 with lock:
                     (chat_ms if ok else chat_errors).append((time.perf_counter() - t) * 1000 if ok else card[:200])
             except Exception as e:  # noqa: BLE001

@@ -32,11 +32,7 @@ def shared_routellm() -> Path:
 
 
 def assistant_text(history) -> str:
-    """The last real answer in a Gradio Chatbot value (content may be a list of parts)."""
-    for m in reversed(history or []):
-        if m["role"] == "assistant" and not (m.get("metadata") or {}).get("title"):
-            content = m["content"]
-            if isinstance(content, list):
-                return "".join(p.get("text", "") for p in content if isinstance(p, dict))
-            return content or ""
-    return ""
+    """The last real answer in a Gradio Chatbot value, read as the app itself reads its history."""
+    import app
+
+    return app.last_answer(history)
