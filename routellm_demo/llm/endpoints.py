@@ -306,7 +306,7 @@ class Endpoint:
         msgs = list(messages)
         if not n_ctx or not msgs:
             return msgs, 0, params
-        answer = self._request(msgs, params)["max_tokens"]
+        answer = self._answer_tokens(params)
         room = n_ctx - CONTEXT_MARGIN
         if len(self._prompt_text(msgs).encode("utf-8")) + answer <= room:
             return msgs, 0, params  # a token covers at least one byte: it fits, no need to count
@@ -339,6 +339,11 @@ class Endpoint:
         except (OSError, ValueError, KeyError):
             return len(text.encode("utf-8")) + 1
 
+    def _answer_tokens(self, params) -> int:
+        """The answer length asked for, capped by the spec's max_tokens."""
+        asked = params.get("max_tokens")
+        return max(1, min(int(self.spec.max_tokens if asked is None else asked), self.spec.max_tokens))
+
     def _request(self, messages, params) -> dict:
         """Validated request parameters: max_tokens capped by the spec, stop strings merged."""
         if not messages:
@@ -347,7 +352,7 @@ class Endpoint:
         if unknown:
             raise TypeError(f"unsupported parameter(s): {', '.join(unknown)} (supported: {', '.join(PARAMS)})")
         request = {k: v for k, v in params.items() if v is not None}
-        request["max_tokens"] = max(1, min(int(request.get("max_tokens", self.spec.max_tokens)), self.spec.max_tokens))
+        request["max_tokens"] = self._answer_tokens(request)
         if "temperature" not in request and self.spec.temperature is not None:
             request["temperature"] = self.spec.temperature
         extra = request.pop("stop", None)
