@@ -793,7 +793,7 @@ def warm_up(runtime: Runtime) -> None:
 
     def run():
         try:
-            runtime.routers.score(runtime.config.router, runtime.embedder.embed(["warm up"]))
+            runtime.routers.score(runtime.config.router, runtime.embedder.embed(["warm up"]), ["warm up"])
         except Exception:  # noqa: BLE001
             pass
         for role in ("strong", "weak"):

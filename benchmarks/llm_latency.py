@@ -94,7 +94,8 @@ def measure_routing(config: Config, prompts=PROMPTS, names=("elo", "sw_ranking",
         times = []
         for i, prompt in enumerate(prompts):
             t = time.perf_counter()
-            routers.score(name, emb.embed([f"{prompt} ({name} {i})"]))
+            text = f"{prompt} ({name} {i})"
+            routers.score(name, emb.embed([text]), [text])
             times.append((time.perf_counter() - t) * 1000)
         out[name] = {"routing_ms": statistics.median(times), "battles": len(routers.battles())}
     store.close()

@@ -42,6 +42,8 @@ class Battles:
     outcome:    float64; 1.0 = side a won, 0.0 = side b won, 0.5 = tie (either kind).
     embeddings: float32 (n, d), L2-normalised prompt embeddings, or None for prompt-free fits.
     ids:        int64 battle ids in the store (or -1), to explain a score by its nearest battles.
+    prompts:    the prompt texts, or None; routers that read more than the embedding (the classifier's
+                prompt features) need them.
     """
 
     players: list[str]
@@ -50,6 +52,7 @@ class Battles:
     outcome: np.ndarray
     embeddings: np.ndarray | None = None
     ids: np.ndarray = field(default=None)  # type: ignore[assignment]
+    prompts: list[str] | None = None
 
     def __post_init__(self) -> None:
         self.a = np.asarray(self.a, dtype=np.int32)
@@ -65,11 +68,22 @@ class Battles:
                 raise ValueError(f"{self.embeddings.shape[0]} embeddings for {n} battles")
         if not (len(self.b) == len(self.outcome) == len(self.ids) == n):
             raise ValueError("battle arrays differ in length")
+        if self.prompts is not None:
+            self.prompts = list(self.prompts)
+            if len(self.prompts) != n:
+                raise ValueError(f"{len(self.prompts)} prompts for {n} battles")
         if self.players[:2] != [STRONG, WEAK]:
             raise ValueError('players must start with "strong", "weak"')
 
     def __len__(self) -> int:
         return len(self.a)
+
+    def subset(self, mask) -> "Battles":
+        """The battles selected by a boolean mask or an index array, every field kept in step."""
+        idx = np.arange(len(self))[mask]
+        return Battles(list(self.players), self.a[idx], self.b[idx], self.outcome[idx],
+                       None if self.embeddings is None else self.embeddings[idx], self.ids[idx],
+                       None if self.prompts is None else [self.prompts[i] for i in idx])
 
     @classmethod
     def from_records(
@@ -78,10 +92,11 @@ class Battles:
         embeddings: np.ndarray | None = None,
         role_map: Mapping[str, str] | None = None,
     ) -> "Battles":
-        """Build from store rows: dicts with model_a, model_b, winner, strong_side and optional id."""
+        """Build from store rows: dicts with model_a, model_b, winner, strong_side and optional id and
+        prompt (prompts are kept when every row has one)."""
         players = [STRONG, WEAK]
         index = {STRONG: 0, WEAK: 1}
-        a, b, out, ids = [], [], [], []
+        a, b, out, ids, prompts = [], [], [], [], []
         for r in records:
             pa = player_of(r["model_a"], "a", r.get("strong_side"), role_map)
             pb = player_of(r["model_b"], "b", r.get("strong_side"), role_map)
@@ -93,7 +108,9 @@ class Battles:
             b.append(index[pb])
             out.append(OUTCOME[r["winner"]])
             ids.append(r.get("id", -1))
-        return cls(players, np.array(a), np.array(b), np.array(out), embeddings, np.array(ids, dtype=np.int64))
+            prompts.append(r.get("prompt"))
+        texts = prompts if all(isinstance(t, str) for t in prompts) else None
+        return cls(players, np.array(a), np.array(b), np.array(out), embeddings, np.array(ids, dtype=np.int64), texts)
 
     def strong_outcome(self) -> np.ndarray:
         """Per battle: 1 strong role won, 0 weak role won, 0.5 tie; NaN where no side is strong/weak."""

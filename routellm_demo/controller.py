@@ -192,7 +192,7 @@ class Controller:
         self.routers.get(name)
         start = time.perf_counter()
         vector = self.embedder.embed([prompt])
-        score = float(self.routers.score(name, vector)[0])
+        score = float(self.routers.score(name, vector, [prompt])[0])
         routing_ms = (time.perf_counter() - start) * 1000
         role = STRONG if bool(routes_to_strong(score, t)) else WEAK
         explanation = self.routers.explain(name, vector[0], k=explain) if explain else []
@@ -352,5 +352,5 @@ class Controller:
             what = f"{len(chosen)} given prompts"
         if not chosen:
             return [], what
-        scores = self.routers.score(name, self.embedder.embed(chosen))
+        scores = self.routers.score(name, self.embedder.embed(chosen), chosen)
         return [float(x) for x in scores], what

@@ -181,12 +181,12 @@ def open_arena(store_path: Path, checkpoint_dir: Path, max_prompt_chars: int, se
 # -- measuring -----------------------------------------------------------------------------------
 
 
-def router_scores(routers, name: str, embeddings: np.ndarray) -> np.ndarray:
+def router_scores(routers, name: str, embeddings: np.ndarray, prompts=None) -> np.ndarray:
     """The router's scores; 0.5 for all (no information) when it cannot be fitted yet (no battles)."""
     from routellm_demo.training import NoCheckpointError
 
     try:
-        return np.asarray(routers.score(name, embeddings), dtype=np.float64)
+        return np.asarray(routers.score(name, embeddings, prompts), dtype=np.float64)
     except (NoCheckpointError, ValueError):
         if len(routers.store.battles(limit=1)):
             raise
@@ -202,7 +202,7 @@ def _metrics(scores: np.ndarray, evalset: EvalSet, idx: np.ndarray) -> tuple[flo
 def measure(routers, name: str, domain: EvalSet, order: np.ndarray, voted: int, total_votes: int) -> dict:
     """APGR / CPT(50%) on the prompts not voted on yet, and on those never voted on in the run."""
     remaining = order[voted:]
-    scores = router_scores(routers, name, domain.embeddings[remaining])
+    scores = router_scores(routers, name, domain.embeddings[remaining], [domain.prompts[i] for i in remaining])
     apgr, cpt50 = _metrics(scores, domain, remaining)
     tail = total_votes - voted  # order[total_votes:] is the end of ``remaining``
     apgr_h, cpt50_h = _metrics(scores[tail:], domain, order[total_votes:])

@@ -27,15 +27,9 @@ def heldout_metrics(router, battles, mask: np.ndarray) -> dict:
     keep = mask & ~np.isnan(y) & (y != 0.5)
     if keep.sum() < 2 or len(set(y[keep])) < 2:
         return {"heldout_battles": int(keep.sum())}
-    scores = router.win_probability(battles.embeddings[keep])
+    held_out = battles.subset(keep)
+    scores = router.win_probability(held_out.embeddings, held_out.prompts)
     return {"heldout_battles": int(keep.sum()), "heldout_auc": round(float(roc_auc_score(y[keep], scores)), 4)}
-
-
-def subset(battles, mask: np.ndarray):
-    from routellm_demo.battles import Battles
-
-    return Battles(battles.players, battles.a[mask], battles.b[mask], battles.outcome[mask],
-                   battles.embeddings[mask], battles.ids[mask])
 
 
 def train_and_save(rt, name: str, *, out_dir: Path, sources=None, command: str = "") -> dict:
@@ -47,7 +41,7 @@ def train_and_save(rt, name: str, *, out_dir: Path, sources=None, command: str =
     start = time.perf_counter()
     # held-out: 20% of prompts chosen by hash, never in the fit that is measured; the saved router then
     # refits on everything
-    metrics = heldout_metrics(make_router(name).fit(subset(battles, ~mask)), battles, mask)
+    metrics = heldout_metrics(make_router(name).fit(battles.subset(~mask)), battles, mask)
     router = make_router(name).fit(battles)
     metrics["train_seconds"] = round(time.perf_counter() - start, 1)
     metrics["battles"] = len(battles)

@@ -73,13 +73,8 @@ def load_router(name: str, *, battles: Battles | None, checkpoint_dir: Path, par
     return make_router(name, **params).fit(battles)
 
 
-def _rows(battles: Battles, mask: np.ndarray) -> Battles:
-    return Battles(battles.players, battles.a[mask], battles.b[mask], battles.outcome[mask],
-                   None if battles.embeddings is None else battles.embeddings[mask], battles.ids[mask])
-
-
 def empty_battles(dim: int = 384) -> Battles:
-    return Battles(["strong", "weak"], np.zeros(0), np.zeros(0), np.zeros(0), np.zeros((0, dim), np.float32))
+    return Battles(["strong", "weak"], np.zeros(0), np.zeros(0), np.zeros(0), np.zeros((0, dim), np.float32), prompts=[])
 
 
 class RouterSet:
@@ -128,10 +123,11 @@ class RouterSet:
                 self._seen[name] = int(battles.ids.max()) if battles is not None and len(battles) else 0
             return router
 
-    def score(self, name: str, embeddings: np.ndarray) -> np.ndarray:
-        """Win probabilities under the lock, so a vote absorbed meanwhile never tears a query."""
+    def score(self, name: str, embeddings: np.ndarray, prompts=None) -> np.ndarray:
+        """Win probabilities under the lock, so a vote absorbed meanwhile never tears a query.
+        ``prompts``: the texts behind ``embeddings`` (the classifier reads them too)."""
         with self._lock:
-            return self.get(name).win_probability(embeddings)
+            return self.get(name).win_probability(embeddings, prompts)
 
     def explain(self, name: str, embedding: np.ndarray, k: int = 5) -> list[dict]:
         """The past battles that drove this prompt's score (sw_ranking only; else empty)."""
@@ -160,7 +156,7 @@ class RouterSet:
                     continue
                 unseen = new.ids > self._seen.get(name, 0)
                 if unseen.any():
-                    router.partial_fit(new if unseen.all() else _rows(new, unseen))
+                    router.partial_fit(new if unseen.all() else new.subset(unseen))
                     self._seen[name] = int(new.ids[unseen].max())
 
     def reload(self) -> None:

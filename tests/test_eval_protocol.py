@@ -28,7 +28,8 @@ class SpyRouter:
     def __init__(self, log):
         self.log = log
 
-    def win_probability(self, x):
+    def win_probability(self, x, prompts=None):
+        assert prompts is not None and len(prompts) == len(x), "the evaluation passes the scored prompts' texts"
         return 1 / (1 + np.exp(-np.asarray(x)[:, 0]))
 
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from routellm_demo.battles import Battles
-from routellm_demo.routers.checkpoint import load_checkpoint, load_router, write_model_card
+from routellm_demo.routers.checkpoint import load_checkpoint, load_router, save_checkpoint, write_model_card
 from routellm_demo.routers.classifier import ClassifierRouter
 from routellm_demo.routers.mf import MFRouter
 
@@ -47,8 +47,8 @@ def synthetic_battles(n: int = 2000, seed: int = 0, n_arena: int = 200) -> Battl
 
 ROUTERS = {
     "mf": lambda: MFRouter(),
-    "logistic": lambda: ClassifierRouter(hidden=0),
-    "mlp": lambda: ClassifierRouter(hidden=16),
+    "logistic": lambda: ClassifierRouter(hidden=0, text_weight=0),
+    "mlp": lambda: ClassifierRouter(hidden=16, text_weight=0, alpha=1e-3, epochs=20),
 }
 
 
@@ -205,3 +205,64 @@ def test_model_card(fitted, tmp_path):
     assert "| held-out AUC | 0.9877 |" in text
     assert "`dim=64`" in text
     assert "Intended use and limits" in text
+
+
+# -- prompt features: the classifier also reads the text -------------------------------------------
+
+
+def text_battles(n: int = 1500, seed: int = 0):
+    """Embeddings are pure noise; the strong model wins 85% of prompts that carry many numbers and
+    loses 85% of those with none: only the text tells them apart."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, D)).astype(np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    numeric = rng.random(n) < 0.5
+    prompts = [
+        (f"A shop sells {rng.integers(2, 99)} pens at ${rng.integers(1, 9)}.{rng.integers(10, 99)} each and "
+         f"{rng.integers(2, 50)} more per day; what is the total after {rng.integers(2, 9)} days?")
+        if is_num else "Tell me something kind about friendship and why it matters to people."
+        for is_num in numeric
+    ]
+    y = np.where(numeric, rng.random(n) < 0.85, rng.random(n) < 0.15).astype(float)
+    return Battles(["strong", "weak"], np.zeros(n), np.ones(n), y, x, prompts=prompts), numeric
+
+
+def test_classifier_reads_the_prompt_text():
+    train, _ = text_battles(seed=0)
+    test, numeric = text_battles(n=400, seed=1)
+    with_text = ClassifierRouter().fit(train)
+    p = with_text.win_probability(test.embeddings, test.prompts)
+    assert _auc(p, numeric) > 0.95
+    blind = ClassifierRouter(text_weight=0).fit(train)
+    assert abs(_auc(blind.win_probability(test.embeddings), numeric) - 0.5) < 0.1
+
+
+def test_text_classifier_needs_the_prompts(tmp_path):
+    train, _ = text_battles(n=200)
+    router = ClassifierRouter(epochs=2).fit(train)
+    with pytest.raises(ValueError, match="pass the prompts"):
+        router.win_probability(train.embeddings[:3])
+    with pytest.raises(ValueError, match="2 prompts for 3 embeddings"):
+        router.win_probability(train.embeddings[:3], train.prompts[:2])
+    no_text = Battles(["strong", "weak"], train.a, train.b, train.outcome, train.embeddings)
+    with pytest.raises(ValueError, match="carry no prompt texts"):
+        ClassifierRouter().fit(no_text)
+
+
+def test_text_classifier_round_trip(tmp_path):
+    train, _ = text_battles(n=300)
+    router = ClassifierRouter(epochs=3).fit(train)
+    loaded = ClassifierRouter.load(router.save(tmp_path / "c.npz"))
+    assert loaded.get_params() == router.get_params() and loaded.text_weight > 0
+    np.testing.assert_array_equal(loaded.win_probability(train.embeddings[:50], train.prompts[:50]),
+                                  router.win_probability(train.embeddings[:50], train.prompts[:50]))
+
+
+def test_checkpoint_from_before_prompt_features_reads_the_embedding_only(fitted, test_prompts, tmp_path):
+    old = fitted["logistic"]
+    params = {k: v for k, v in old.get_params().items() if k != "text_weight"}
+    arrays = {"weight0": old.weights_[0], "bias0": old.biases_[0]}
+    path = save_checkpoint(tmp_path / "old.npz", "classifier", params, arrays, n_battles=old.n_battles_)
+    loaded = ClassifierRouter.load(path)
+    assert loaded.text_weight == 0
+    np.testing.assert_array_equal(loaded.win_probability(test_prompts[0]), old.win_probability(test_prompts[0]))

@@ -43,7 +43,7 @@ class SlowRouter(Router):
         self.bias_ = float(len(battles))
         return self
 
-    def win_probability(self, embeddings):
+    def win_probability(self, embeddings, prompts=None):
         assert hasattr(self, "weights_") and hasattr(self, "bias_"), "served before its fit finished"
         assert self.weights_[0] == self.bias_ == self.n_battles_, "pieces of two different fits"
         return np.full(len(embeddings), 1.0 / (1.0 + self.bias_))

@@ -191,6 +191,7 @@ def gold_outcomes(evalset: EvalSet) -> np.ndarray:
 
 
 def gold_battles(evalset: EvalSet) -> Battles:
-    """One strong-vs-weak battle per prompt (strong as side a), with the set's embeddings, for fitting."""
+    """One strong-vs-weak battle per prompt (strong as side a), with the set's embeddings and texts."""
     n = len(evalset)
-    return Battles([STRONG, WEAK], np.zeros(n), np.ones(n), gold_outcomes(evalset), evalset.embeddings)
+    return Battles([STRONG, WEAK], np.zeros(n), np.ones(n), gold_outcomes(evalset), evalset.embeddings,
+                   prompts=evalset.prompts)

@@ -137,7 +137,7 @@ def cross_validated_scores(
                 bar.set_postfix_str(f"fold {f + 1}: {label}")
                 start = time.perf_counter()
                 router = fitter(train)
-                scores[label][test] = router.win_probability(held_out.embeddings)
+                scores[label][test] = router.win_probability(held_out.embeddings, held_out.prompts)
                 seconds[label] += time.perf_counter() - start
                 bar.update(1)
     report = {
@@ -166,7 +166,7 @@ def train_test_scores(
     for label, fitter in tqdm(fitters.items(), desc=f"{evalset.benchmark}: train/test", unit="router",
                               disable=not progress):
         start = time.perf_counter()
-        scores[label] = np.asarray(fitter(train).win_probability(kept.embeddings), dtype=np.float64)
+        scores[label] = np.asarray(fitter(train).win_probability(kept.embeddings, kept.prompts), dtype=np.float64)
         seconds[label] = round(time.perf_counter() - start, 2)
     report = {"protocol": "separate training folder", "training_prompts": len(train),
               "eval_prompts_dropped_as_in_training": dropped, "seconds": seconds}

@@ -1,7 +1,8 @@
 """The one interface every router shares.
 
 A router is fitted on :class:`~routellm_demo.battles.Battles` and gives, for a batch of L2-normalised
-prompt embeddings, the probability that the strong model beats the weak one. The decision is always
+prompt embeddings (and the prompts' texts, which a router may also read), the probability that the
+strong model beats the weak one. The decision is always
 ``strong if p >= threshold`` and lives here only, so the app, the server, the CLI and the evaluation
 decide alike. scikit-learn manners: ``__init__`` stores hyperparameters only, ``fit`` returns self,
 learned state lives in attributes ending in ``_``.
@@ -22,13 +23,16 @@ class Router:
     def fit(self, battles: Battles) -> "Router":
         raise NotImplementedError
 
-    def win_probability(self, embeddings: np.ndarray) -> np.ndarray:
-        """Strong-model win probability in [0, 1] for each row of ``embeddings`` (n, d) -> (n,)."""
+    def win_probability(self, embeddings: np.ndarray, prompts=None) -> np.ndarray:
+        """Strong-model win probability in [0, 1] for each row of ``embeddings`` (n, d) -> (n,).
+
+        ``prompts``: the n texts the embeddings were made from; routers that read only the embedding
+        ignore them, and callers that have the texts always pass them."""
         raise NotImplementedError
 
-    def route(self, embeddings: np.ndarray, threshold: float) -> np.ndarray:
+    def route(self, embeddings: np.ndarray, threshold: float, prompts=None) -> np.ndarray:
         """True where the strong model should answer."""
-        return routes_to_strong(self.win_probability(embeddings), threshold)
+        return routes_to_strong(self.win_probability(embeddings, prompts), threshold)
 
     def info(self) -> dict:
         """What the app shows about this router (version, training-set size...)."""

@@ -15,6 +15,8 @@ from typing import Mapping
 
 import numpy as np
 
+from routellm_demo.prompt_features import FEATURE_NAMES
+
 FORMAT = "routellm_demo.router/1"
 EMBEDDING_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 
@@ -102,9 +104,10 @@ def write_model_card(
         "",
         "## What it does",
         "",
-        "Given the embedding of a prompt, it estimates the probability that the *strong* model's answer",
-        "beats the *weak* model's. The app sends the prompt to the strong model when that probability is",
-        "at least the chosen threshold, so the threshold trades answer quality for cost.",
+        "Given a prompt (its embedding, and for the classifier a few counts read from its text), it",
+        "estimates the probability that the *strong* model's answer beats the *weak* model's. The app",
+        "sends the prompt to the strong model when that probability is at least the chosen threshold,",
+        "so the threshold trades answer quality for cost.",
         "",
         "## Training",
         "",
@@ -112,6 +115,8 @@ def write_model_card(
         f"- Battles used: {info.get('n_battles', 0)}",
         *([_players_line(router.players_)] if getattr(router, "players_", None) else []),
         f"- Prompt embeddings: {EMBEDDING_MODEL} (384-d, L2-normalised), frozen",
+        *([f"- Prompt features: {len(FEATURE_NAMES)} counts from the text (weight {params['text_weight']:g}): "
+           + ", ".join(f"`{n}`" for n in FEATURE_NAMES)] if params.get("text_weight") else []),
         f"- Hyperparameters: " + ", ".join(f"`{k}={_fmt(v)}`" for k, v in params.items()),
         f"- Command: `{command}`",
     ]
@@ -131,9 +136,9 @@ def write_model_card(
         "  per prompt. Not a judge of answer quality and not for decisions about people.",
         "- It knows only the two roles it was trained on: swapping the strong or weak model for another",
         "  invalidates it; refit on battles of the new pair.",
-        "- It sees the prompt only through a small sentence embedding, so it learns topic and style of",
-        "  prompts, not how hard a particular question is. Expect modest gains over random routing on",
-        "  prompts unlike its training data.",
+        "- It sees the prompt through a small sentence embedding (and surface counts), so it learns topic",
+        "  and style of prompts, not how hard a particular question is. Expect modest gains over random",
+        "  routing on prompts unlike its training data.",
         "- Win probabilities are fitted, not calibrated for a new domain: choose the threshold on",
         "  held-out prompts from the traffic you care about.",
         "",

@@ -5,6 +5,12 @@ wins. Here the sentence encoder stays frozen and only a small head is trained on
 logistic regression (``hidden=0``) or one hidden ReLU layer. Unlike MF it can only use battles between
 the strong and the weak role (it has no notion of other players), with ties as soft 0.5 targets.
 
+With ``text_weight > 0`` (the default) the head also reads a few counts from the prompt's text
+(:mod:`routellm_demo.prompt_features`: numbers, arithmetic, length, negation), standardised on the
+training set and multiplied by ``text_weight``; the default 1/sqrt(k) makes the k of them weigh as
+much in total as the unit-norm embedding. It then needs the prompts' texts both to fit and to
+predict. ``text_weight=0`` reads the embedding only (RouteLLM's setting).
+
 Training uses torch (imported only in ``fit``); prediction is plain numpy, so a loaded checkpoint
 predicts exactly as the fitted router did, without torch.
 """
@@ -14,24 +20,28 @@ from __future__ import annotations
 import numpy as np
 
 from routellm_demo.battles import Battles
+from routellm_demo.prompt_features import FEATURE_NAMES, prompt_features
+
+TEXT_WEIGHT = round(1 / np.sqrt(len(FEATURE_NAMES)), 4)  # the feature block's total variance = 1
 from routellm_demo.routers.base import Router
 from routellm_demo.routers.checkpoint import load_checkpoint, save_checkpoint
 from routellm_demo.routers.mf import check_battles, check_embeddings, sigmoid, train_minibatches
 
 
 class ClassifierRouter(Router):
-    """Classifier on frozen prompt embeddings (RouteLLM "bert", CPU-sized): P(strong wins | prompt)."""
+    """Classifier on frozen prompt embeddings + prompt features (RouteLLM "bert", CPU-sized): P(strong wins | prompt)."""
 
     name = "classifier"
 
     def __init__(
         self,
         hidden: int = 0,
-        alpha: float = 1e-3,
-        epochs: int = 20,
+        alpha: float = 1e-4,
+        epochs: int = 60,
         lr: float = 1e-2,
         batch_size: int = 256,
         random_state: int = 0,
+        text_weight: float = TEXT_WEIGHT,
     ):
         self.hidden = hidden
         self.alpha = alpha
@@ -39,16 +49,35 @@ class ClassifierRouter(Router):
         self.lr = lr
         self.batch_size = batch_size
         self.random_state = random_state
+        self.text_weight = text_weight
 
     def get_params(self) -> dict:
-        return {k: getattr(self, k) for k in ("hidden", "alpha", "epochs", "lr", "batch_size", "random_state")}
+        return {k: getattr(self, k)
+                for k in ("hidden", "alpha", "epochs", "lr", "batch_size", "random_state", "text_weight")}
+
+    def _inputs(self, embeddings, prompts, raw: np.ndarray | None = None) -> np.ndarray:
+        """The head's input: the embedding, plus the scaled prompt features when this router reads text
+        (``raw``: the prompts' features, when already computed)."""
+        x = check_embeddings(embeddings, getattr(self, "n_features_in_", None))
+        if not self.text_weight:
+            return x
+        if raw is None:
+            if prompts is None:
+                raise ValueError("this classifier reads the prompts' text as well as their embeddings: pass "
+                                 "the prompts (or use text_weight=0)")
+            prompts = list(prompts)
+            if len(prompts) != len(x):
+                raise ValueError(f"{len(prompts)} prompts for {len(x)} embeddings")
+            raw = prompt_features(prompts)
+        t = (raw - self.text_mean_) / self.text_scale_ * self.text_weight
+        return np.hstack([x, t.astype(np.float32)])
 
     # -- fitting -----------------------------------------------------------------------------------
     def fit(self, battles: Battles) -> "ClassifierRouter":
         """Fit on the strong-vs-weak battles only; loss = soft-target BCE + alpha * squared weights."""
         import torch
 
-        x_all = check_battles(battles)
+        check_battles(battles)
         target = battles.strong_outcome()
         keep = ~np.isnan(target)
         if not keep.any():
@@ -56,14 +85,25 @@ class ClassifierRouter(Router):
                 "no strong-vs-weak battles to fit the classifier on "
                 "(it needs battles where one side played the strong role and the other the weak role)"
             )
+        battles, target = battles.subset(keep), target[keep]
+        raw = None
+        if self.text_weight:
+            if battles.prompts is None:
+                raise ValueError("these battles carry no prompt texts; the classifier reads them "
+                                 "(text_weight > 0): load them with their prompts or use text_weight=0")
+            raw = prompt_features(battles.prompts)
+            spread = raw.std(axis=0)
+            self.text_mean_, self.text_scale_ = raw.mean(axis=0), np.where(spread > 1e-9, spread, 1.0)
+        self.n_features_in_ = int(battles.embeddings.shape[1])
+        x_all = self._inputs(battles.embeddings, battles.prompts, raw)
         g = torch.Generator().manual_seed(int(self.random_state))
-        x = torch.from_numpy(np.ascontiguousarray(x_all[keep]))
-        y = torch.from_numpy(target[keep].astype(np.float32))
+        x = torch.from_numpy(np.ascontiguousarray(x_all))
+        y = torch.from_numpy(target.astype(np.float32))
         n, d = x.shape
 
         # Seeded init (not torch's global RNG): same seed, same router. Bias starts at the
         # base rate so early epochs learn the prompt dependence, not the average.
-        base = float(np.clip(target[keep].mean(), 1e-3, 1 - 1e-3))
+        base = float(np.clip(target.mean(), 1e-3, 1 - 1e-3))
         weights = []
         if self.hidden:
             weights.append((torch.randn(d, self.hidden, generator=g) * (2.0 / d) ** 0.5).requires_grad_())
@@ -92,20 +132,19 @@ class ClassifierRouter(Router):
         )
         self.weights_ = [wt.detach().numpy().astype(np.float32) for wt in weights]
         self.biases_ = [np.asarray(bs.detach().numpy(), dtype=np.float32) for bs in biases]
-        self.n_features_in_ = int(d)
         self.n_battles_ = int(n)
         return self
 
     # -- prediction --------------------------------------------------------------------------------
-    def decision_function(self, embeddings: np.ndarray) -> np.ndarray:
+    def decision_function(self, embeddings: np.ndarray, prompts=None) -> np.ndarray:
         """Logit of P(strong wins) per prompt."""
-        h = check_embeddings(embeddings, self.n_features_in_)
+        h = self._inputs(embeddings, prompts)
         if len(self.weights_) == 2:
             h = np.maximum(h @ self.weights_[0] + self.biases_[0], 0.0)
         return h @ self.weights_[-1] + self.biases_[-1]
 
-    def win_probability(self, embeddings: np.ndarray) -> np.ndarray:
-        return sigmoid(self.decision_function(embeddings)).astype(np.float64)
+    def win_probability(self, embeddings: np.ndarray, prompts=None) -> np.ndarray:
+        return sigmoid(self.decision_function(embeddings, prompts)).astype(np.float64)
 
     def info(self) -> dict:
         return {**super().info(), **self.get_params()}
@@ -115,15 +154,20 @@ class ClassifierRouter(Router):
         """One small .npz (weights + hyperparameters, no pickle); returns its path."""
         arrays = {f"weight{i}": wt for i, wt in enumerate(self.weights_)}
         arrays.update({f"bias{i}": bs for i, bs in enumerate(self.biases_)})
+        if self.text_weight:
+            arrays.update(text_mean=self.text_mean_, text_scale=self.text_scale_)
         return save_checkpoint(path, self.name, self.get_params(), arrays, n_battles=self.n_battles_)
 
     @classmethod
     def load(cls, path) -> "ClassifierRouter":
         meta, arrays = load_checkpoint(path, cls.name)
-        router = cls(**meta["hyperparameters"])
+        # checkpoints made before prompt features existed read the embedding only
+        router = cls(**{"text_weight": 0.0, **meta["hyperparameters"]})
         layers = 2 if router.hidden else 1
         router.weights_ = [arrays[f"weight{i}"] for i in range(layers)]
         router.biases_ = [arrays[f"bias{i}"] for i in range(layers)]
-        router.n_features_in_ = int(router.weights_[0].shape[0])
+        if router.text_weight:
+            router.text_mean_, router.text_scale_ = arrays["text_mean"], arrays["text_scale"]
+        router.n_features_in_ = int(router.weights_[0].shape[0]) - (len(FEATURE_NAMES) if router.text_weight else 0)
         router.n_battles_ = int(meta["n_battles"])
         return router

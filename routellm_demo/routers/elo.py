@@ -53,7 +53,7 @@ class EloRouter(Router):
         self.strong_win_probability_ = float(win_probability(self.beta_[0], self.beta_[1]))
         return self
 
-    def win_probability(self, embeddings: np.ndarray) -> np.ndarray:
+    def win_probability(self, embeddings: np.ndarray, prompts=None) -> np.ndarray:
         n = np.atleast_2d(np.asarray(embeddings)).shape[0]
         return np.full(n, self.strong_win_probability_)
 

@@ -32,11 +32,6 @@ def _sigmoid(z: np.ndarray) -> np.ndarray:
     return 0.5 * (1.0 + np.tanh(0.5 * np.asarray(z)))
 
 
-def subset_battles(battles: Battles, mask: np.ndarray) -> Battles:
-    return Battles(list(battles.players), battles.a[mask], battles.b[mask], battles.outcome[mask],
-                   None if battles.embeddings is None else battles.embeddings[mask], battles.ids[mask])
-
-
 def inner_folds(n: int, k: int, groups=None, seed: int = 0) -> np.ndarray:
     """Fold per battle: whole groups per fold when groups are given, else a seeded random split."""
     rng = np.random.default_rng(seed)
@@ -101,9 +96,9 @@ class EnsembleRouter(Router):
         z = np.zeros((len(battles), len(self.members)))
         for f in range(self.inner_folds):
             test = folds == f
-            train = subset_battles(battles, ~test)
+            train, held_out = battles.subset(~test), battles.subset(test)
             for j in range(len(self.members)):
-                z[test, j] = _logit(self._make(j).fit(train).win_probability(battles.embeddings[test]))
+                z[test, j] = _logit(self._make(j).fit(train).win_probability(held_out.embeddings, held_out.prompts))
         # Centre each member within each inner fold: every fold's models have their own offset (with
         # grouped folds, anti-correlated with the held-out base rate), which must not set the weights.
         centred = z.copy()
@@ -118,11 +113,11 @@ class EnsembleRouter(Router):
         self.n_battles_ = len(battles)
         return self
 
-    def member_logits(self, embeddings: np.ndarray) -> np.ndarray:
-        return np.column_stack([_logit(m.win_probability(embeddings)) for m in self.members_])
+    def member_logits(self, embeddings: np.ndarray, prompts=None) -> np.ndarray:
+        return np.column_stack([_logit(m.win_probability(embeddings, prompts)) for m in self.members_])
 
-    def win_probability(self, embeddings: np.ndarray) -> np.ndarray:
-        z = (self.member_logits(embeddings) - self.mean_) / self.scale_
+    def win_probability(self, embeddings: np.ndarray, prompts=None) -> np.ndarray:
+        z = (self.member_logits(embeddings, prompts) - self.mean_) / self.scale_
         return _sigmoid(z @ self.weights_ + self.bias_)
 
     def info(self) -> dict:

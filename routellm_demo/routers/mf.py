@@ -151,7 +151,7 @@ class MFRouter(Router):
         q /= np.maximum(np.linalg.norm(q, axis=1, keepdims=True), 1e-12)
         return (q * self.head_) @ self.player_vectors_.T
 
-    def win_probability(self, embeddings: np.ndarray) -> np.ndarray:
+    def win_probability(self, embeddings: np.ndarray, prompts=None) -> np.ndarray:
         s = self.scores(embeddings)
         return sigmoid(s[:, 0] - s[:, 1]).astype(np.float64)
 

@@ -35,7 +35,7 @@ class RandomRouter(Router):
         self.n_battles_ = len(battles)
         return self
 
-    def win_probability(self, embeddings: np.ndarray) -> np.ndarray:
+    def win_probability(self, embeddings: np.ndarray, prompts=None) -> np.ndarray:
         # float32 first: the same prompt embedded as float64 or float32 gives the same score.
         rows = np.ascontiguousarray(np.atleast_2d(np.asarray(embeddings, dtype=np.float32)))
         if rows.ndim != 2:

@@ -224,7 +224,7 @@ class SWRankingRouter(Router):
         cell_weights = np.bincount(self.cell_buffer_[: self.n_battles_], weights=weights, minlength=len(self.cell_a_))
         return fit_bt(self._counts(cell_weights), l2=self.l2, init=self.global_beta_)
 
-    def win_probability(self, embeddings: np.ndarray) -> np.ndarray:
+    def win_probability(self, embeddings: np.ndarray, prompts=None) -> np.ndarray:
         """P(strong beats weak) per prompt; 0.5 (the zero-data prior) when no battles are stored."""
         x = self._check_queries(embeddings)
         if self.n_battles_ == 0:

@@ -1,0 +1,90 @@
+"""Prompt features (hand-counted cases), battles carrying their prompts, and the shipped classifier
+reading the text through the same path as the app (real MiniLM, real checkpoint, real SQLite)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from routellm_demo.battles import Battles
+from routellm_demo.config import load_config
+from routellm_demo.controller import Controller
+from routellm_demo.embeddings import Embedder
+from routellm_demo.prompt_features import FEATURE_NAMES, features_of, prompt_features
+from routellm_demo.store import Store
+from routellm_demo.training import RouterSet
+
+CHECKPOINTS = Path(__file__).resolve().parents[1] / "data" / "checkpoints"
+
+
+def named(text: str) -> dict:
+    return dict(zip(FEATURE_NAMES, features_of(text)))
+
+
+def test_word_problem_counts():
+    f = named("Tom buys 3 apples at $1.50 each and sells half. What is 20% of the total?")
+    assert f["log_numbers"] == pytest.approx(math.log1p(3))  # 3, 1.50, 20
+    assert f["log_digits"] == pytest.approx(math.log1p(6))
+    assert f["log_longest_number"] == pytest.approx(math.log1p(4))  # "1.50"
+    assert f["sqrt_decimal_numbers"] == pytest.approx(1.0)
+    assert f["has_percent"] == 1.0 and f["has_currency"] == 1.0
+    assert f["quantity_words"] == 2.0  # half, total
+    assert f["rate_words"] == 1.0  # each
+    assert f["question_marks"] == 1.0
+    assert f["sqrt_operators"] == pytest.approx(1.0)  # the % sign
+    assert f["negation"] == 0.0 and f["loud_negation"] == 0.0
+
+
+def test_plain_question_and_negations():
+    f = named("Which of these is NOT a mammal?\nA. Cat\nB. Shark")
+    assert f["log_numbers"] == 0.0 and f["has_percent"] == 0.0 and f["has_currency"] == 0.0
+    assert f["loud_negation"] == 1.0 and f["negation"] == 1.0
+    assert f["log_lines"] == pytest.approx(math.log1p(2))
+    assert named("This is not it.")["loud_negation"] == 0.0 and named("This is not it.")["negation"] == 1.0
+    assert named("def f(x): return [x]")["sqrt_code_chars"] == pytest.approx(2.0)
+
+
+def test_matrix_shape_and_odd_inputs():
+    m = prompt_features(["", "1+1", None])
+    assert m.shape == (3, len(FEATURE_NAMES)) and m.dtype == np.float64 and np.isfinite(m).all()
+    np.testing.assert_array_equal(m[0], m[2])  # a missing text counts as empty
+    assert prompt_features([]).shape == (0, len(FEATURE_NAMES))
+
+
+def test_battles_keep_their_prompts_through_records_and_subsets():
+    rows = [{"model_a": "x", "model_b": "y", "winner": w, "strong_side": "a", "id": i, "prompt": f"p{i}"}
+            for i, w in enumerate(["model_a", "model_b", "tie"])]
+    b = Battles.from_records(rows, embeddings=np.eye(3, 4, dtype=np.float32))
+    assert b.prompts == ["p0", "p1", "p2"]
+    sub = b.subset(np.array([True, False, True]))
+    assert sub.prompts == ["p0", "p2"] and list(sub.ids) == [0, 2] and sub.embeddings.shape == (2, 4)
+    assert Battles.from_records([{k: v for k, v in r.items() if k != "prompt"} for r in rows]).prompts is None
+    with pytest.raises(ValueError, match="2 prompts for 3 battles"):
+        Battles(["strong", "weak"], [0, 0, 0], [1, 1, 1], [1.0, 0.0, 0.5], prompts=["a", "b"])
+
+
+@pytest.fixture(scope="module")
+def embedder():
+    return Embedder()
+
+
+def test_the_app_path_scores_the_classifier_with_the_prompt_text(tmp_path, embedder):
+    """decide() (what the chat, the server and the CLI call) passes the text: its score is the shipped
+    classifier's score of embedding + text, and the text alone moves it."""
+    config = replace(load_config(environ={}), db_path=tmp_path / "c.db", checkpoint_dir=CHECKPOINTS)
+    with Store(config.db_path) as store:
+        emb = Embedder(store)
+        routers = RouterSet(store, emb, checkpoint_dir=CHECKPOINTS)
+        controller = Controller(config, store, emb, routers)
+        prompt = "A baker sells 240 rolls at $0.75 each and 15% more on Sundays. How much per week?"
+        decision = controller.decide(prompt, router="classifier", threshold=0.5)
+        classifier = routers.get("classifier")
+        assert classifier.text_weight > 0  # the shipped checkpoint reads text
+        vector = emb.embed([prompt])
+        assert decision.score == pytest.approx(float(classifier.win_probability(vector, [prompt])[0]))
+        plain = "A baker sells rolls and more on Sundays. How much per week?"
+        assert classifier.win_probability(vector, [plain])[0] != pytest.approx(decision.score, abs=1e-3)
