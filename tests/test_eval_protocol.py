@@ -109,6 +109,30 @@ def test_cross_validation_never_trains_on_a_scored_prompt():
     assert not np.isnan(res.scores["spy"]).any()
 
 
+def test_split_by_prompt_shares_subjects_but_never_a_prompt():
+    es = toy_set(40, 4)
+    es.prompts[7] = es.prompts[2]  # the same text twice, in two groups
+    by_prompt = es.by_prompt()
+    assert len(set(by_prompt.groups)) == len(set(es.prompts)) == 39
+    assert by_prompt.groups[7] == by_prompt.groups[2]
+    assert list(es.groups) != list(by_prompt.groups)  # the original set is untouched
+    log = []
+    res = cross_validated_scores(by_prompt, {"spy": spy_fitter(log)}, k=4)
+    folds = res.folds
+    for f, trained_on in enumerate(log):
+        held_out = {p for p, fold in zip(by_prompt.prompts, folds) if fold == f}
+        assert not held_out & set(trained_on)
+    subject_folds = {g: {int(f) for g2, f in zip(es.groups, folds) if g2 == g} for g in set(es.groups)}
+    assert all(len(fs) > 1 for fs in subject_folds.values())  # each subject on both sides
+
+
+def test_eval_refuses_an_unknown_split(tmp_path):
+    from routellm_demo.evals.command import run_eval
+
+    with pytest.raises(EvalError, match="split must be one of group, prompt"):
+        run_eval("gsm8k", tmp_path, tmp_path / "out", ["random"], split="subject")
+
+
 def test_train_test_drops_eval_prompts_found_in_training():
     es, train = toy_set(20), toy_set(15, prefix="train", seed=2)
     train.prompts[:3] = es.prompts[:3]

@@ -74,6 +74,13 @@ class EvalSet:
             None if self.embeddings is None else self.embeddings[idx],
         )
 
+    def by_prompt(self) -> "EvalSet":
+        """The same set with one CV group per distinct prompt text (MMLU's subjects then appear on both
+        sides of a split, as in RouteLLM's own setting, which trained on MMLU's validation questions)."""
+        out = self.subset(slice(None))
+        out.groups = np.array([f"{self.benchmark}:{p.strip()}" for p in self.prompts], dtype=object)
+        return out
+
     def benchmarks(self) -> np.ndarray:
         """The benchmark of each prompt (from its group prefix), for sets pooled across benchmarks."""
         return np.array([str(g).split(":", 1)[0] for g in self.groups], dtype=object)

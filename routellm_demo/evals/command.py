@@ -26,6 +26,7 @@ from routellm_demo.importers import BENCHMARKS
 
 DEFAULT_CACHE_DB = Path("data/eval_cache.db")
 MIN_FOLD_PROMPTS = 20
+SPLITS = ("group", "prompt")
 # RouteLLM's prices (USD per 1M tokens, paper section 5.2): GPT-4 $24.7, Mixtral-8x7B $0.24.
 DEFAULT_STRONG_PRICE = 24.7
 DEFAULT_WEAK_PRICE = 0.24
@@ -46,6 +47,9 @@ def register(subparsers) -> argparse.ArgumentParser:
     s.add_argument("--out", help="output folder (default: <eval_dir>/<benchmark>, where the app's Evaluation tab "
                    "looks; eval_dir is set in the configuration, default data/eval)")
     s.add_argument("--folds", type=int, default=5, help="K for grouped K-fold cross-validation (default 5)")
+    s.add_argument("--split", choices=SPLITS, default="group",
+                   help="CV folds by group (MMLU subject, MT-Bench question, GSM8K row; the honest default) or by "
+                        "prompt (MMLU subjects then on both sides, like RouteLLM's setting: easier)")
     s.add_argument("--combine", action="store_true",
                    help="CV: also train on the gold battles of the other benchmarks in --data-dir")
     s.add_argument("--params", default="{}", help='router hyperparameters as JSON, e.g. \'{"mf": {"dim": 32}}\'')
@@ -78,7 +82,8 @@ def _load_all(data_dir, benchmarks, embedder, progress: bool) -> list:
 
 
 def collect_scores(
-    benchmark: str, data_dir, fitters: dict, *, train_dir=None, folds: int = 5, combine: bool = False,
+    benchmark: str, data_dir, fitters: dict, *, train_dir=None, folds: int = 5, split: str = "group",
+    combine: bool = False,
     limit: int | None = None, seed: int = 0, cache_db=DEFAULT_CACHE_DB, progress: bool = True,
 ) -> tuple[Scores, dict]:
     """Out-of-sample scores of every fitter on ``benchmark`` (train/test or grouped CV), and the
@@ -98,7 +103,11 @@ def collect_scores(
         else:
             others = [b for b in available_benchmarks(data_dir) if b != benchmark] if combine else []
             extra = concat(_load_all(data_dir, others, embedder, progress)) if others else None
+            if split == "prompt":
+                evalset = evalset.by_prompt()
             result = cross_validated_scores(evalset, fitters, k=folds, seed=seed, extra=extra, progress=progress)
+            if split == "prompt":
+                result.report["protocol"] += " by prompt (groups such as MMLU subjects on both sides)"
         return result, {"encoded": embedder.encoded, "cache_hits": embedder.cache_hits}
 
 
@@ -145,7 +154,7 @@ def build_metrics(result: Scores, *, strong_price: float, weak_price: float, boo
 
 def run_eval(
     benchmark: str, data_dir, out_dir, routers=("random", "elo", "sw_ranking", "mf", "classifier"), *,
-    train_dir=None, folds: int = 5, combine: bool = False, params: dict | None = None,
+    train_dir=None, folds: int = 5, split: str = "group", combine: bool = False, params: dict | None = None,
     cache_db=DEFAULT_CACHE_DB, strong_price: float = DEFAULT_STRONG_PRICE,
     weak_price: float = DEFAULT_WEAK_PRICE, limit: int | None = None, seed: int = 0, bootstrap: int = 200,
     progress: bool = True,
@@ -157,6 +166,8 @@ def run_eval(
     routers = list(dict.fromkeys(routers))
     if not routers:
         raise EvalError("no router to evaluate")
+    if split not in SPLITS:
+        raise EvalError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
     params = params or {}
     fitters = {name: fitter_for(name, params.get(name), target=benchmark) for name in routers}
     check_data_dir(data_dir, benchmark)
@@ -170,13 +181,15 @@ def run_eval(
     out.mkdir(parents=True, exist_ok=True)
 
     result, embed_stats = collect_scores(
-        benchmark, data_dir, fitters, train_dir=train_dir, folds=folds, combine=combine, limit=limit, seed=seed,
+        benchmark, data_dir, fitters, train_dir=train_dir, folds=folds, split=split, combine=combine, limit=limit,
+        seed=seed,
         cache_db=cache_db, progress=progress,
     )
     metrics = {
         "data_dir": str(data_dir),
         "train_dir": None if train_dir is None else str(train_dir),
         "combined_benchmarks": bool(combine and train_dir is None),
+        "split": None if train_dir is not None else split,
         "params": params,
         **build_metrics(result, strong_price=strong_price, weak_price=weak_price, bootstrap=bootstrap, seed=seed),
         "embeddings": embed_stats,
@@ -200,7 +213,7 @@ def cmd_eval(args) -> int:
         args.out = str(load_config().eval_dir / args.benchmark)
     metrics = run_eval(
         args.benchmark, args.data_dir, args.out, args.routers, train_dir=args.train_dir, folds=args.folds,
-        combine=args.combine, params=parse_params(args.params), cache_db=args.cache_db,
+        split=args.split, combine=args.combine, params=parse_params(args.params), cache_db=args.cache_db,
         strong_price=args.strong_price, weak_price=args.weak_price, limit=args.limit, seed=args.seed,
         bootstrap=args.bootstrap, progress=not args.quiet,
     )
