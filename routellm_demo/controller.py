@@ -16,7 +16,7 @@ from typing import Iterator, Mapping, Sequence
 
 from routellm_demo.battles import STRONG, WEAK
 from routellm_demo.embeddings import load_model
-from routellm_demo.llm.costs import cost_usd
+from routellm_demo.llm.costs import cost_usd, other_prompt_tokens
 from routellm_demo.llm.endpoints import Completion, Endpoint, EndpointError, make_endpoints
 from routellm_demo.routers import check_router, check_threshold
 from routellm_demo.routers.base import routes_to_strong
@@ -259,16 +259,19 @@ class Controller:
                 if sent_text:
                     break  # never splice two models' text into one answer
                 continue
-            answer = self._account(decision, role, completion, errors, session_id, source)
+            answer = self._account(decision, role, completion, errors, session_id, source, msgs)
             yield answer
             return
         self._log_failure(decision, errors, session_id, source)
         names = "; ".join(str(e) for e in errors)
         raise AnswerError(f"no answer: {names}", errors=errors, decision=decision)
 
-    def _account(self, decision: Decision, role: str, completion: Completion, errors, session_id, source) -> Answer:
+    def _account(self, decision: Decision, role: str, completion: Completion, errors, session_id, source,
+                 messages) -> Answer:
         usage = completion.usage
         spec = self.specs[role]
+        strong_prompt_tokens = usage.prompt_tokens if role == STRONG else other_prompt_tokens(
+            spec, self.specs[STRONG], messages, usage.prompt_tokens)
         answer = Answer(
             text=completion.text,
             decision=decision,
@@ -278,7 +281,7 @@ class Controller:
             completion_tokens=usage.completion_tokens,
             usage_source=usage.source,
             cost=cost_usd(spec, usage.prompt_tokens, usage.completion_tokens),
-            strong_cost=cost_usd(self.specs[STRONG], usage.prompt_tokens, usage.completion_tokens),
+            strong_cost=cost_usd(self.specs[STRONG], strong_prompt_tokens, usage.completion_tokens),
             latency_ms=completion.latency_ms,
             ttft_ms=completion.ttft_ms,
             finish_reason=completion.finish_reason,

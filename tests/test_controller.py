@@ -9,7 +9,7 @@ import pytest
 from routellm_demo.config import ModelEndpoint, load_config
 from routellm_demo.controller import Answer, AnswerError, BadRequestError, Controller, Decision
 from routellm_demo.embeddings import Embedder
-from routellm_demo.llm.costs import cost_usd
+from routellm_demo.llm.costs import cost_usd, other_prompt_tokens
 from routellm_demo.llm.endpoints import make_endpoints
 from routellm_demo.runtime import Runtime
 from routellm_demo.sdk import Client
@@ -72,11 +72,21 @@ def test_threshold_zero_goes_strong_and_one_goes_weak(runtime):
 
 
 def test_cost_and_strong_cost_follow_prices_and_tokens(runtime):
-    a = runtime.controller.complete("What is 2 + 2?", threshold=1.0, **PARAMS)
+    question = "What is 2 + 2? Answer with one number."
+    a = runtime.controller.complete(question, threshold=1.0, **PARAMS)
     cfg = runtime.config
+    assert a.role == "weak"
     assert a.cost == pytest.approx(cost_usd(cfg.weak, a.prompt_tokens, a.completion_tokens))
-    assert a.strong_cost == pytest.approx(cost_usd(cfg.strong, a.prompt_tokens, a.completion_tokens))
-    assert a.cost < a.strong_cost  # the weak local model is priced at half the strong one's compute
+    # "the strong model would have cost": the strong model's own prompt (Gemma's few-shot header
+    # included), estimated from the weak one's; checked against what the strong model really reads
+    estimate = other_prompt_tokens(cfg.weak, cfg.strong, [{"role": "user", "content": question}], a.prompt_tokens)
+    assert a.strong_cost == pytest.approx(cost_usd(cfg.strong, estimate, a.completion_tokens))
+    real = runtime.controller.complete(question, threshold=0.0, **PARAMS)
+    assert real.role == "strong" and real.strong_cost == pytest.approx(real.cost)
+    print(f"strong prompt tokens: estimated {estimate}, real {real.prompt_tokens}; weak read {a.prompt_tokens}")
+    assert abs(estimate - real.prompt_tokens) <= 0.25 * real.prompt_tokens
+    assert estimate > 2 * a.prompt_tokens  # the header is most of it: pricing the weak prompt missed it
+    assert a.cost < a.strong_cost
 
 
 def test_streaming_yields_decision_pieces_answer_and_logs_one_row(runtime):

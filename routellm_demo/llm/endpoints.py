@@ -134,6 +134,12 @@ def warmup_prompt(spec: ModelEndpoint) -> str:
     return render_prompt(spec, [{"role": "user", "content": "Hello"}]) if spec.api == "completion" else "Hello"
 
 
+def prompt_text(spec: ModelEndpoint, messages: Sequence[Mapping[str, str]]) -> str:
+    """What ``spec``'s model reads for ``messages``: its completion-mode prompt, or ChatML for a chat
+    API (the common template; a remote model's own may differ by a few tokens)."""
+    return render_prompt(spec, messages) if spec.api == "completion" else _chatml(messages)
+
+
 def _chatml(messages: Sequence[Mapping[str, str]]) -> str:
     body = "".join(f"<|im_start|>{m.get('role', 'user')}\n{m.get('content') or ''}<|im_end|>\n" for m in messages)
     return body + "<|im_start|>assistant\n"
@@ -328,7 +334,7 @@ class Endpoint:
         return msgs, dropped, params
 
     def _prompt_text(self, messages) -> str:
-        return render_prompt(self.spec, messages) if self.spec.api == "completion" else _chatml(messages)
+        return prompt_text(self.spec, messages)
 
     def _prompt_tokens(self, messages) -> int:
         """The prompt's length in the model's own tokens (its UTF-8 byte count if the tokenizer is out
