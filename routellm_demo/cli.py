@@ -192,6 +192,7 @@ def cmd_calibrate(args) -> int:
     prompts = args.prompts if args.prompts in ("auto", "logged", "battles") else _read_prompt_file(Path(args.prompts))
     rt = _runtime(args)
     try:
+        args.router = args.router or rt.config.router
         scores, what = rt.controller.calibration_scores(args.router, prompts, sample=args.sample)
         if not scores:
             raise CLIError(f"no prompts to calibrate on ({what}); use --prompts battles or a prompt file")
@@ -330,7 +331,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("calibrate", help="the threshold that sends a given share of prompts to the strong model")
     s.add_argument("--strong-pct", type=float, required=True, help="target share of strong calls, in percent")
-    s.add_argument("--router", choices=ROUTER_NAMES, default="mf")
+    s.add_argument("--router", choices=ROUTER_NAMES, help="default: the configured router")
     s.add_argument("--prompts", default="auto",
                    help='"logged" (routing log), "battles" (stored prompts), "auto" (logged if enough, else battles) '
                         'or a prompt file (.txt lines, .jsonl or .csv with a "prompt" field)')

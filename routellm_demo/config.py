@@ -126,7 +126,7 @@ class Config:
 
     strong: ModelEndpoint
     weak: ModelEndpoint
-    router: str = "mf"
+    router: str = "classifier"
     threshold: float = 0.5
     db_path: Path = REPO_ROOT / "data" / "routellm_demo.db"
     checkpoint_dir: Path = REPO_ROOT / "data" / "checkpoints"
@@ -410,7 +410,7 @@ def _build(values: dict, origin: dict, file_path: Path | None, env: Mapping[str,
     def where(key: str) -> str:
         return origin.get(key, "default")
 
-    router = get("router", str, "mf")
+    router = get("router", str, "classifier")
     if not router:
         raise ConfigError(f"router must not be empty (from {where('router')})")
     threshold = get("threshold", float, 0.5)

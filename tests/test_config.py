@@ -33,7 +33,7 @@ def test_defaults_are_the_embedded_local_pair(tmp_path):
     assert cfg.is_local_pair
     # compute-proportional prices: the 270M model costs twice the 135M one
     assert cfg.strong.input_price == pytest.approx(2 * cfg.weak.input_price, rel=0.02)
-    assert (cfg.router, cfg.threshold, cfg.fallback) == ("mf", 0.5, True)
+    assert (cfg.router, cfg.threshold, cfg.fallback) == ("classifier", 0.5, True)
     assert (cfg.host, cfg.port) == ("127.0.0.1", 6060)
     assert cfg.role_map["gpt-4-1106-preview"] == "strong"
     assert cfg.role_map["mistralai/Mixtral-8x7B-Instruct-v0.1"] == "weak"
