@@ -64,7 +64,7 @@ def time_appends(router: SWRankingRouter, votes: list[Battles]) -> list[float]:
 def main(sizes=(1_000, 10_000, 65_000), n_queries: int = 200, n_votes: int = 200, seed: int = 0) -> None:
     rng = np.random.default_rng(seed)
     for n in sizes:
-        router = SWRankingRouter().fit(synthetic_battles(rng, n))
+        router = SWRankingRouter(text_weight=0).fit(synthetic_battles(rng, n))
         queries = unit_rows(rng, n_queries)
         router.win_probability(queries[:3])  # warm-up: BLAS threads, caches
         p50, p95 = percentiles_ms(time_queries(router, queries))

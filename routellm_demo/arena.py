@@ -343,7 +343,7 @@ class Arena:
         """sw_ranking's score for ``prompt`` now (the prediction the voter's round is judged against),
         or None when it cannot be computed: the vote then scores the prompt itself."""
         try:
-            return float(self.routers.score(SW_ROUTER, self.embedder.embed([prompt]))[0])
+            return float(self.routers.score(SW_ROUTER, self.embedder.embed([prompt]), [prompt])[0])
         except Exception:  # noqa: BLE001 (a missing score must not cost the visitor the round)
             return None
 
@@ -388,7 +388,7 @@ class Arena:
             # scoring, not two); rounds answered before that column existed are scored now.
             sw_before = pending.get("sw_score")
             if sw_before is None:
-                sw_before = float(self.routers.score(SW_ROUTER, vector)[0])
+                sw_before = float(self.routers.score(SW_ROUTER, vector, [pending["prompt"]])[0])
             ratings_before = self._arena_ratings()
             # sw_before is kept so the prequential accuracy (was the router right before it learnt
             # this vote?) can be computed from the store alone (routellm_demo.learning).
@@ -404,7 +404,7 @@ class Arena:
             started = time.perf_counter()
             self.routers.absorb([self.store.battle(row_id)])
             absorb_ms = (time.perf_counter() - started) * 1000
-            sw_after = float(self.routers.score(SW_ROUTER, vector)[0])
+            sw_after = float(self.routers.score(SW_ROUTER, vector, [pending["prompt"]])[0])
             ratings_after = self._arena_ratings()
             self._changed()
         result = VoteResult(battle_id, outcome, OUTCOMES[outcome], pending["model_a"], pending["model_b"],

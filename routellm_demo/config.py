@@ -150,6 +150,7 @@ class Config:
     sw_base: float = 10.0
     sw_scale: float = 10.0
     sw_normalize: str = "max"
+    sw_text_weight: float = 0.3  # = SW_TEXT_WEIGHT = routers.sw_ranking.DEFAULT_TEXT_WEIGHT (a test keeps them equal)
     # Where the settings came from, and ROUTELLM_DEMO_* variables that matched nothing (likely typos).
     source: Path | None = None
     unknown_env: tuple[str, ...] = ()
@@ -180,7 +181,8 @@ class Config:
     @property
     def sw_params(self) -> dict:
         """Keyword arguments for ``SWRankingRouter``."""
-        return {"base": self.sw_base, "scale": self.sw_scale, "normalize": self.sw_normalize}
+        return {"base": self.sw_base, "scale": self.sw_scale, "normalize": self.sw_normalize,
+                "text_weight": self.sw_text_weight}
 
     @property
     def router_params(self) -> dict[str, dict]:
@@ -218,7 +220,7 @@ _TABLE_TYPES: dict[str, dict[str, type]] = {
     "server": {"host": str, "port": int},
     "limits": {"max_prompt_chars": int, "max_turns": int, "requests_per_minute": int},
     "local": {"cache_dir": Path, "n_ctx": int, "n_threads": int, "start_timeout": float},
-    "sw_ranking": {"preset": str, "base": float, "scale": float, "normalize": str},
+    "sw_ranking": {"preset": str, "base": float, "scale": float, "normalize": str, "text_weight": float},
 }
 # Flat variable names for the common overrides; endpoint fields follow ROUTELLM_DEMO_<ROLE>_<FIELD>.
 _ENV_KEYS: dict[str, str] = {
@@ -241,6 +243,7 @@ _ENV_KEYS: dict[str, str] = {
     "SW_BASE": "sw_ranking.base",
     "SW_SCALE": "sw_ranking.scale",
     "SW_NORMALIZE": "sw_ranking.normalize",
+    "SW_TEXT_WEIGHT": "sw_ranking.text_weight",
 }
 for _role in ROLES:
     for _field in _ENDPOINT_TYPES:
@@ -461,21 +464,22 @@ SW_PRESETS: Mapping[str, Mapping[str, Any]] = MappingProxyType({
     "monotone": MappingProxyType({"base": 10.0, "scale": 10.0, "normalize": "one"}),
 })
 SW_NORMALIZE = ("max", "one")
+SW_TEXT_WEIGHT = 0.3  # how much the prompt's text counts in sw_ranking's similarity (routers/sw_ranking.py)
 
 
 def check_sw_params(params: Mapping[str, Any], where: str = "sw_ranking") -> dict:
-    """A ``[sw_ranking]`` table (``preset`` and/or ``base``, ``scale``, ``normalize``) -> the router's
-    keyword arguments, validated; explicit keys override the preset's. Used by the config and by
-    ``simulate-votes --sw-params``, so both accept and reject the same things."""
-    known = ("preset", "base", "scale", "normalize")
+    """A ``[sw_ranking]`` table (``preset`` and/or ``base``, ``scale``, ``normalize``, and
+    ``text_weight``) -> the router's keyword arguments, validated; explicit keys override the preset's.
+    Used by the config and by ``simulate-votes --sw-params``, so both accept and reject the same things."""
+    known = ("preset", "base", "scale", "normalize", "text_weight")
     for key in params:
         if key not in known:
             raise _unknown(f"sw_ranking.{key}", known, where)
     preset = params.get("preset", "routellm")
     if preset not in SW_PRESETS:
         raise ConfigError(f"sw_ranking.preset must be one of {', '.join(SW_PRESETS)}, got {preset!r} (from {where})")
-    out = dict(SW_PRESETS[preset])
-    for key in ("base", "scale"):
+    out = {**SW_PRESETS[preset], "text_weight": SW_TEXT_WEIGHT}
+    for key in ("base", "scale", "text_weight"):
         if key in params:
             value = params[key]
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
@@ -487,6 +491,8 @@ def check_sw_params(params: Mapping[str, Any], where: str = "sw_ranking") -> dic
         raise ConfigError(f"sw_ranking.base must be above 1, got {out['base']:g} (from {where})")
     if not out["scale"] > 0.0:
         raise ConfigError(f"sw_ranking.scale must be positive, got {out['scale']:g} (from {where})")
+    if not out["text_weight"] >= 0.0:
+        raise ConfigError(f"sw_ranking.text_weight must be 0 or more, got {out['text_weight']:g} (from {where})")
     if out["normalize"] not in SW_NORMALIZE:
         raise ConfigError(f"sw_ranking.normalize must be one of {', '.join(repr(n) for n in SW_NORMALIZE)}, "
                           f"got {_show('normalize', out['normalize'])} (from {where})")
@@ -502,7 +508,8 @@ def _sw_fields(values: dict, origin: dict) -> dict:
             given[key] = _coerce(dotted, values[dotted], kind, origin)
     where = ", ".join(sorted({origin.get(f"sw_ranking.{k}", "default") for k in given})) or "default"
     params = check_sw_params(given, where)
-    return {"sw_base": params["base"], "sw_scale": params["scale"], "sw_normalize": params["normalize"]}
+    return {"sw_base": params["base"], "sw_scale": params["scale"], "sw_normalize": params["normalize"],
+            "sw_text_weight": params["text_weight"]}
 
 
 def _endpoint(role: str, values: dict, origin: dict) -> ModelEndpoint:

@@ -195,7 +195,7 @@ class Controller:
         score = float(self.routers.score(name, vector, [prompt])[0])
         routing_ms = (time.perf_counter() - start) * 1000
         role = STRONG if bool(routes_to_strong(score, t)) else WEAK
-        explanation = self.routers.explain(name, vector[0], k=explain) if explain else []
+        explanation = self.routers.explain(name, vector[0], k=explain, prompt=prompt) if explain else []
         return Decision(name, t, score, role, self.specs[role].name, routing_ms, sha256(prompt), explanation)
 
     # --- answering -----------------------------------------------------------------------------

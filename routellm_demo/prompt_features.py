@@ -65,3 +65,29 @@ def prompt_features(prompts: Iterable[str]) -> np.ndarray:
     """(n, len(FEATURE_NAMES)) float64 features of ``prompts``."""
     rows = [features_of(p if isinstance(p, str) else "") for p in prompts]
     return np.asarray(rows, dtype=np.float64).reshape(len(rows), len(FEATURE_NAMES))
+
+
+# Each feature's mean and standard deviation over the 11,648 prompts of RouteLLM's public evaluation
+# data (MMLU, GSM8K, MT-Bench; ../shared/data/routellm), measured once: a router that takes votes one
+# at a time (sw_ranking) cannot re-standardise as they arrive, so it uses these fixed values
+# (tests/test_prompt_features.py checks them against the data).
+REFERENCE_MEAN = np.array((5.892, 4.149, 1.728, 0.7623, 1.056, 0.6827, 0.1755, 0.6827, 0.04464, 0.07873, 0.02224,
+                           0.3436, 0.6427, 2.833, 0.1975, 0.1781, 0.4647))
+REFERENCE_SCALE = np.array((0.7863, 0.7536, 0.4502, 0.8887, 1.195, 0.7485, 0.5525, 0.8796, 0.2065, 0.2693, 0.1474,
+                            0.4749, 0.5504, 0.7036, 0.6547, 0.588, 0.8918))
+
+
+def text_vectors(embeddings: np.ndarray, prompts, weight: float) -> np.ndarray:
+    """Unit vectors ``[embedding ; weight * features]`` (features standardised with the reference values
+    and divided by sqrt(k), so ``weight = 1`` weighs the feature block like the unit-norm embedding):
+    cosine similarity between them is "about the same thing *and* as numeric / as long"."""
+    x = np.asarray(embeddings, dtype=np.float32)
+    if x.ndim == 1:
+        x = x[None, :]
+    prompts = list(prompts)
+    if len(prompts) != len(x):
+        raise ValueError(f"{len(prompts)} prompts for {len(x)} embeddings")
+    z = (prompt_features(prompts) - REFERENCE_MEAN) / REFERENCE_SCALE / np.sqrt(len(FEATURE_NAMES))
+    out = np.hstack([x, (float(weight) * z).astype(np.float32)])
+    norms = np.linalg.norm(out, axis=1, keepdims=True)
+    return out / np.where(norms > 0, norms, 1.0)

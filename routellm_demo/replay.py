@@ -170,7 +170,8 @@ def open_arena(store_path: Path, checkpoint_dir: Path, max_prompt_chars: int, se
                   strong=replace(cfg.strong, name=STRONG_MODEL), weak=replace(cfg.weak, name=WEAK_MODEL))
     if sw_params is not None:
         sw = check_sw_params(sw_params, "--sw-params")
-        cfg = replace(cfg, sw_base=sw["base"], sw_scale=sw["scale"], sw_normalize=sw["normalize"])
+        cfg = replace(cfg, sw_base=sw["base"], sw_scale=sw["scale"], sw_normalize=sw["normalize"],
+                      sw_text_weight=sw["text_weight"])
     store = Store(store_path)
     embedder = Embedder(store)
     routers = RouterSet.from_config(store, embedder, cfg)

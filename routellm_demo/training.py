@@ -129,11 +129,11 @@ class RouterSet:
         with self._lock:
             return self.get(name).win_probability(embeddings, prompts)
 
-    def explain(self, name: str, embedding: np.ndarray, k: int = 5) -> list[dict]:
+    def explain(self, name: str, embedding: np.ndarray, k: int = 5, prompt: str | None = None) -> list[dict]:
         """The past battles that drove this prompt's score (sw_ranking only; else empty)."""
         with self._lock:
             router = self.get(name)
-            return router.explain(embedding, k=k) if hasattr(router, "explain") else []
+            return router.explain(embedding, k=k, prompt=prompt) if hasattr(router, "explain") else []
 
     def loaded(self) -> dict:
         with self._lock:

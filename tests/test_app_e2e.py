@@ -128,7 +128,7 @@ def test_arena_round_and_vote_add_one_battle_and_move_sw(client, served):
     url, rt = served
     prompt = "Explain photosynthesis in one sentence."
     vector = rt.embedder.embed([prompt])
-    sw_before = float(rt.routers.score("sw_ranking", vector)[0])
+    sw_before = float(rt.routers.score("sw_ranking", vector, [prompt])[0])
     n_before = sum(rt.store.count_battles().values())
 
     out = client.predict(prompt, api_name="/arena_ask")
@@ -148,7 +148,7 @@ def test_arena_round_and_vote_add_one_battle_and_move_sw(client, served):
     assert sum(rt.store.count_battles().values()) == n_before + 1
     votes = rt.store.battles(source="arena-vote")
     assert len(votes) == 1 and votes[0]["uid"] == "arena:" + battle_id and votes[0]["strong_side"] == strong_side
-    sw_after = float(rt.routers.score("sw_ranking", vector)[0])
+    sw_after = float(rt.routers.score("sw_ranking", vector, [prompt])[0])
     assert sw_after > sw_before
 
     again = client.predict(api_name="/arena_vote_a")  # the battle is gone from this session's state

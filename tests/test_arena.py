@@ -99,7 +99,7 @@ def answered(arena, prompt="Explain recursion to a child.", session=SESSION):
 
 
 def sw(arena, prompt):
-    return float(arena.routers.score("sw_ranking", arena.embedder.embed([prompt]))[0])
+    return float(arena.routers.score("sw_ranking", arena.embedder.embed([prompt]), [prompt])[0])
 
 
 # -- pairing and answering ---------------------------------------------------------------------------

@@ -14,7 +14,9 @@ from routellm_demo.battles import Battles
 from routellm_demo.config import load_config
 from routellm_demo.controller import Controller
 from routellm_demo.embeddings import Embedder
-from routellm_demo.prompt_features import FEATURE_NAMES, features_of, prompt_features
+from routellm_demo.prompt_features import (
+    FEATURE_NAMES, REFERENCE_MEAN, REFERENCE_SCALE, features_of, prompt_features, text_vectors,
+)
 from routellm_demo.store import Store
 from routellm_demo.training import RouterSet
 
@@ -53,6 +55,31 @@ def test_matrix_shape_and_odd_inputs():
     assert m.shape == (3, len(FEATURE_NAMES)) and m.dtype == np.float64 and np.isfinite(m).all()
     np.testing.assert_array_equal(m[0], m[2])  # a missing text counts as empty
     assert prompt_features([]).shape == (0, len(FEATURE_NAMES))
+
+
+def test_reference_statistics_are_those_of_the_public_prompts(shared_routellm):
+    from routellm_demo.evals.benchmarks import load_benchmark
+
+    prompts = [p for b in ("mmlu", "gsm8k", "mt-bench") for p in load_benchmark(shared_routellm, b).prompts]
+    f = prompt_features(prompts)
+    np.testing.assert_allclose(f.mean(axis=0), REFERENCE_MEAN, rtol=1e-3, atol=1e-4)
+    np.testing.assert_allclose(f.std(axis=0), REFERENCE_SCALE, rtol=1e-3, atol=1e-4)
+
+
+def test_text_vectors_are_unit_and_reduce_to_the_embedding_at_weight_zero():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(3, 8)).astype(np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    prompts = ["What is 12% of $250?", "Write a haiku about rain.", "Sum 1, 2 and 3."]
+    v = text_vectors(x, prompts, 0.5)
+    assert v.shape == (3, 8 + len(FEATURE_NAMES)) and v.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(v, axis=1), 1.0, rtol=1e-6)
+    np.testing.assert_allclose(text_vectors(x, prompts, 0.0)[:, :8], x, rtol=1e-6)
+    # same embedding for all three: only the text separates them, and the two numeric prompts are closer
+    same = text_vectors(np.repeat(x[:1], 3, axis=0), prompts, 0.5)
+    assert same[0] @ same[2] > same[0] @ same[1]
+    with pytest.raises(ValueError, match="2 prompts for 3 embeddings"):
+        text_vectors(x, prompts[:2], 0.5)
 
 
 def test_battles_keep_their_prompts_through_records_and_subsets():

@@ -183,4 +183,4 @@ def recomputed_sw_score(db, prompt) -> float:
     with Store(db) as store:
         embedder = Embedder(store)
         routers = RouterSet(store, embedder, checkpoint_dir=db.parent / "ckpt", role_map=load_config(environ={}).role_map)
-        return float(routers.score("sw_ranking", embedder.embed([prompt]))[0])
+        return float(routers.score("sw_ranking", embedder.embed([prompt]), [prompt])[0])

@@ -46,7 +46,7 @@ def sklearn_strong_probability(battles, query, l2, base=10.0, scale=10.0):
 @pytest.mark.parametrize("l2", [1e-2, 50.0])
 def test_matches_weighted_logistic_regression(l2):
     battles = random_battles(300, seed=1)
-    router = SWRankingRouter(l2=l2).fit(battles)
+    router = SWRankingRouter(l2=l2, text_weight=0).fit(battles)
     for q in unit(np.random.default_rng(2).standard_normal((3, DIM))):
         beta_ref, p_ref = sklearn_strong_probability(battles, q, l2)
         beta = router.beta_for_similarities(router.embeddings_ @ q)
@@ -57,7 +57,7 @@ def test_matches_weighted_logistic_regression(l2):
 def test_base_and_scale_are_used():
     battles = random_battles(200, seed=3)
     q = unit(np.random.default_rng(4).standard_normal(DIM))
-    router = SWRankingRouter(base=3.0, scale=2.0, l2=1.0).fit(battles)
+    router = SWRankingRouter(base=3.0, scale=2.0, l2=1.0, text_weight=0).fit(battles)
     _, p_ref = sklearn_strong_probability(battles, q, 1.0, base=3.0, scale=2.0)
     assert router.win_probability(q)[0] == pytest.approx(p_ref, abs=1e-3)
 
@@ -77,14 +77,14 @@ def two_topic_battles():
 
 def test_score_follows_similar_battles():
     battles, topic_a, topic_b = two_topic_battles()
-    router = SWRankingRouter().fit(battles)
+    router = SWRankingRouter(text_weight=0).fit(battles)
     p_a, p_b = router.win_probability(np.vstack([topic_a, topic_b]))
     assert p_a > 0.6 > 0.4 > p_b
 
 
 def test_batch_equals_one_by_one():
     battles = random_battles(500, seed=6)
-    router = SWRankingRouter().fit(battles)
+    router = SWRankingRouter(text_weight=0).fit(battles)
     queries = unit(np.random.default_rng(7).standard_normal((7, DIM)))
     batch = router.win_probability(queries)
     single = [router.win_probability(q[None, :])[0] for q in queries]
@@ -95,7 +95,7 @@ def test_partial_fit_equals_fresh_fit_on_union():
     first = random_battles(200, seed=8)
     # A second batch with its own player numbering and a new player.
     second = random_battles(60, seed=9, players=["strong", "weak", "newcomer", "gpt-x"], id_start=1000)
-    router = SWRankingRouter().fit(first)
+    router = SWRankingRouter(text_weight=0).fit(first)
     for i in range(len(second)):  # one vote at a time, past the initial capacity
         one = Battles(second.players, second.a[i : i + 1], second.b[i : i + 1], second.outcome[i : i + 1],
                       second.embeddings[i : i + 1], second.ids[i : i + 1])
@@ -110,7 +110,7 @@ def test_partial_fit_equals_fresh_fit_on_union():
         np.vstack([first.embeddings, second.embeddings]),
         np.r_[first.ids, second.ids],
     )
-    fresh = SWRankingRouter().fit(union)
+    fresh = SWRankingRouter(text_weight=0).fit(union)
     assert router.n_battles_ == fresh.n_battles_ == 260
     assert sorted(router.players_) == sorted(players)
     queries = unit(np.random.default_rng(10).standard_normal((5, DIM)))
@@ -121,14 +121,14 @@ def test_partial_fit_equals_fresh_fit_on_union():
 def test_partial_fit_before_fit_fits():
     battles = random_battles(30, seed=11)
     q = unit(np.ones(DIM))
-    assert SWRankingRouter().partial_fit(battles).win_probability(q)[0] == pytest.approx(
-        SWRankingRouter().fit(battles).win_probability(q)[0]
+    assert SWRankingRouter(text_weight=0).partial_fit(battles).win_probability(q)[0] == pytest.approx(
+        SWRankingRouter(text_weight=0).fit(battles).win_probability(q)[0]
     )
 
 
 def test_explain_returns_most_similar_battles():
     battles, topic_a, _ = two_topic_battles()
-    router = SWRankingRouter().fit(battles)
+    router = SWRankingRouter(text_weight=0).fit(battles)
     rows = router.explain(topic_a, k=5)
     assert len(rows) == 5
     sims = battles.embeddings @ topic_a
@@ -142,7 +142,7 @@ def test_explain_returns_most_similar_battles():
 
 def test_zero_battles_answer_half():
     empty = Battles(["strong", "weak"], [], [], [])
-    router = SWRankingRouter().fit(empty)
+    router = SWRankingRouter(text_weight=0).fit(empty)
     np.testing.assert_allclose(router.win_probability(unit(np.ones((3, DIM)))), 0.5)
     assert router.explain(unit(np.ones(DIM))) == []
     # The first vote then works as usual.
@@ -154,8 +154,8 @@ def test_zero_battles_answer_half():
 def test_battles_without_embeddings_are_refused():
     no_emb = Battles(["strong", "weak"], [0], [1], [1.0])
     with pytest.raises(ValueError, match="embeddings"):
-        SWRankingRouter().fit(no_emb)
-    router = SWRankingRouter().fit(random_battles(10))
+        SWRankingRouter(text_weight=0).fit(no_emb)
+    router = SWRankingRouter(text_weight=0).fit(random_battles(10))
     with pytest.raises(ValueError, match="embeddings"):
         router.partial_fit(no_emb)
     with pytest.raises(ValueError, match="dims"):
@@ -166,7 +166,7 @@ def test_battles_without_embeddings_are_refused():
 
 def test_nothing_similar_falls_back_to_global_fit():
     battles, topic_a, _ = two_topic_battles()
-    router = SWRankingRouter().fit(battles)
+    router = SWRankingRouter(text_weight=0).fit(battles)
     # A zero vector is similar to nothing: all weights equal -> the prompt-blind answer.
     p = router.win_probability(np.zeros(DIM, dtype=np.float32))[0]
     assert p == pytest.approx(float(win_probability(router.global_beta_[0], router.global_beta_[1])))
@@ -181,7 +181,7 @@ def test_normalize_one_matches_weighted_logistic_regression_with_a_fixed_kernel(
     battles = random_battles(300, seed=13)
     q = unit(np.random.default_rng(14).standard_normal(DIM))
     sims = battles.embeddings.astype(np.float64) @ q.astype(np.float64)
-    router = SWRankingRouter(base=10.0, scale=10.0, l2=1.0, normalize="one").fit(battles)
+    router = SWRankingRouter(base=10.0, scale=10.0, l2=1.0, normalize="one", text_weight=0).fit(battles)
     np.testing.assert_allclose(similarity_weights(sims, 10.0, 10.0, "one"), 10.0 * 10.0 ** sims, rtol=1e-12)
     # the reference divides by max(sim): base ** max(sim) ** (sim / max(sim)) == base ** sim
     _, p_ref = sklearn_strong_probability(battles, q, 1.0, base=10.0 ** sims.max(), scale=10.0)
@@ -193,7 +193,7 @@ def test_normalize_one_matches_weighted_logistic_regression_with_a_fixed_kernel(
 
 def test_normalize_one_falls_back_to_the_global_fit_when_nothing_is_similar():
     battles, _, _ = two_topic_battles()
-    router = SWRankingRouter(normalize="one").fit(battles)
+    router = SWRankingRouter(normalize="one", text_weight=0).fit(battles)
     p = router.win_probability(np.zeros(DIM, dtype=np.float32))[0]
     assert p == pytest.approx(float(win_probability(router.global_beta_[0], router.global_beta_[1])))
 
@@ -201,9 +201,9 @@ def test_normalize_one_falls_back_to_the_global_fit_when_nothing_is_similar():
 def test_bad_weighting_parameters_are_refused():
     battles = random_battles(5)
     with pytest.raises(ValueError, match="normalize must be one of max, one"):
-        SWRankingRouter(normalize="softmax").fit(battles)
+        SWRankingRouter(normalize="softmax", text_weight=0).fit(battles)
     with pytest.raises(ValueError, match="base > 1"):
-        SWRankingRouter(base=1.0).fit(battles)
+        SWRankingRouter(base=1.0, text_weight=0).fit(battles)
     with pytest.raises(ValueError, match="normalize"):
         similarity_weights(np.ones(3), normalize="min")
 
@@ -212,9 +212,11 @@ def test_presets_are_valid_and_match_the_config():
     from routellm_demo import config
 
     assert {k: dict(v) for k, v in config.SW_PRESETS.items()} == SW_PRESETS
-    assert SW_PRESETS["routellm"] == {k: v for k, v in SWRankingRouter().get_params().items() if k != "l2"}
+    assert SW_PRESETS["routellm"] == {k: v for k, v in SWRankingRouter().get_params().items()
+                                      if k not in ("l2", "text_weight")}
+    assert config.SW_TEXT_WEIGHT == config.Config.sw_text_weight == SWRankingRouter().text_weight
     for params in SW_PRESETS.values():
-        SWRankingRouter(**params).fit(random_battles(5))
+        SWRankingRouter(**params, text_weight=0).fit(random_battles(5))
 
 
 def vote_moves(normalize, players, n_histories=25, n_queries=8):
@@ -224,9 +226,9 @@ def vote_moves(normalize, players, n_histories=25, n_queries=8):
     for seed in range(n_histories):
         history = random_battles(80, seed=seed, players=players)
         for q in unit(np.random.default_rng(1000 + seed).standard_normal((n_queries, DIM))):
-            before = SWRankingRouter(normalize=normalize).fit(history).win_probability(q)[0]
+            before = SWRankingRouter(normalize=normalize, text_weight=0).fit(history).win_probability(q)[0]
             for outcome in (1.0, 0.0):  # strong wins, weak wins
-                router = SWRankingRouter(normalize=normalize).fit(history)
+                router = SWRankingRouter(normalize=normalize, text_weight=0).fit(history)
                 router.partial_fit(Battles(["strong", "weak"], [0], [1], [outcome], q[None, :], [10_000]))
                 after = router.win_probability(q)[0]
                 moves.append(after - before if outcome == 1.0 else before - after)
@@ -246,3 +248,48 @@ def test_routellm_normalisation_can_move_a_prompt_against_its_vote():
     """Why "one" exists: under RouteLLM's division by the largest similarity, a vote on the prompt
     itself raises that maximum to 1 and reweighs every other battle, which can outweigh the vote."""
     assert vote_moves("max", ["strong", "weak"]).min() < -1e-3
+
+
+# -- similarity that also reads the prompt's text ----------------------------------------------------
+
+
+def worded_battles(n, seed=0):
+    """Strong-vs-weak battles whose embeddings are noise: the strong model wins the prompts full of
+    numbers and loses the plain ones, so only the text can tell a new prompt's kind."""
+    rng = np.random.default_rng(seed)
+    numeric = rng.random(n) < 0.5
+    prompts = [f"Add {rng.integers(10, 999)} and {rng.integers(10, 999)}.{rng.integers(1, 99)}, then take 15% of $40."
+               if is_num else "Describe a quiet morning by the sea." for is_num in numeric]
+    outcome = np.where(numeric, 1.0, 0.0)
+    return Battles(["strong", "weak"], np.zeros(n), np.ones(n), outcome, unit(rng.standard_normal((n, DIM))),
+                   np.arange(n), prompts), numeric
+
+
+def test_text_weight_lets_votes_on_numeric_prompts_inform_other_numeric_prompts():
+    stored, _ = worded_battles(200, seed=0)
+    queries, numeric = worded_battles(40, seed=1)
+    reading = SWRankingRouter(text_weight=1.0).fit(stored)
+    p = reading.win_probability(queries.embeddings, queries.prompts)
+    assert p[numeric].min() > 0.5 > p[~numeric].max()
+    blind = SWRankingRouter(text_weight=0).fit(stored).win_probability(queries.embeddings)
+    assert abs(blind[numeric].mean() - blind[~numeric].mean()) < 0.05
+    assert reading.embeddings_.shape[1] == DIM + 17  # stored once, text-extended
+    top = reading.explain(queries.embeddings[0], k=3, prompt=queries.prompts[0])
+    assert len(top) == 3 and all(r["outcome"] == float(numeric[0]) for r in top)
+
+
+def test_text_weight_votes_append_like_a_fresh_fit_and_need_prompts():
+    battles, _ = worded_battles(60)
+    first, second = battles.subset(np.arange(50)), battles.subset(np.arange(50, 60))
+    grown = SWRankingRouter().fit(first).partial_fit(second)
+    fresh = SWRankingRouter().fit(battles)
+    q, qp = battles.embeddings[:5], battles.prompts[:5]
+    np.testing.assert_allclose(grown.win_probability(q, qp), fresh.win_probability(q, qp), rtol=1e-9)
+    with pytest.raises(ValueError, match="pass the prompts"):
+        fresh.win_probability(q)
+    with pytest.raises(ValueError, match="carry no prompt texts"):
+        SWRankingRouter().fit(random_battles(5))
+    with pytest.raises(ValueError, match="the router holds 16"):
+        fresh.win_probability(np.ones((1, 8), dtype=np.float32), ["x"])
+    empty = SWRankingRouter().fit(battles.subset(np.zeros(60, dtype=bool)))
+    assert empty.partial_fit(first).win_probability(q, qp).shape == (5,)

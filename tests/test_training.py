@@ -56,10 +56,10 @@ def test_router_set_builds_sw_ranking_with_the_configs_weighting(tmp_path):
     store = Store(tmp_path / "t.db")
     emb = Embedder(store)
     store.add_battles([battle(f"question {i}", "model_b") for i in range(3)])
-    cfg = replace(load_config(environ={}), checkpoint_dir=tmp_path, sw_base=3.0, sw_normalize="one")
+    cfg = replace(load_config(environ={}), checkpoint_dir=tmp_path, sw_base=3.0, sw_normalize="one", sw_text_weight=0.5)
     routers = RouterSet.from_config(store, emb, cfg)
     assert routers.get("sw_ranking").get_params() == {"base": 3.0, "scale": 10.0, "l2": pytest.approx(1e-2),
-                                                      "normalize": "one"}
+                                                      "normalize": "one", "text_weight": 0.5}
     routers.reload()  # a refit from the store keeps the parameters
     assert routers.get("sw_ranking").normalize == "one"
     # without parameters: RouteLLM's weighting
