@@ -35,7 +35,14 @@ def synthetic_battles(rng: np.random.Generator, n: int, id_start: int = 0) -> Ba
     a = rng.integers(0, k, n)
     b = (a + rng.integers(1, k, n)) % k
     outcome = rng.choice([0.0, 0.5, 1.0], n, p=[0.4, 0.2, 0.4])
-    return Battles(PLAYERS, a, b, outcome, unit_rows(rng, n), np.arange(id_start, id_start + n))
+    return Battles(PLAYERS, a, b, outcome, unit_rows(rng, n), np.arange(id_start, id_start + n),
+                   [prompt_text(rng) for _ in range(n)])
+
+
+def prompt_text(rng: np.random.Generator) -> str:
+    """A short prompt, sometimes with numbers: what the router's text features read."""
+    return f"Question {rng.integers(1, 10**6)}: what is {rng.integers(1, 99)}% of ${rng.integers(1, 999)}?" \
+        if rng.random() < 0.5 else "Explain why the sky looks blue at noon and red at dusk."
 
 
 def percentiles_ms(seconds: list[float]) -> tuple[float, float]:
@@ -43,11 +50,11 @@ def percentiles_ms(seconds: list[float]) -> tuple[float, float]:
     return float(p50), float(p95)
 
 
-def time_queries(router: SWRankingRouter, queries: np.ndarray) -> list[float]:
+def time_queries(router: SWRankingRouter, queries: np.ndarray, prompts: list[str]) -> list[float]:
     times = []
-    for q in queries:
+    for q, text in zip(queries, prompts):
         start = time.perf_counter()
-        router.win_probability(q[None, :])
+        router.win_probability(q[None, :], [text])
         times.append(time.perf_counter() - start)
     return times
 
@@ -64,10 +71,11 @@ def time_appends(router: SWRankingRouter, votes: list[Battles]) -> list[float]:
 def main(sizes=(1_000, 10_000, 65_000), n_queries: int = 200, n_votes: int = 200, seed: int = 0) -> None:
     rng = np.random.default_rng(seed)
     for n in sizes:
-        router = SWRankingRouter(text_weight=0).fit(synthetic_battles(rng, n))
+        router = SWRankingRouter().fit(synthetic_battles(rng, n))  # the app's default: text_weight 0.3
         queries = unit_rows(rng, n_queries)
-        router.win_probability(queries[:3])  # warm-up: BLAS threads, caches
-        p50, p95 = percentiles_ms(time_queries(router, queries))
+        prompts = [prompt_text(rng) for _ in range(n_queries)]
+        router.win_probability(queries[:3], prompts[:3])  # warm-up: BLAS threads, caches
+        p50, p95 = percentiles_ms(time_queries(router, queries, prompts))
         print(f"sw_ranking N={n} D={DIM} p50_ms={p50:.2f} p95_ms={p95:.2f}", flush=True)
         votes = [synthetic_battles(rng, 1, id_start=n + i) for i in range(n_votes)]
         p50, p95 = percentiles_ms(time_appends(router, votes))
