@@ -21,15 +21,15 @@ import numpy as np
 
 from routellm_demo.battles import Battles
 from routellm_demo.prompt_features import FEATURE_NAMES, prompt_features
-
-TEXT_WEIGHT = round(1 / np.sqrt(len(FEATURE_NAMES)), 4)  # the feature block's total variance = 1
 from routellm_demo.routers.base import Router
 from routellm_demo.routers.checkpoint import load_checkpoint, save_checkpoint
 from routellm_demo.routers.mf import check_battles, check_embeddings, sigmoid, train_minibatches
 
+TEXT_WEIGHT = round(1 / np.sqrt(len(FEATURE_NAMES)), 4)  # the feature block's total variance = 1
+
 
 class ClassifierRouter(Router):
-    """Classifier on frozen prompt embeddings + prompt features (RouteLLM "bert", CPU-sized): P(strong wins | prompt)."""
+    """Classifier on frozen prompt embeddings + text counts (RouteLLM "bert", CPU-sized): P(strong wins)."""
 
     name = "classifier"
 

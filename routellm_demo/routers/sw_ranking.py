@@ -40,8 +40,9 @@ SIMILARITY_BLOCK = 4_000_000  # similarities computed per block of queries: at m
 
 NORMALIZE_CHOICES = ("max", "one")
 # How much the prompt's text counts (0: RouteLLM's embedding-only similarity). 0.3 after a sweep of
-# 0-1 (issue #8, simulate-votes with 10 seeds): GSM8K's held-out APGR after 200 votes .562 -> .591 and
-# its grouped-CV eval .582 -> .602, MMLU's eval .572 -> .566 (inside noise); 0.5+ costs MMLU more.
+# 0-1 on the shared data (issue #8): GSM8K's APGR after 200 replayed votes, mean of seeds 0-4,
+# .562 -> .594; its grouped-CV eval .582 -> .602; MMLU's eval .572 -> .566 (inside noise). 0.5 and
+# more help GSM8K further but cost MMLU's eval .017 and more.
 DEFAULT_TEXT_WEIGHT = 0.3
 
 # Named parameter sets (``SWRankingRouter(**SW_PRESETS[name])``), selectable in the config file.
