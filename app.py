@@ -69,7 +69,17 @@ CSS = """
 # handlers but keeps <img> and Markdown images, so an answer or a prompt could otherwise make every
 # viewer's browser fetch a URL of its choosing (a tracking pixel).
 HEAD = """<meta http-equiv="Content-Security-Policy" content="img-src 'self' data: blob:">"""
-LAUNCH_STYLE = {"css": CSS, "theme": THEME, "head": HEAD}  # demo.launch(**LAUNCH_STYLE), here and in tests
+
+
+def launch_options() -> dict:
+    """``demo.launch(**launch_options())``, here and in the tests: the look, the CSP head, and a 1 MiB cap
+    on request bodies (:mod:`routellm_demo.body_limit`). A fresh dict per launch: Gradio edits its
+    app_kwargs in place."""
+    from starlette.middleware import Middleware
+
+    from routellm_demo.body_limit import BodyLimit
+
+    return {"css": CSS, "theme": THEME, "head": HEAD, "app_kwargs": {"middleware": [Middleware(BodyLimit)]}}
 
 
 # ---- formatting --------------------------------------------------------------------------------
@@ -826,7 +836,7 @@ def main() -> None:
     warm_up(runtime)
     # Host and port: Gradio's own GRADIO_SERVER_NAME / GRADIO_SERVER_PORT (127.0.0.1:7860 by default;
     # a Hugging Face Space sets 0.0.0.0 itself).
-    demo.launch(**LAUNCH_STYLE)
+    demo.launch(**launch_options())
 
 
 if __name__ == "__main__":

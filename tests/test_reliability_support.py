@@ -110,7 +110,7 @@ def serve_app(runtime, *, concurrency: int = 4, **build_kw):
     demo = app.build_demo(runtime, **build_kw)
     demo.queue(default_concurrency_limit=concurrency)
     port = free_port()
-    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, **app.LAUNCH_STYLE)
+    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, **app.launch_options())
     try:
         yield f"http://127.0.0.1:{port}/"
     finally:

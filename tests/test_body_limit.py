@@ -1,0 +1,90 @@
+"""The request-body cap of the Gradio app: unit tests on a small Starlette app (in-process ASGI), and
+the real app launched as in production refusing an oversized POST while still serving."""
+
+from __future__ import annotations
+
+import http.client
+
+import pytest
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+from starlette.testclient import TestClient
+
+from routellm_demo.body_limit import MAX_APP_BODY_BYTES, BodyLimit
+
+LIMIT = 1000
+
+
+def echo_app(seen: list):
+    async def echo(request: Request):
+        body = await request.body()
+        seen.append(len(body))
+        return JSONResponse({"bytes": len(body)})
+
+    return Starlette(routes=[Route("/echo", echo, methods=["POST"])],
+                     middleware=[Middleware(BodyLimit, max_bytes=LIMIT)])
+
+
+def test_a_body_within_the_limit_passes_untouched():
+    seen = []
+    with TestClient(echo_app(seen)) as client:
+        r = client.post("/echo", content=b"x" * LIMIT)
+    assert r.status_code == 200 and r.json() == {"bytes": LIMIT} and seen == [LIMIT]
+
+
+def test_a_declared_oversized_body_is_refused_before_the_app_runs():
+    seen = []
+    with TestClient(echo_app(seen)) as client:
+        r = client.post("/echo", content=b"x" * (LIMIT + 1))
+    assert r.status_code == 413 and r.json()["error"]["code"] == "request_too_large"
+    assert "1,000 bytes" in r.json()["error"]["message"] and seen == []
+
+
+def test_a_chunked_body_is_cut_off_once_it_passes_the_limit():
+    seen = []
+
+    def chunks():
+        for _ in range(50):  # 50 x 100 bytes, no Content-Length
+            yield b"y" * 100
+
+    # the handler sees the client gone (Starlette's ClientDisconnect), as under a real server
+    with TestClient(echo_app(seen), raise_server_exceptions=False) as client:
+        r = client.post("/echo", content=chunks())
+    assert r.status_code == 413 and r.json()["error"]["code"] == "request_too_large"
+    assert seen == []  # the handler never got the body
+
+
+def test_default_limit_leaves_room_for_the_longest_chat():
+    # 10 turns x 8,000 characters (up to 4 UTF-8 bytes each), twice over for the answers and JSON
+    assert MAX_APP_BODY_BYTES >= 2 * 10 * 8_000 * 4
+
+
+@pytest.mark.llm
+def test_the_launched_app_refuses_an_oversized_post_and_keeps_serving(tmp_path):
+    from test_app_e2e import app, build_runtime, free_port, small_config
+
+    rt = build_runtime(small_config(tmp_path))
+    demo = app.build_demo(rt)
+    demo.queue()
+    port = free_port()
+    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, **app.launch_options())
+    try:
+        # announce 2 MiB and send none of it: the answer must come from the Content-Length alone (sending
+        # the body too races the server's close against the client's writes)
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        conn.putrequest("POST", "/gradio_api/queue/join")
+        conn.putheader("Content-Type", "application/json")
+        conn.putheader("Content-Length", str(2 * MAX_APP_BODY_BYTES))
+        conn.endheaders()
+        r = conn.getresponse()
+        assert r.status == 413 and b"request_too_large" in r.read()
+        conn.close()
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        conn.request("GET", "/")
+        assert conn.getresponse().status == 200
+    finally:
+        demo.close()
+        rt.close()
