@@ -4,6 +4,8 @@ the real app launched as in production refusing an oversized POST while still se
 from __future__ import annotations
 
 import http.client
+import select
+import socket
 
 import pytest
 from starlette.applications import Starlette
@@ -82,9 +84,32 @@ def test_the_launched_app_refuses_an_oversized_post_and_keeps_serving(tmp_path):
         r = conn.getresponse()
         assert r.status == 413 and b"request_too_large" in r.read()
         conn.close()
+        sent = chunked_bytes_sent_before_413(port, "/gradio_api/queue/join")
+        print(f"chunked body: 413 after {sent:,} bytes sent")
+        assert sent < 2 * MAX_APP_BODY_BYTES
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
         conn.request("GET", "/")
         assert conn.getresponse().status == 200
     finally:
         demo.close()
         rt.close()
+
+
+def chunked_bytes_sent_before_413(port: int, path: str, chunk: int = 64 * 1024, most: int = 8 << 20) -> int:
+    """POST a chunked body (no Content-Length) 64 KB at a time until the server answers; returns how
+    much was sent by then. The answer must be a 413."""
+    sent = 0
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        sock.sendall(f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                     "Transfer-Encoding: chunked\r\n\r\n".encode())
+        while sent < most:
+            if select.select([sock], [], [], 0.05)[0]:
+                break  # the server has answered
+            try:
+                sock.sendall(f"{chunk:x}\r\n".encode() + b" " * chunk + b"\r\n")
+            except (BrokenPipeError, ConnectionResetError):
+                break
+            sent += chunk
+        reply = sock.recv(4096)
+    assert reply.startswith(b"HTTP/1.1 413"), reply[:200]
+    return sent
