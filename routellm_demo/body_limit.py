@@ -1,23 +1,23 @@
-"""A cap on request bodies for the Gradio app: one POST must not be able to fill a public demo's memory.
+"""A cap on request bodies: one POST must not be able to fill a public demo's memory.
 
-Starlette (under Gradio) reads a request body whole before a handler sees it, whatever its size. The
-API server caps its own bodies (``server.read_body``); this ASGI middleware does it for every route of
-the Gradio app: 413 at once when Content-Length says too much, or as soon as a body sent without one
-(chunked) passes the limit; the app then sees the client gone and stops reading. The largest
-legitimate request, a chat of 10 turns of 8,000 characters with its answers, is under 300 KB.
+Starlette (under Gradio and under the API server) reads a request body whole before a handler sees
+it, whatever its size. This ASGI middleware sits in front of both apps: 413 at once when
+Content-Length says too much, or as soon as a body sent without one (chunked) passes the limit; the
+app then sees the client gone and stops reading. The largest legitimate request, a chat of 10 turns
+of 8,000 characters (up to 4 UTF-8 bytes each) with its answers, is well under the limit.
 """
 
 from __future__ import annotations
 
 import json
 
-MAX_APP_BODY_BYTES = 1 << 20
+MAX_BODY_BYTES = 1 << 20
 
 
 class BodyLimit:
     """ASGI middleware: refuse HTTP request bodies over ``max_bytes`` with 413."""
 
-    def __init__(self, app, max_bytes: int = MAX_APP_BODY_BYTES):
+    def __init__(self, app, max_bytes: int = MAX_BODY_BYTES):
         self.app = app
         self.max_bytes = int(max_bytes)
 
@@ -57,7 +57,9 @@ class BodyLimit:
         await self.app(scope, limited_receive, guarded_send)
 
     async def _refuse(self, send) -> None:
+        # OpenAI's error shape, so the API server's clients read it like any other refusal
         body = json.dumps({"error": {"message": f"the request body is larger than {self.max_bytes:,} bytes",
+                                     "type": "invalid_request_error", "param": None,
                                      "code": "request_too_large"}}).encode()
         await send({"type": "http.response.start", "status": 413,
                     "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),

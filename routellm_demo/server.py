@@ -17,13 +17,10 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from routellm_demo.battles import STRONG, WEAK
+from routellm_demo.body_limit import BodyLimit
 from routellm_demo.controller import Answer, AnswerError, BadRequestError, Decision
 from routellm_demo.routers import ROUTER_NAMES, UnknownRouterError, parse_router_model
 from routellm_demo.store import StoreError
-
-# A request body larger than this is refused (413) before it is read whole or parsed: the
-# controller's own cap (80,000 characters of conversation, up to 4 bytes each in UTF-8) fits well.
-MAX_BODY_BYTES = 1 << 20
 
 # OpenAI parameters we pass to the model; anything else in the body is accepted and ignored.
 PASSTHROUGH = ("temperature", "top_p", "max_tokens", "max_completion_tokens", "stop", "seed",
@@ -107,6 +104,7 @@ def create_app(runtime, *, api_token: str | None = None) -> FastAPI:
     config = runtime.config
     controller = runtime.controller
     app = FastAPI(title="routellm_demo router server", version="0.1.0")
+    app.add_middleware(BodyLimit)  # 413 past body_limit.MAX_BODY_BYTES, before a body is read whole or parsed
 
     @app.exception_handler(APIError)
     async def _api_error(request: Request, exc: APIError):
@@ -142,7 +140,7 @@ def create_app(runtime, *, api_token: str | None = None) -> FastAPI:
     async def chat_completions(request: Request):
         check_auth(request)
         try:
-            body = json.loads(await read_body(request, MAX_BODY_BYTES))
+            body = json.loads(await request.body())
         except (json.JSONDecodeError, UnicodeDecodeError):
             raise APIError(400, "the request body is not valid JSON") from None
         if not isinstance(body, dict):
@@ -218,22 +216,6 @@ def create_app(runtime, *, api_token: str | None = None) -> FastAPI:
         return StreamingResponse(events(), media_type="text/event-stream")
 
     return app
-
-
-async def read_body(request: Request, limit: int) -> bytes:
-    """The request body, or a 413 as soon as it is known to exceed ``limit`` bytes: from its
-    Content-Length when it has one, else while it arrives (chunked), never after reading it all."""
-    too_big = APIError(413, f"the request body is larger than {limit:,} bytes", code="request_too_large")
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise too_big
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise too_big
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 def _take_until_content(gen):

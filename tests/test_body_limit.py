@@ -15,7 +15,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 from starlette.testclient import TestClient
 
-from routellm_demo.body_limit import MAX_APP_BODY_BYTES, BodyLimit
+from routellm_demo.body_limit import MAX_BODY_BYTES, BodyLimit
 
 LIMIT = 1000
 
@@ -61,7 +61,7 @@ def test_a_chunked_body_is_cut_off_once_it_passes_the_limit():
 
 def test_default_limit_leaves_room_for_the_longest_chat():
     # 10 turns x 8,000 characters (up to 4 UTF-8 bytes each), twice over for the answers and JSON
-    assert MAX_APP_BODY_BYTES >= 2 * 10 * 8_000 * 4
+    assert MAX_BODY_BYTES >= 2 * 10 * 8_000 * 4
 
 
 @pytest.mark.llm
@@ -79,14 +79,14 @@ def test_the_launched_app_refuses_an_oversized_post_and_keeps_serving(tmp_path):
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
         conn.putrequest("POST", "/gradio_api/queue/join")
         conn.putheader("Content-Type", "application/json")
-        conn.putheader("Content-Length", str(2 * MAX_APP_BODY_BYTES))
+        conn.putheader("Content-Length", str(2 * MAX_BODY_BYTES))
         conn.endheaders()
         r = conn.getresponse()
         assert r.status == 413 and b"request_too_large" in r.read()
         conn.close()
         sent = chunked_bytes_sent_before_413(port, "/gradio_api/queue/join")
         print(f"chunked body: 413 after {sent:,} bytes sent")
-        assert sent < 2 * MAX_APP_BODY_BYTES
+        assert sent < 2 * MAX_BODY_BYTES
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
         conn.request("GET", "/")
         assert conn.getresponse().status == 200

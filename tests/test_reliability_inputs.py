@@ -160,7 +160,7 @@ def test_real_local_pair_takes_control_characters_and_markup(tmp_path):
 
 @pytest.mark.parametrize("chunked", [False, True])
 def test_server_refuses_a_body_over_1_mib_before_reading_it(api_fake, chunked):
-    from routellm_demo.server import MAX_BODY_BYTES
+    from routellm_demo.body_limit import MAX_BODY_BYTES
 
     url, rt = api_fake
     raw = json.dumps(body("y" * (MAX_BODY_BYTES + 10))).encode()
