@@ -106,10 +106,8 @@ class SWRankingRouter(Router):
     def _vectors(self, embeddings, prompts) -> np.ndarray:
         """What similarity is taken between: the embeddings, or with text_weight the text-extended vectors."""
         x = np.asarray(embeddings, dtype=np.float32)
-        if not self.text_weight or x.ndim != 2:
+        if not self.text_weight:
             return x
-        if len(x) == 0:
-            return np.zeros((0, x.shape[1] + len(FEATURE_NAMES)), dtype=np.float32)
         if prompts is None:
             raise ValueError("sw_ranking reads the prompts' text as well as their embeddings (text_weight > 0): "
                              "pass the prompts, or use text_weight=0")
@@ -159,12 +157,10 @@ class SWRankingRouter(Router):
         if n_new and self.text_weight and battles.prompts is None:
             raise ValueError("these battles carry no prompt texts; sw_ranking reads them (text_weight > 0): "
                              "load them with their prompts or use text_weight=0")
-        vectors = None if battles.embeddings is None else self._vectors(battles.embeddings, battles.prompts)
-        if n_new and self.dim_ is not None and vectors.shape[1] != self.dim_:
-            raise ValueError(f"embeddings have {battles.embeddings.shape[1]} dims, the router holds "
-                             f"{self.dim_ - (vectors.shape[1] - battles.embeddings.shape[1])}")
-        if vectors is not None and self.dim_ is None:
-            self.dim_ = int(vectors.shape[1])
+        if n_new and self.dim_ is not None and battles.embeddings.shape[1] != self.dim_:
+            raise ValueError(f"embeddings have {battles.embeddings.shape[1]} dims, the router holds {self.dim_}")
+        if battles.embeddings is not None and self.dim_ is None:
+            self.dim_ = int(battles.embeddings.shape[1])
 
         ours = np.array([self._player_id(name) for name in battles.players], dtype=np.int64)
         if n_new == 0:
@@ -177,7 +173,7 @@ class SWRankingRouter(Router):
 
         start, stop = self.n_battles_, self.n_battles_ + n_new
         self._reserve(stop, headroom)
-        self.embedding_buffer_[start:stop] = vectors
+        self.embedding_buffer_[start:stop] = self._vectors(battles.embeddings, battles.prompts)
         self.cell_buffer_[start:stop] = new_cells
         self.id_buffer_[start:stop] = battles.ids
         self.cell_count_ += np.bincount(new_cells, minlength=len(self.cell_count_))
@@ -203,10 +199,11 @@ class SWRankingRouter(Router):
     def _reserve(self, needed: int, headroom: int) -> None:
         """Grow the per-battle buffers to hold ``needed`` rows, at least doubling (amortised O(1))."""
         capacity = len(self.cell_buffer_)
-        if needed <= capacity and self.embedding_buffer_.shape[1] == self.dim_:
+        width = self.dim_ + (len(FEATURE_NAMES) if self.text_weight else 0)  # embedding (+ text counts)
+        if needed <= capacity and self.embedding_buffer_.shape[1] == width:
             return
         new_capacity = max(needed + headroom, 2 * capacity, 16)
-        embeddings = np.zeros((new_capacity, self.dim_), dtype=np.float32)
+        embeddings = np.zeros((new_capacity, width), dtype=np.float32)
         cells = np.zeros(new_capacity, dtype=np.int64)
         ids = np.full(new_capacity, -1, dtype=np.int64)
         n = self.n_battles_
@@ -246,13 +243,11 @@ class SWRankingRouter(Router):
             x = x[None, :]
         if x.ndim != 2:
             raise ValueError(f"embeddings must be (n, d), got shape {x.shape}")
+        if self.dim_ is not None and x.shape[1] != self.dim_:
+            raise ValueError(f"embeddings have {x.shape[1]} dims, the router holds {self.dim_}")
         if not np.all(np.isfinite(x)):
             raise ValueError("embeddings contain NaN or infinity")
-        extended = self._vectors(x, prompts)
-        if self.dim_ is not None and extended.shape[1] != self.dim_:
-            raise ValueError(f"embeddings have {x.shape[1]} dims, the router holds "
-                             f"{self.dim_ - (extended.shape[1] - x.shape[1])}")
-        return extended
+        return self._vectors(x, prompts)
 
     def beta_for_similarities(self, similarities: np.ndarray) -> np.ndarray:
         """Log-strengths of every player (``players_`` order) under the similarity-weighted fit."""
