@@ -120,6 +120,11 @@ LOCAL_MODELS: Mapping[str, ModelEndpoint] = MappingProxyType(
 DEFAULT_LOCAL_ROLE = {"strong": "gemma3", "weak": "smollm2"}
 
 
+# How much the prompt's text counts in sw_ranking's similarity (= routers/sw_ranking.py's
+# DEFAULT_TEXT_WEIGHT; test_sw_ranking keeps them equal, as for the presets below).
+SW_TEXT_WEIGHT = 0.3
+
+
 @dataclass(frozen=True)
 class Config:
     """The whole runtime configuration. Paths are absolute."""
@@ -150,7 +155,7 @@ class Config:
     sw_base: float = 10.0
     sw_scale: float = 10.0
     sw_normalize: str = "max"
-    sw_text_weight: float = 0.3  # = SW_TEXT_WEIGHT = routers.sw_ranking.DEFAULT_TEXT_WEIGHT (a test keeps them equal)
+    sw_text_weight: float = SW_TEXT_WEIGHT
     # Where the settings came from, and ROUTELLM_DEMO_* variables that matched nothing (likely typos).
     source: Path | None = None
     unknown_env: tuple[str, ...] = ()
@@ -464,7 +469,6 @@ SW_PRESETS: Mapping[str, Mapping[str, Any]] = MappingProxyType({
     "monotone": MappingProxyType({"base": 10.0, "scale": 10.0, "normalize": "one"}),
 })
 SW_NORMALIZE = ("max", "one")
-SW_TEXT_WEIGHT = 0.3  # how much the prompt's text counts in sw_ranking's similarity (routers/sw_ranking.py)
 
 
 def check_sw_params(params: Mapping[str, Any], where: str = "sw_ranking") -> dict:

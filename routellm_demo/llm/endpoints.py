@@ -314,7 +314,7 @@ class Endpoint:
             return msgs, 0, params
         answer = self._answer_tokens(params)
         room = n_ctx - CONTEXT_MARGIN
-        if len(self._prompt_text(msgs).encode("utf-8")) + answer <= room:
+        if len(prompt_text(self.spec, msgs).encode("utf-8")) + answer <= room:
             return msgs, 0, params  # a token covers at least one byte: it fits, no need to count
         self._client_for_call()  # the embedded server counts the tokens: make sure it is up
         dropped = 0
@@ -333,13 +333,10 @@ class Endpoint:
                 dropped += 1
         return msgs, dropped, params
 
-    def _prompt_text(self, messages) -> str:
-        return prompt_text(self.spec, messages)
-
     def _prompt_tokens(self, messages) -> int:
         """The prompt's length in the model's own tokens (its UTF-8 byte count if the tokenizer is out
         of reach: never less than the real count)."""
-        text = self._prompt_text(messages)
+        text = prompt_text(self.spec, messages)
         try:
             return len(self._tokenize(text))
         except (OSError, ValueError, KeyError):
@@ -438,17 +435,17 @@ class Endpoint:
     # -- token counting when the API gives none
 
     def _count(self, messages, text: str) -> Usage:
-        prompt_text = self._prompt_text(messages)
+        rendered = prompt_text(self.spec, messages)
         if self.server is not None:
             try:
                 bos = self._bos()
-                prompt = len(self._tokenize(prompt_text))
+                prompt = len(self._tokenize(rendered))
                 completion = len(self._tokenize(text)) - bos
                 return Usage(prompt, max(completion, 1), "tokenizer")
             except (OSError, ValueError, KeyError):
                 pass  # fall through to the estimate
         prompt = sum(estimate_tokens(m.get("content") or "") + 4 for m in messages) if self.spec.api == "chat" \
-            else estimate_tokens(prompt_text)
+            else estimate_tokens(rendered)
         return Usage(prompt, estimate_tokens(text), "estimate")
 
     def _bos(self) -> int:
