@@ -6,7 +6,7 @@ import pytest
 from routellm_demo.battles import Battles
 from routellm_demo.routers.ensemble import EnsembleRouter, fit_stack, inner_folds
 
-SMALL = (("sw_ranking", {"text_weight": 0}), ("classifier", {"epochs": 5, "text_weight": 0}))
+SMALL = (("sw_ranking", {"text_weight": 0}), ("classifier", {"epochs": 5, "text_weight": 0, "tree_weight": 0}))
 
 
 def battles(n=400, seed=0):

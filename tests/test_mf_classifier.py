@@ -47,8 +47,8 @@ def synthetic_battles(n: int = 2000, seed: int = 0, n_arena: int = 200) -> Battl
 
 ROUTERS = {
     "mf": lambda: MFRouter(),
-    "logistic": lambda: ClassifierRouter(hidden=0, text_weight=0),
-    "mlp": lambda: ClassifierRouter(hidden=16, text_weight=0, alpha=1e-3, epochs=20),
+    "logistic": lambda: ClassifierRouter(hidden=0, text_weight=0, tree_weight=0),
+    "mlp": lambda: ClassifierRouter(hidden=16, text_weight=0, tree_weight=0, alpha=1e-3, epochs=20),
 }
 
 
@@ -233,7 +233,7 @@ def test_classifier_reads_the_prompt_text():
     with_text = ClassifierRouter().fit(train)
     p = with_text.win_probability(test.embeddings, test.prompts)
     assert _auc(p, numeric) > 0.95
-    blind = ClassifierRouter(text_weight=0).fit(train)
+    blind = ClassifierRouter(text_weight=0, tree_weight=0).fit(train)
     assert abs(_auc(blind.win_probability(test.embeddings), numeric) - 0.5) < 0.1
 
 
@@ -253,16 +253,63 @@ def test_text_classifier_round_trip(tmp_path):
     train, _ = text_battles(n=300)
     router = ClassifierRouter(epochs=3).fit(train)
     loaded = ClassifierRouter.load(router.save(tmp_path / "c.npz"))
-    assert loaded.get_params() == router.get_params() and loaded.text_weight > 0
+    assert loaded.get_params() == router.get_params() and loaded.text_weight > 0 and loaded.tree_weight > 0
     np.testing.assert_array_equal(loaded.win_probability(train.embeddings[:50], train.prompts[:50]),
                                   router.win_probability(train.embeddings[:50], train.prompts[:50]))
 
 
 def test_checkpoint_from_before_prompt_features_reads_the_embedding_only(fitted, test_prompts, tmp_path):
     old = fitted["logistic"]
-    params = {k: v for k, v in old.get_params().items() if k != "text_weight"}
+    params = {k: v for k, v in old.get_params().items() if k not in ("text_weight", "tree_weight", "components")}
     arrays = {"weight0": old.weights_[0], "bias0": old.biases_[0]}
     path = save_checkpoint(tmp_path / "old.npz", "classifier", params, arrays, n_battles=old.n_battles_)
     loaded = ClassifierRouter.load(path)
-    assert loaded.text_weight == 0
+    assert loaded.text_weight == 0 and loaded.tree_weight == 0
     np.testing.assert_array_equal(loaded.win_probability(test_prompts[0]), old.win_probability(test_prompts[0]))
+
+
+# -- the boosted trees blended into the classifier --------------------------------------------------
+
+
+def choice_battles(n: int = 1200, seed: int = 0):
+    """Embeddings are noise and the text counts equal (same lengths, words, negations); the strong model
+    wins 85% of the questions whose options differ by a word (``Wrong, Not wrong`` ...) and loses 85% of
+    those whose options share little: only the options' overlap tells them apart."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, D)).astype(np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    close = rng.random(n) < 0.5
+    near = ["Wrong, Wrong", "Wrong, Not wrong", "Not wrong, Wrong", "Not wrong, Not wrong"]
+    far = ["Crown, Brown", "Strong, Not town", "Not long, Clowns", "Not sings, Not hymns"]  # same counts
+    prompts = [f"Question {i}: which one fits the case described here?\n"
+               + "\n".join(f"{letter}. {opt}" for letter, opt in zip("ABCD", near if c else far)) + "\nAnswer:"
+               for i, c in enumerate(close)]
+    y = np.where(close, rng.random(n) < 0.85, rng.random(n) < 0.15).astype(float)
+    return Battles(["strong", "weak"], np.zeros(n), np.ones(n), y, x, prompts=prompts), close
+
+
+def test_trees_learn_what_the_linear_head_cannot_see():
+    train, _ = choice_battles(seed=0)
+    test, close = choice_battles(n=400, seed=1)
+    blended = ClassifierRouter(epochs=5).fit(train)
+    p = blended.win_probability(test.embeddings, test.prompts)
+    assert p.shape == (400,) and ((p >= 0) & (p <= 1)).all()
+    assert _auc(p, close) > 0.9
+    linear = ClassifierRouter(epochs=5, tree_weight=0).fit(train)
+    assert _auc(linear.win_probability(test.embeddings, test.prompts), close) < 0.7
+    # the blend is exactly (1 - w) * head + w * trees, and w = 1 is the trees alone
+    trees_only = ClassifierRouter(epochs=5, tree_weight=1.0).fit(train)
+    q = trees_only.win_probability(test.embeddings, test.prompts)
+    head = linear.win_probability(test.embeddings, test.prompts)
+    np.testing.assert_allclose(p, 0.5 * head + 0.5 * q, atol=1e-6)
+
+
+def test_trees_need_the_prompts_and_round_trip(tmp_path):
+    train, _ = choice_battles(n=300)
+    router = ClassifierRouter(epochs=2, text_weight=0).fit(train)  # the trees alone read text here
+    with pytest.raises(ValueError, match="pass the prompts"):
+        router.win_probability(train.embeddings[:3])
+    loaded = ClassifierRouter.load(router.save(tmp_path / "t.npz"))
+    assert loaded.tree_weight == 0.5 and loaded.axes_.shape == (5, D)
+    np.testing.assert_array_equal(loaded.win_probability(train.embeddings[:40], train.prompts[:40]),
+                                  router.win_probability(train.embeddings[:40], train.prompts[:40]))

@@ -15,7 +15,8 @@ from routellm_demo.config import load_config
 from routellm_demo.controller import Controller
 from routellm_demo.embeddings import Embedder
 from routellm_demo.prompt_features import (
-    FEATURE_NAMES, REFERENCE_MEAN, REFERENCE_SCALE, features_of, prompt_features, text_vectors,
+    CHOICE_FEATURE_NAMES, FEATURE_NAMES, REFERENCE_MEAN, REFERENCE_SCALE, choice_features, choice_features_of,
+    choices_of, features_of, prompt_features, text_vectors,
 )
 from routellm_demo.store import Store
 from routellm_demo.training import RouterSet
@@ -55,6 +56,33 @@ def test_matrix_shape_and_odd_inputs():
     assert m.shape == (3, len(FEATURE_NAMES)) and m.dtype == np.float64 and np.isfinite(m).all()
     np.testing.assert_array_equal(m[0], m[2])  # a missing text counts as empty
     assert prompt_features([]).shape == (0, len(FEATURE_NAMES))
+
+
+def test_multiple_choice_structure():
+    text = ("Scenario 1 | I took it. Scenario 2 | I gave it back.\nA. Wrong, Wrong\nB. Wrong, Not wrong\n"
+            "C. Not wrong, Wrong\nD. Not wrong, Not wrong\nAnswer:")
+    stem, options = choices_of(text)
+    assert stem == "Scenario 1 | I took it. Scenario 2 | I gave it back.\n" and len(options) == 4
+    f = dict(zip(CHOICE_FEATURE_NAMES, choice_features_of(text)))
+    # word sets {wrong}, {wrong, not} x2, {not, wrong}: Jaccard 1/2 for the 3 pairs with A, 1 for the other 3
+    assert f["choice_overlap"] == pytest.approx(0.75)
+    assert f["log_stem_chars"] == pytest.approx(math.log1p(len(stem)))
+    assert f["log_choice_chars"] == pytest.approx(math.log1p((12 + 16 + 16 + 20) / 4))
+    assert f["numeric_choices"] == 0.0 and f["statement_pair"] == 0.0 and f["roman_options"] == 0.0
+
+    numbers = dict(zip(CHOICE_FEATURE_NAMES, choice_features_of(
+        "Statement 1 | Every group is abelian. Statement 2 | I and II hold.\nA) 4 m\nB) 12\nC) 3.5%\nD) seven")))
+    assert numbers["numeric_choices"] == 0.75 and numbers["choice_overlap"] == 0.0
+    assert numbers["statement_pair"] == 1.0 and numbers["roman_options"] == 1.0
+
+
+def test_a_prompt_without_options_is_all_stem():
+    for text in ("Write a haiku about rain.", "Pick one:\nA. only one option", ""):
+        f = choice_features_of(text)
+        assert f[CHOICE_FEATURE_NAMES.index("log_stem_chars")] == pytest.approx(math.log1p(len(text)))
+        assert all(v == 0.0 for i, v in enumerate(f) if CHOICE_FEATURE_NAMES[i] != "log_stem_chars")
+    m = choice_features(["x", None])
+    assert m.shape == (2, len(CHOICE_FEATURE_NAMES)) and np.isfinite(m).all()
 
 
 def test_reference_statistics_are_those_of_the_public_prompts(shared_routellm):

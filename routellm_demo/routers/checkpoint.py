@@ -15,7 +15,7 @@ from typing import Mapping
 
 import numpy as np
 
-from routellm_demo.prompt_features import FEATURE_NAMES
+from routellm_demo.prompt_features import CHOICE_FEATURE_NAMES, FEATURE_NAMES
 
 FORMAT = "routellm_demo.router/1"
 EMBEDDING_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
@@ -117,6 +117,10 @@ def write_model_card(
         f"- Prompt embeddings: {EMBEDDING_MODEL} (384-d, L2-normalised), frozen",
         *([f"- Prompt features: {len(FEATURE_NAMES)} counts from the text (weight {params['text_weight']:g}): "
            + ", ".join(f"`{n}`" for n in FEATURE_NAMES)] if params.get("text_weight") else []),
+        *([f"- Boosted trees (weight {params['tree_weight']:g} in the blend) on those counts, "
+           f"{len(CHOICE_FEATURE_NAMES)} multiple-choice features ("
+           + ", ".join(f"`{n}`" for n in CHOICE_FEATURE_NAMES)
+           + f") and the embedding's first {params.get('components')} principal axes"] if params.get("tree_weight") else []),
         f"- Hyperparameters: " + ", ".join(f"`{k}={_fmt(v)}`" for k, v in params.items()),
         f"- Command: `{command}`",
     ]

@@ -11,6 +11,13 @@ training set and multiplied by ``text_weight``; the default 1/sqrt(k) makes the 
 much in total as the unit-norm embedding. It then needs the prompts' texts both to fit and to
 predict. ``text_weight=0`` reads the embedding only (RouteLLM's setting).
 
+With ``tree_weight > 0`` (default 0.5) its probability is blended with gradient-boosted trees
+(:mod:`routellm_demo.routers.trees`) on the same counts, the multiple-choice structure
+(:func:`~routellm_demo.prompt_features.choice_features`) and the embedding's first ``components``
+principal axes. The linear head reads topic finely but adds effects up; the trees find the
+interactions ("options that differ by a word *and* a long stem") that carry over to subjects the
+router never saw. Grouped 5-fold CV: MMLU APGR .583 -> .615, GSM8K .646 -> .648 (docs in the note on #7).
+
 Training uses torch (imported only in ``fit``); prediction is plain numpy, so a loaded checkpoint
 predicts exactly as the fitted router did, without torch.
 """
@@ -20,10 +27,11 @@ from __future__ import annotations
 import numpy as np
 
 from routellm_demo.battles import Battles
-from routellm_demo.prompt_features import FEATURE_NAMES, prompt_features
+from routellm_demo.prompt_features import FEATURE_NAMES, choice_features, prompt_features
 from routellm_demo.routers.base import Router
 from routellm_demo.routers.checkpoint import load_checkpoint, save_checkpoint
 from routellm_demo.routers.mf import check_battles, check_embeddings, sigmoid, train_minibatches
+from routellm_demo.routers.trees import TREE_ARRAYS, fit_trees, predict_trees
 
 TEXT_WEIGHT = round(1 / np.sqrt(len(FEATURE_NAMES)), 4)  # the feature block's total variance = 1
 
@@ -42,6 +50,8 @@ class ClassifierRouter(Router):
         batch_size: int = 256,
         random_state: int = 0,
         text_weight: float = TEXT_WEIGHT,
+        tree_weight: float = 0.5,
+        components: int = 5,
     ):
         self.hidden = hidden
         self.alpha = alpha
@@ -50,10 +60,13 @@ class ClassifierRouter(Router):
         self.batch_size = batch_size
         self.random_state = random_state
         self.text_weight = text_weight
+        self.tree_weight = tree_weight
+        self.components = components
 
     def get_params(self) -> dict:
         return {k: getattr(self, k)
-                for k in ("hidden", "alpha", "epochs", "lr", "batch_size", "random_state", "text_weight")}
+                for k in ("hidden", "alpha", "epochs", "lr", "batch_size", "random_state", "text_weight",
+                          "tree_weight", "components")}
 
     def _inputs(self, embeddings, prompts, raw: np.ndarray | None = None) -> np.ndarray:
         """The head's input: the embedding, plus the scaled prompt features when this router reads text
@@ -62,15 +75,29 @@ class ClassifierRouter(Router):
         if not self.text_weight:
             return x
         if raw is None:
-            if prompts is None:
-                raise ValueError("this classifier reads the prompts' text as well as their embeddings: pass "
-                                 "the prompts (or use text_weight=0)")
-            prompts = list(prompts)
-            if len(prompts) != len(x):
-                raise ValueError(f"{len(prompts)} prompts for {len(x)} embeddings")
-            raw = prompt_features(prompts)
+            raw = prompt_features(self._texts(prompts, len(x)))
         t = (raw - self.text_mean_) / self.text_scale_ * self.text_weight
         return np.hstack([x, t.astype(np.float32)])
+
+    @staticmethod
+    def _texts(prompts, n: int) -> list:
+        if prompts is None:
+            raise ValueError("this classifier reads the prompts' text as well as their embeddings: pass "
+                             "the prompts (or use text_weight=0 and tree_weight=0)")
+        prompts = list(prompts)
+        if len(prompts) != n:
+            raise ValueError(f"{len(prompts)} prompts for {n} embeddings")
+        return prompts
+
+    def _tree_inputs(self, embeddings, prompts, raw: np.ndarray | None = None) -> np.ndarray:
+        """The trees' input: the raw text counts, the multiple-choice features and the embedding's
+        projection on its first principal axes (a few columns: trees split on single columns)."""
+        x = check_embeddings(embeddings, getattr(self, "n_features_in_", None))
+        prompts = self._texts(prompts, len(x))
+        if raw is None:
+            raw = prompt_features(prompts)
+        axes = (x.astype(np.float64) - self.axes_mean_) @ self.axes_.T
+        return np.hstack([raw, choice_features(prompts), axes])
 
     # -- fitting -----------------------------------------------------------------------------------
     def fit(self, battles: Battles) -> "ClassifierRouter":
@@ -87,11 +114,12 @@ class ClassifierRouter(Router):
             )
         battles, target = battles.subset(keep), target[keep]
         raw = None
-        if self.text_weight:
+        if self.text_weight or self.tree_weight:
             if battles.prompts is None:
-                raise ValueError("these battles carry no prompt texts; the classifier reads them "
-                                 "(text_weight > 0): load them with their prompts or use text_weight=0")
+                raise ValueError("these battles carry no prompt texts; the classifier reads them (text_weight "
+                                 "or tree_weight > 0): load them with their prompts or set both to 0")
             raw = prompt_features(battles.prompts)
+        if self.text_weight:
             spread = raw.std(axis=0)
             self.text_mean_, self.text_scale_ = raw.mean(axis=0), np.where(spread > 1e-9, spread, 1.0)
         self.n_features_in_ = int(battles.embeddings.shape[1])
@@ -133,18 +161,41 @@ class ClassifierRouter(Router):
         self.weights_ = [wt.detach().numpy().astype(np.float32) for wt in weights]
         self.biases_ = [np.asarray(bs.detach().numpy(), dtype=np.float32) for bs in biases]
         self.n_battles_ = int(n)
+        if self.tree_weight:
+            self._fit_trees(battles, target, raw)
         return self
+
+    def _fit_trees(self, battles: Battles, target: np.ndarray, raw: np.ndarray) -> None:
+        """Principal axes of the training embeddings, then boosted trees on the expected outcome
+        (1 strong win, 0.5 tie, 0 weak win: squared loss fits P(strong wins) + P(tie)/2 directly).
+        Leaves hold at least 1% of the battles (20 at least), so a leaf is never one subject's quirk."""
+        x = battles.embeddings.astype(np.float64)
+        self.axes_mean_ = x.mean(axis=0)
+        self.axes_ = np.linalg.svd(x - self.axes_mean_, full_matrices=False)[2][: self.components]
+        self.trees_ = fit_trees(self._tree_inputs(battles.embeddings, battles.prompts, raw), target,
+                                min_samples_leaf=max(20, round(len(target) / 100)),
+                                random_state=int(self.random_state))
 
     # -- prediction --------------------------------------------------------------------------------
     def decision_function(self, embeddings: np.ndarray, prompts=None) -> np.ndarray:
         """Logit of P(strong wins) per prompt."""
-        h = self._inputs(embeddings, prompts)
+        return self._logit(self._inputs(embeddings, prompts))
+
+    def _logit(self, h: np.ndarray) -> np.ndarray:
         if len(self.weights_) == 2:
             h = np.maximum(h @ self.weights_[0] + self.biases_[0], 0.0)
         return h @ self.weights_[-1] + self.biases_[-1]
 
     def win_probability(self, embeddings: np.ndarray, prompts=None) -> np.ndarray:
-        return sigmoid(self.decision_function(embeddings, prompts)).astype(np.float64)
+        """The linear head's probability, blended with the trees' (weight ``tree_weight``)."""
+        if not self.tree_weight:
+            return sigmoid(self.decision_function(embeddings, prompts)).astype(np.float64)
+        x = check_embeddings(embeddings, getattr(self, "n_features_in_", None))
+        prompts = self._texts(prompts, len(x))
+        raw = prompt_features(prompts)
+        linear = sigmoid(self._logit(self._inputs(x, prompts, raw if self.text_weight else None)))
+        trees = np.clip(predict_trees(self.trees_, self._tree_inputs(x, prompts, raw)), 0.0, 1.0)
+        return (1.0 - self.tree_weight) * linear.astype(np.float64) + self.tree_weight * trees
 
     def info(self) -> dict:
         return {**super().info(), **self.get_params()}
@@ -156,18 +207,23 @@ class ClassifierRouter(Router):
         arrays.update({f"bias{i}": bs for i, bs in enumerate(self.biases_)})
         if self.text_weight:
             arrays.update(text_mean=self.text_mean_, text_scale=self.text_scale_)
+        if self.tree_weight:
+            arrays.update(axes_mean=self.axes_mean_, axes=self.axes_, **self.trees_)
         return save_checkpoint(path, self.name, self.get_params(), arrays, n_battles=self.n_battles_)
 
     @classmethod
     def load(cls, path) -> "ClassifierRouter":
         meta, arrays = load_checkpoint(path, cls.name)
-        # checkpoints made before prompt features existed read the embedding only
-        router = cls(**{"text_weight": 0.0, **meta["hyperparameters"]})
+        # checkpoints made before prompt features (or trees) existed read the embedding (head) only
+        router = cls(**{"text_weight": 0.0, "tree_weight": 0.0, **meta["hyperparameters"]})
         layers = 2 if router.hidden else 1
         router.weights_ = [arrays[f"weight{i}"] for i in range(layers)]
         router.biases_ = [arrays[f"bias{i}"] for i in range(layers)]
         if router.text_weight:
             router.text_mean_, router.text_scale_ = arrays["text_mean"], arrays["text_scale"]
+        if router.tree_weight:
+            router.axes_mean_, router.axes_ = arrays["axes_mean"], arrays["axes"]
+            router.trees_ = {k: arrays[k] for k in TREE_ARRAYS}
         router.n_features_in_ = int(router.weights_[0].shape[0]) - (len(FEATURE_NAMES) if router.text_weight else 0)
         router.n_battles_ = int(meta["n_battles"])
         return router
