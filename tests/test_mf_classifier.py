@@ -313,3 +313,12 @@ def test_trees_need_the_prompts_and_round_trip(tmp_path):
     assert loaded.tree_weight == 0.5 and loaded.axes_.shape == (5, D)
     np.testing.assert_array_equal(loaded.win_probability(train.embeddings[:40], train.prompts[:40]),
                                   router.win_probability(train.embeddings[:40], train.prompts[:40]))
+
+
+@pytest.mark.parametrize("params, message", [({"tree_weight": 1.5}, "tree_weight must be in"),
+                                             ({"tree_weight": float("nan")}, "tree_weight must be in"),
+                                             ({"components": 0}, "components must be at least 1")])
+def test_bad_tree_settings_are_refused_before_any_training(params, message):
+    train, _ = choice_battles(n=50)
+    with pytest.raises(ValueError, match=message):
+        ClassifierRouter(**params).fit(train)

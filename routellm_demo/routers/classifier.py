@@ -16,7 +16,7 @@ With ``tree_weight > 0`` (default 0.5) its probability is blended with gradient-
 (:func:`~routellm_demo.prompt_features.choice_features`) and the embedding's first ``components``
 principal axes. The linear head reads topic finely but adds effects up; the trees find the
 interactions ("options that differ by a word *and* a long stem") that carry over to subjects the
-router never saw. Grouped 5-fold CV: MMLU APGR .583 -> .615, GSM8K .646 -> .648 (docs in the note on #7).
+router never saw. Grouped 5-fold CV (`eval`): MMLU APGR .583 -> .612, GSM8K .646 -> .649.
 
 Training uses torch (imported only in ``fit``); prediction is plain numpy, so a loaded checkpoint
 predicts exactly as the fitted router did, without torch.
@@ -104,6 +104,10 @@ class ClassifierRouter(Router):
         """Fit on the strong-vs-weak battles only; loss = soft-target BCE + alpha * squared weights."""
         import torch
 
+        if not 0.0 <= self.tree_weight <= 1.0:  # also refuses NaN
+            raise ValueError(f"tree_weight must be in [0, 1] (a blend weight), got {self.tree_weight!r}")
+        if self.tree_weight and int(self.components) < 1:
+            raise ValueError(f"components must be at least 1 when the trees are used, got {self.components!r}")
         check_battles(battles)
         target = battles.strong_outcome()
         keep = ~np.isnan(target)
@@ -168,7 +172,7 @@ class ClassifierRouter(Router):
     def _fit_trees(self, battles: Battles, target: np.ndarray, raw: np.ndarray) -> None:
         """Principal axes of the training embeddings, then boosted trees on the expected outcome
         (1 strong win, 0.5 tie, 0 weak win: squared loss fits P(strong wins) + P(tie)/2 directly).
-        Leaves hold at least 1% of the battles (20 at least), so a leaf is never one subject's quirk."""
+        Leaves hold at least 1% of the battles (20 at least): each leaf is a mean over many prompts."""
         x = battles.embeddings.astype(np.float64)
         self.axes_mean_ = x.mean(axis=0)
         self.axes_ = np.linalg.svd(x - self.axes_mean_, full_matrices=False)[2][: self.components]
@@ -178,7 +182,7 @@ class ClassifierRouter(Router):
 
     # -- prediction --------------------------------------------------------------------------------
     def decision_function(self, embeddings: np.ndarray, prompts=None) -> np.ndarray:
-        """Logit of P(strong wins) per prompt."""
+        """The linear head's logit of P(strong wins) per prompt (the trees join in win_probability)."""
         return self._logit(self._inputs(embeddings, prompts))
 
     def _logit(self, h: np.ndarray) -> np.ndarray:

@@ -1,0 +1,71 @@
+"""Latency of the shipped classifier checkpoint: one prompt scored as the app scores it, and a batch,
+with and without its boosted trees; plus a refit's time on the shipped training-set size.
+
+Reads ``data/checkpoints/classifier.npz`` (the router the app uses by default). Embedding the prompt is
+excluded (the vector is given); the text counts, the multiple-choice features and the trees' walk are
+included. A refit (what the app does in the background every 50 votes) is timed on synthetic battles of
+the checkpoint's own size. Prints figures; never asserts on time.
+
+Run: python benchmarks/classifier_latency.py
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from routellm_demo.battles import Battles  # noqa: E402
+from routellm_demo.routers.classifier import ClassifierRouter  # noqa: E402
+
+PROMPT = ("A train leaves at 3:15 pm at 80 km/h; a second leaves 45 minutes later at 100 km/h. When does "
+          "the second catch up?\nA. 5:00 pm\nB. 6:15 pm\nC. 7:00 pm\nD. It never does\nAnswer:")
+
+
+def percentiles(seconds: list[float]) -> str:
+    ms = np.asarray(seconds) * 1e3
+    return f"p50_ms={np.percentile(ms, 50):.3f} p95_ms={np.percentile(ms, 95):.3f}"
+
+
+def time_calls(fn, repeat: int) -> list[float]:
+    out = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        out.append(time.perf_counter() - start)
+    return out
+
+
+def main() -> None:
+    rng = np.random.default_rng(0)
+    router = ClassifierRouter.load(ROOT / "data" / "checkpoints" / "classifier.npz")
+    x = rng.standard_normal((1, 384)).astype(np.float32)
+    x /= np.linalg.norm(x)
+    head_only = ClassifierRouter.load(ROOT / "data" / "checkpoints" / "classifier.npz")
+    head_only.tree_weight = 0.0
+    for label, r in (("blend", router), ("head_only", head_only)):
+        r.win_probability(x, [PROMPT])
+        print(f"classifier {label} one_prompt {percentiles(time_calls(lambda: r.win_probability(x, [PROMPT]), 500))}")
+    batch = rng.standard_normal((1000, 384)).astype(np.float32)
+    batch /= np.linalg.norm(batch, axis=1, keepdims=True)
+    prompts = [PROMPT.replace("80", str(i)) for i in range(1000)]
+    print(f"classifier blend batch_1000 {percentiles(time_calls(lambda: router.win_probability(batch, prompts), 5))}")
+
+    n = router.n_battles_
+    xs = rng.standard_normal((n, 384)).astype(np.float32)
+    xs /= np.linalg.norm(xs, axis=1, keepdims=True)
+    battles = Battles(["strong", "weak"], np.zeros(n), np.ones(n), rng.choice([0.0, 0.5, 1.0], n), xs,
+                      prompts=[prompts[i % 1000] for i in range(n)])
+    for label, params in (("blend", {}), ("head_only", {"tree_weight": 0.0})):
+        start = time.perf_counter()
+        ClassifierRouter(**params).fit(battles)
+        print(f"classifier {label} refit N={n} seconds={time.perf_counter() - start:.1f}")
+
+
+if __name__ == "__main__":
+    main()
