@@ -148,3 +148,8 @@ def choice_features(prompts: Iterable[str]) -> np.ndarray:
     """(n, len(CHOICE_FEATURE_NAMES)) float64 multiple-choice features of ``prompts``."""
     rows = [choice_features_of(p if isinstance(p, str) else "") for p in prompts]
     return np.asarray(rows, dtype=np.float64).reshape(len(rows), len(CHOICE_FEATURE_NAMES))
+
+
+def has_options(choices: np.ndarray) -> np.ndarray:
+    """Which rows of a :func:`choice_features` matrix are multiple-choice prompts (lettered options)."""
+    return np.asarray(choices)[:, CHOICE_FEATURE_NAMES.index("log_choice_chars")] > 0

@@ -228,6 +228,25 @@ def test_small_end_to_end_eval_on_gsm8k(shared_routellm, tmp_path):
 
 
 @pytest.mark.slow
+def test_repeated_fold_draws_report_the_mean_of_the_draws(shared_routellm, tmp_path):
+    from routellm_demo.evals.command import run_eval
+
+    common = dict(folds=3, limit=120, cache_db=tmp_path / "cache.db", bootstrap=0, progress=False)
+    once = run_eval("gsm8k", shared_routellm, tmp_path / "once", ["random", "sw_ranking"], **common)
+    three = run_eval("gsm8k", shared_routellm, tmp_path / "three", ["random", "sw_ranking"], repeats=3, **common)
+    assert three["repeats"] == 3 and three["fold_seeds"] == [0, 1, 2] and "mean of 3 fold draws" in three["protocol"]
+    for name in ("random", "sw_ranking"):
+        row = three["routers"][name]
+        assert len(row["apgr_by_draw"]) == 3 and len(row["cpt50_by_draw"]) == 3
+        assert row["apgr_by_draw"][0] == pytest.approx(once["routers"][name]["apgr"])  # draw 0 = a single run
+        assert row["apgr"] == pytest.approx(np.mean(row["apgr_by_draw"]))
+        assert row["cpt50"] == pytest.approx(np.mean(row["cpt50_by_draw"]))
+    assert len(set(three["routers"]["sw_ranking"]["apgr_by_draw"])) > 1  # the draws really differ
+    with pytest.raises(EvalError, match="repeats"):
+        run_eval("gsm8k", shared_routellm, tmp_path / "x", ["random"], train_dir=shared_routellm, repeats=2, **common)
+
+
+@pytest.mark.slow
 def test_eval_writes_to_the_configured_eval_dir_by_default(shared_routellm, tmp_path, monkeypatch, capsys):
     from routellm_demo.cli import main
     from routellm_demo.evals.results import latest_by_benchmark

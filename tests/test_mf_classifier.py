@@ -302,6 +302,37 @@ def test_trees_learn_what_the_linear_head_cannot_see():
     q = trees_only.win_probability(test.embeddings, test.prompts)
     head = linear.win_probability(test.embeddings, test.prompts)
     np.testing.assert_allclose(p, 0.5 * head + 0.5 * q, atol=1e-6)
+    # an open prompt (no lettered options) gets the head's probability alone
+    open_prompts = [t.split("\nA.")[0] for t in test.prompts]
+    np.testing.assert_array_equal(blended.win_probability(test.embeddings, open_prompts),
+                                  linear.win_probability(test.embeddings, open_prompts))
+
+
+def mixed_battles(n: int = 1600, seed: int = 0):
+    """Numbers help the strong model on open word problems and hurt it on multiple-choice ones (as on
+    the public GSM8K and MMLU's mathematics): one weight per count cannot say both."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, D)).astype(np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    numeric, choice = rng.random(n) < 0.5, rng.random(n) < 0.5
+    prompts = []
+    for num, mcq in zip(numeric, choice):
+        stem = (f"A shop sells {rng.integers(2, 99)} pens at ${rng.integers(1, 9)}.{rng.integers(10, 99)} each; "
+                f"what do {rng.integers(2, 9)} days cost?") if num else "Which virtue matters most in a friend?"
+        options = "\nA. one\nB. two\nC. three\nD. four\nAnswer:" if mcq else ""
+        prompts.append(stem + options)
+    strong_side = numeric != choice
+    y = np.where(strong_side, rng.random(n) < 0.85, rng.random(n) < 0.15).astype(float)
+    return Battles(["strong", "weak"], np.zeros(n), np.ones(n), y, x, prompts=prompts), strong_side
+
+
+def test_the_head_weighs_counts_separately_for_multiple_choice_and_open_prompts():
+    train, _ = mixed_battles(seed=0)
+    test, strong_side = mixed_battles(n=400, seed=1)
+    split = ClassifierRouter(epochs=20, tree_weight=0).fit(train)
+    assert _auc(split.win_probability(test.embeddings, test.prompts), strong_side) > 0.9
+    shared = ClassifierRouter(epochs=20, tree_weight=0, split_by_options=False).fit(train)
+    assert _auc(shared.win_probability(test.embeddings, test.prompts), strong_side) < 0.75
 
 
 def test_trees_need_the_prompts_and_round_trip(tmp_path):
@@ -310,7 +341,7 @@ def test_trees_need_the_prompts_and_round_trip(tmp_path):
     with pytest.raises(ValueError, match="pass the prompts"):
         router.win_probability(train.embeddings[:3])
     loaded = ClassifierRouter.load(router.save(tmp_path / "t.npz"))
-    assert loaded.tree_weight == 0.5 and loaded.axes_.shape == (5, D)
+    assert loaded.tree_weight == 0.5 and loaded.axes_.shape == (5, D) and loaded.split_by_options
     np.testing.assert_array_equal(loaded.win_probability(train.embeddings[:40], train.prompts[:40]),
                                   router.win_probability(train.embeddings[:40], train.prompts[:40]))
 

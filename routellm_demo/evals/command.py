@@ -58,6 +58,9 @@ def register(subparsers) -> argparse.ArgumentParser:
     s.add_argument("--weak-price", type=float, default=DEFAULT_WEAK_PRICE, help="same unit as --strong-price")
     s.add_argument("--limit", type=int, help="evaluate only the first N prompts (quick checks)")
     s.add_argument("--seed", type=int, default=0, help="fold assignment seed")
+    s.add_argument("--repeats", type=int, default=1,
+                   help="CV: repeat with fold seeds seed, seed+1, ... and report each router's mean (GSM8K's 649 "
+                        "prompts make one fold draw's CPT swing by points); files and interval are the first draw's")
     s.add_argument("--bootstrap", type=int, default=200, help="bootstrap rounds for APGR's 95%% interval (0: none)")
     s.add_argument("--quiet", action="store_true", help="no progress bars")
     s.set_defaults(func=cmd_eval)
@@ -152,12 +155,26 @@ def build_metrics(result: Scores, *, strong_price: float, weak_price: float, boo
     }
 
 
+def average_draws(rows: dict[str, dict], draws: list[Scores], **prices) -> None:
+    """Replace each router's numbers in ``rows`` by their mean over the CV fold draws (in place); keep
+    every draw's APGR and CPT(50%). Draw 0 is the one the rows were built from."""
+    for name, row in rows.items():
+        runs = [summarize(d.scores[name], d.evalset.strong_quality, d.evalset.weak_quality, folds=d.folds, **prices)
+                for d in draws]
+        for key in runs[0]:
+            values = [r[key] for r in runs if isinstance(r[key], (int, float))]
+            if values and key != "distinct_scores":
+                row[key] = float(np.mean(values))
+        row["apgr_by_draw"] = [r["apgr"] for r in runs]
+        row["cpt50_by_draw"] = [r["cpt50"] for r in runs]
+
+
 def run_eval(
     benchmark: str, data_dir, out_dir, routers=("random", "elo", "sw_ranking", "mf", "classifier"), *,
     train_dir=None, folds: int = 5, split: str = "group", combine: bool = False, params: dict | None = None,
     cache_db=DEFAULT_CACHE_DB, strong_price: float = DEFAULT_STRONG_PRICE,
     weak_price: float = DEFAULT_WEAK_PRICE, limit: int | None = None, seed: int = 0, bootstrap: int = 200,
-    progress: bool = True,
+    repeats: int = 1, progress: bool = True,
 ) -> dict:
     """Evaluate ``routers`` on ``benchmark``; writes OUT/metrics.json, scores.csv, curve.png and
     returns the metrics dict (what metrics.json holds). Also writes prompts.csv (group, fold and both
@@ -173,6 +190,8 @@ def run_eval(
     check_data_dir(data_dir, benchmark)
     if train_dir is not None:
         check_data_dir(train_dir)
+    if repeats < 1 or (repeats > 1 and train_dir is not None):
+        raise EvalError(f"--repeats must be at least 1, and 1 with --train-dir (no folds to redraw); got {repeats}")
     if limit is not None and limit < 2:
         raise EvalError(f"--limit must be at least 2, got {limit}")
     if not (strong_price > 0 and weak_price >= 0):
@@ -185,6 +204,11 @@ def run_eval(
         seed=seed,
         cache_db=cache_db, progress=progress,
     )
+    draws = [result] + [
+        collect_scores(benchmark, data_dir, fitters, folds=folds, split=split, combine=combine, limit=limit,
+                       seed=seed + r, cache_db=cache_db, progress=progress)[0]
+        for r in range(1, repeats)
+    ]
     metrics = {
         "data_dir": str(data_dir),
         "train_dir": None if train_dir is None else str(train_dir),
@@ -195,6 +219,11 @@ def run_eval(
         "embeddings": embed_stats,
         "tuning": {name: f.history for name, f in fitters.items() if hasattr(f, "history")},
     }
+    if repeats > 1:
+        average_draws(metrics["routers"], draws, strong_price=strong_price, weak_price=weak_price)
+        metrics["repeats"] = repeats
+        metrics["fold_seeds"] = list(range(seed, seed + repeats))
+        metrics["protocol"] += f", mean of {repeats} fold draws (seeds {seed}-{seed + repeats - 1})"
     scored = result.evalset
     write_scores(out / "scores.csv", scored.prompts, result.scores)
     write_prompts(out / "prompts.csv", scored, result.folds)
@@ -215,7 +244,7 @@ def cmd_eval(args) -> int:
         args.benchmark, args.data_dir, args.out, args.routers, train_dir=args.train_dir, folds=args.folds,
         split=args.split, combine=args.combine, params=parse_params(args.params), cache_db=args.cache_db,
         strong_price=args.strong_price, weak_price=args.weak_price, limit=args.limit, seed=args.seed,
-        bootstrap=args.bootstrap, progress=not args.quiet,
+        bootstrap=args.bootstrap, repeats=args.repeats, progress=not args.quiet,
     )
     print(f"{metrics['benchmark']}: {metrics['n_prompts']} prompts ({metrics['skipped_contaminated']} contaminated "
           f"skipped), {metrics['protocol']}; strong {metrics['q_strong']:.4f}, weak {metrics['q_weak']:.4f}")

@@ -116,8 +116,10 @@ def write_model_card(
         *([_players_line(router.players_)] if getattr(router, "players_", None) else []),
         f"- Prompt embeddings: {EMBEDDING_MODEL} (384-d, L2-normalised), frozen",
         *([f"- Prompt features: {len(FEATURE_NAMES)} counts from the text (weight {params['text_weight']:g}): "
-           + ", ".join(f"`{n}`" for n in FEATURE_NAMES)] if params.get("text_weight") else []),
-        *([f"- Boosted trees (weight {params['tree_weight']:g} in the blend) on those counts, "
+           + ", ".join(f"`{n}`" for n in FEATURE_NAMES)
+           + ("; weighed separately for multiple-choice and open prompts" if params.get("split_by_options") else "")]
+          if params.get("text_weight") else []),
+        *([f"- Boosted trees (weight {params['tree_weight']:g} in the blend, multiple-choice prompts only) on those counts, "
            f"{len(CHOICE_FEATURE_NAMES)} multiple-choice features ("
            + ", ".join(f"`{n}`" for n in CHOICE_FEATURE_NAMES)
            + f") and the embedding's first {params.get('components')} principal axes"] if params.get("tree_weight") else []),
