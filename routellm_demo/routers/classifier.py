@@ -20,8 +20,9 @@ gradient-boosted trees' (:mod:`routellm_demo.routers.trees`) on the counts, the 
 structure (:func:`~routellm_demo.prompt_features.choice_features`) and the embedding's first
 ``components`` principal axes. The linear head reads topic finely but adds effects up; the trees find
 interactions of how a question is built that carry over to subjects the router never saw. Open
-prompts keep the head's probability (there the trees only add variance). Grouped 5-fold CV (`eval`),
-see README: MMLU APGR .583 -> .611; GSM8K .646 -> .635 alone, .579 -> .635 trained beside MMLU.
+prompts keep the head's probability (there the trees only add variance). Grouped 5-fold CV, mean of
+5 fold draws (`eval --repeats 5`): MMLU APGR .578 -> .606 with the trees; GSM8K .649, and .648 when
+trained beside MMLU (`--combine`; .579 without the split).
 
 Training uses torch (imported only in ``fit``); prediction is plain numpy, so a loaded checkpoint
 predicts exactly as the fitted router did, without torch.
