@@ -51,7 +51,8 @@ ROUTER_HELP = {
     "elo": "elo: one global strong-vs-weak rating, the same score for every prompt",
     "sw_ranking": "sw_ranking: ratings refit per prompt, weighting past battles by similarity (learns from arena votes at once)",
     "mf": "mf: matrix factorisation over prompt embeddings (trained offline)",
-    "classifier": "classifier: logistic regression on prompt embeddings + counts from the text (trained offline)",
+    "classifier": "classifier: logistic regression on prompt embeddings + counts from the text, blended with "
+                  "boosted trees on multiple-choice questions (trained offline)",
 }
 CHAT_EXAMPLES = ["What is the capital of Japan?", "Prove that the square root of 2 is irrational.",
                  "Write a Python function that reverses a string.", "Give me one tip for sleeping better."]
