@@ -68,9 +68,10 @@ def prompt_features(prompts: Iterable[str]) -> np.ndarray:
 
 
 # Each feature's mean and standard deviation over the 11,648 prompts of RouteLLM's public evaluation
-# data (MMLU, GSM8K, MT-Bench; ../shared/data/routellm), measured once: a router that takes votes one
-# at a time (sw_ranking) cannot re-standardise as they arrive, so it uses these fixed values
-# (tests/test_prompt_features.py checks them against the data).
+# data (MMLU, GSM8K, MT-Bench), measured once: a router that takes votes one at a time (sw_ranking)
+# cannot re-standardise as they arrive, so it uses these fixed values. They are model parameters, not a
+# summary of data that may grow: tests/test_prompt_features.py checks them against the statistics the
+# shipped classifier checkpoint recorded; regenerate them only together with the checkpoints and data/eval.
 REFERENCE_MEAN = np.array((5.892, 4.149, 1.728, 0.7623, 1.056, 0.6827, 0.1755, 0.6827, 0.04464, 0.07873, 0.02224,
                            0.3436, 0.6427, 2.833, 0.1975, 0.1781, 0.4647))
 REFERENCE_SCALE = np.array((0.7863, 0.7536, 0.4502, 0.8887, 1.195, 0.7485, 0.5525, 0.8796, 0.2065, 0.2693, 0.1474,
