@@ -58,3 +58,18 @@ def test_categorical_models_are_refused():
         x, (x[:, 0] == 1) * 1.0)
     with pytest.raises(ValueError, match="categorical"):
         export_trees(model)
+
+
+def test_scikit_learn_is_pinned_to_the_release_the_export_is_checked_on():
+    """export_trees reads private attributes: requirements.txt must bound scikit-learn above, and the
+    release installed (the one these tests just checked the export on) must lie in that range."""
+    from pathlib import Path
+
+    import sklearn
+    from packaging.requirements import Requirement
+    from packaging.version import Version
+
+    lines = (Path(__file__).resolve().parents[1] / "requirements.txt").read_text().splitlines()
+    spec = Requirement(next(line for line in lines if line.startswith("scikit-learn"))).specifier
+    assert any(s.operator == "<" for s in spec), "no upper bound: a new release may rename what export_trees reads"
+    assert Version(sklearn.__version__) in spec
