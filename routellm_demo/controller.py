@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import random
 import threading
 import time
@@ -15,11 +16,28 @@ from dataclasses import asdict, dataclass, field
 from typing import Iterator, Mapping, Sequence
 
 from routellm_demo.battles import STRONG, WEAK
-from routellm_demo.embeddings import load_model
 from routellm_demo.llm.costs import cost_usd, other_prompt_tokens
 from routellm_demo.llm.endpoints import Completion, Endpoint, EndpointError, make_endpoints
 from routellm_demo.routers import check_router, check_threshold
 from routellm_demo.routers.base import routes_to_strong
+
+logger = logging.getLogger(__name__)
+
+NO_ANSWER = "No model could answer right now; see the server log."
+# How a fallback is explained next to the answer, by the routed model's error kind.
+FALLBACK_REASONS = {"timeout": "did not answer in time", "too_long": "cannot hold this conversation"}
+
+
+class TextPiece(str):
+    """A piece of an answer's text that knows which model wrote it: after a fallback that is not the
+    model the decision named, and a stream's chunks must say so from the first one."""
+
+    model: str
+
+    def __new__(cls, text: str, model: str) -> "TextPiece":
+        piece = super().__new__(cls, text)
+        piece.model = model
+        return piece
 
 
 class BadRequestError(ValueError):
@@ -27,12 +45,23 @@ class BadRequestError(ValueError):
 
 
 class AnswerError(RuntimeError):
-    """No model could answer; the message names the model(s) and the cause."""
+    """No model could answer. The message names the model(s) and the cause, for the operator (the
+    log, the CLI); ``public`` is the one sentence a visitor or an API caller is shown."""
 
     def __init__(self, message: str, *, errors: Sequence[EndpointError] = (), decision=None):
         super().__init__(message)
         self.errors = list(errors)
         self.decision = decision
+
+    @property
+    def public(self) -> str:
+        """What the caller can act on: a conversation too long for every model (start a new chat), a
+        timeout (try again); anything else is the operator's to fix, so it says where to look."""
+        if self.errors and all(e.kind == "too_long" for e in self.errors):
+            return self.errors[-1].public
+        if self.errors and self.errors[-1].kind == "timeout":
+            return "The model did not answer in time; try again."
+        return NO_ANSWER
 
     @property
     def status(self) -> int:
@@ -77,6 +106,7 @@ class Answer:
     ttft_ms: float | None
     finish_reason: str | None = None
     fallback_from: str | None = None
+    fallback_note: str | None = None  # the visitor's one sentence about the fallback, no detail
     log_id: int | None = None
     dropped_messages: int = 0  # oldest messages left out to fit the model's context window
 
@@ -188,7 +218,9 @@ class Controller:
         if not isinstance(prompt, str) or not prompt.strip():
             raise BadRequestError("the prompt is empty; type a question")
         self.check_size(len(prompt))
-        load_model()  # once per process: loading the model or fitting the router is not routing time
+        # once per process: loading the embedder's model or fitting the router is not routing time; the
+        # embedder loads its own model (an injected one may have none, or another)
+        getattr(self.embedder, "load", lambda: None)()
         self.routers.get(name)
         start = time.perf_counter()
         vector = self.embedder.embed([prompt])
@@ -242,7 +274,7 @@ class Controller:
                             completion = piece
                         else:
                             sent_text = True
-                            yield piece
+                            yield TextPiece(piece, self.specs[role].name)
                     if completion is None:
                         name = self.specs[role].name
                         raise EndpointError(name, "bad_response", f"{name} ended the stream without finishing")
@@ -256,14 +288,18 @@ class Controller:
                     e = EndpointError(name, "bad_response", f"{name}: unreadable response ({type(e).__name__}: "
                                                             f"{str(e)[:120]})")
                 errors.append(e)
-                if sent_text:
-                    break  # never splice two models' text into one answer
+                retry = not sent_text and role != roles[-1]  # never splice two models' text into one answer
+                logger.warning("the %s model failed (%s)%s: %s", role, e.kind,
+                               "; asking the other one" if retry else "", e)
+                if not retry:
+                    break
                 continue
             answer = self._account(decision, role, completion, errors, session_id, source, msgs)
             yield answer
             return
         self._log_failure(decision, errors, session_id, source)
         names = "; ".join(str(e) for e in errors)
+        logger.error("no answer (prompt %s…): %s", decision.prompt_sha256[:12], names)
         raise AnswerError(f"no answer: {names}", errors=errors, decision=decision)
 
     def _account(self, decision: Decision, role: str, completion: Completion, errors, session_id, source,
@@ -286,6 +322,7 @@ class Controller:
             ttft_ms=completion.ttft_ms,
             finish_reason=completion.finish_reason,
             fallback_from=errors[0].model if errors else None,
+            fallback_note=self._fallback_note(decision.role, role, errors),
             dropped_messages=completion.dropped_messages,
         )
         answer.log_id = self.store.log_decision(
@@ -303,6 +340,15 @@ class Controller:
             error=None,  # answered; a fallback is recorded in fallback_from
         )
         return answer
+
+    @staticmethod
+    def _fallback_note(routed: str, answered: str, errors) -> str | None:
+        """The visitor's sentence about a fallback, e.g. "The strong model is unavailable right now; the
+        weak one answered."; None when the routed model answered."""
+        if not errors:
+            return None
+        reason = FALLBACK_REASONS.get(errors[0].kind, "is unavailable right now")
+        return f"The {routed} model {reason}; the {answered} one answered."
 
     def _log_failure(self, decision: Decision, errors, session_id, source) -> None:
         self.store.log_decision(

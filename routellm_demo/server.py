@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hmac
 import json
+import logging
 import time
 import uuid
 from typing import Any
@@ -164,10 +165,10 @@ def create_app(runtime, *, api_token: str | None = None) -> FastAPI:
             raise APIError(400, str(e), param="messages") from None
         except UnknownRouterError as e:
             raise APIError(400, str(e), param="model") from None
-        except AnswerError as e:
+        except AnswerError as e:  # one sentence for the caller; the controller logged the detail
             if e.status == 400:  # the conversation fits no model's context window: OpenAI's own code for it
-                raise APIError(400, str(e), param="messages", code="context_length_exceeded") from None
-            raise APIError(e.status, str(e), type_="upstream_error", code="upstream_failed") from None
+                raise APIError(400, e.public, param="messages", code="context_length_exceeded") from None
+            raise APIError(e.status, e.public, type_="upstream_error", code="upstream_failed") from None
         except StoreError as e:  # the answer may exist, but it could not be logged: say so, retryable
             raise APIError(503, str(e), type_="server_error", code="store_unavailable") from None
         decision, pieces, answer = first
@@ -180,7 +181,9 @@ def create_app(runtime, *, api_token: str | None = None) -> FastAPI:
                              "finish_reason": answer.finish_reason or "stop", "logprobs": None}],
                 "usage": _usage(answer), "routing": _routing(decision, answer),
             }
-        model_name = decision.model
+        # the model that writes the text: the decision's, or the other one after a fallback (which only
+        # happens before any text, so the first piece already names the right one)
+        model_name = getattr(pieces[0], "model", decision.model) if pieces else decision.model
 
         def chunk(delta: dict, finish=None, model=None) -> str:
             return "data: " + json.dumps({
@@ -202,7 +205,8 @@ def create_app(runtime, *, api_token: str | None = None) -> FastAPI:
             except (AnswerError, StoreError) as e:  # the stream broke after it started: say so in-band
                 kind = ("upstream_error", "upstream_failed") if isinstance(e, AnswerError) else (
                     "server_error", "store_unavailable")
-                yield "data: " + json.dumps({"error": {"message": str(e), "type": kind[0],
+                said = e.public if isinstance(e, AnswerError) else str(e)
+                yield "data: " + json.dumps({"error": {"message": said, "type": kind[0],
                                                        "code": kind[1]}}) + "\n\n"
                 yield "data: [DONE]\n\n"
                 return
@@ -233,4 +237,7 @@ def _take_until_content(gen):
 def serve(runtime, *, host: str, port: int, api_token: str | None = None) -> None:
     import uvicorn
 
+    # Model failures are logged in detail (a caller gets one sentence): to stderr, unless the host
+    # configured logging itself (uvicorn configures only its own loggers).
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     uvicorn.run(create_app(runtime, api_token=api_token), host=host, port=port, log_level="info")

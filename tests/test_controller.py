@@ -137,6 +137,7 @@ def test_dead_endpoint_falls_back_and_logs_it(runtime, endpoints):
                      {"strong": endpoints["strong"], "weak": Endpoint(dead)})
     a = ctl.complete("Name a fruit.", threshold=1.0, session_id="fb", **PARAMS)
     assert a.role == "strong" and a.fallback_from == "Dead model" and a.text.strip()
+    assert a.fallback_note == "The weak model is unavailable right now; the strong one answered."
     row = runtime.store.decisions(session_id="fb")[0]
     assert row["fallback_from"] == "Dead model" and row["chosen_role"] == "strong"
 
@@ -150,6 +151,7 @@ def test_dead_endpoint_without_fallback_is_a_clear_error_and_logged(runtime):
     with pytest.raises(AnswerError) as e:
         list(ctl.stream("Name a fruit.", threshold=1.0, session_id="nofb", **PARAMS))
     assert "Unreachable weak" in str(e.value) and e.value.status == 502
+    assert e.value.public == "No model could answer right now; see the server log."  # the detail: str(e), logged
     row = runtime.store.decisions(session_id="nofb")[0]
     assert row["error"] and "Unreachable weak" in row["error"] and row["cost"] is None
     assert runtime.controller.savings("nofb")["requests"] == 0  # a failure costs nothing and saves nothing

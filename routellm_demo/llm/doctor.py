@@ -16,6 +16,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from routellm_demo.llm.local import crash_cause, describe_exit
+
 # What the build may use: x86-64-v3 (AVX2, FMA, F16C, BMI2) and below. A feature beyond it in the
 # library means a native or non-portable build, which may run here and die elsewhere.
 NOT_PORTABLE = ("AMX", "AVX512", "AVX_VNNI", "AVX512_BF16")
@@ -41,7 +43,7 @@ def system_info(python: str = sys.executable) -> str:
     done = subprocess.run([python, "-c", "import llama_cpp; print(llama_cpp.llama_print_system_info().decode())"],
                           capture_output=True, text=True, timeout=120)
     if done.returncode != 0:
-        raise DoctorError(f"llama_cpp does not import: {describe_exit(done.returncode)}; "
+        raise DoctorError(f"llama_cpp does not import: it {describe_exit(done.returncode)}; "
                           f"{(done.stderr.strip().splitlines() or [''])[-1]}")
     return done.stdout.strip()
 
@@ -58,30 +60,6 @@ def check_portable(info: str) -> None:
                           f"a native build that may die on other machines; {REBUILD}")
 
 
-def describe_exit(code: int | None) -> str:
-    """A return code in words: ``-4`` -> "killed by SIGILL (illegal instruction)"."""
-    if code is None:
-        return "still running"
-    if code < 0:
-        try:
-            sig = signal.Signals(-code)
-        except ValueError:
-            return f"killed by signal {-code}"
-        return f"killed by {sig.name} ({signal.strsignal(sig) or sig.name})".replace("(Illegal instruction)",
-                                                                                     "(illegal instruction)")
-    return f"exit code {code}"
-
-
-def crash_cause(code: int | None) -> str:
-    """What a local model server's exit means, for the log: the cause and the fix where we know them."""
-    if code == -signal.SIGILL:
-        return (f"{describe_exit(code)}: llama.cpp was built for CPU features this machine cannot run; "
-                f"rerun setup (bash scripts/setup.sh), which builds for {FLOOR}")
-    if code == -signal.SIGKILL:
-        return f"{describe_exit(code)}: killed from outside (out of memory, or an operator)"
-    return describe_exit(code)
-
-
 def probe(model: Path, python: str = sys.executable, timeout: float = 300) -> str:
     """One token from ``model`` in a subprocess; the token, or DoctorError saying how the probe died."""
     try:
@@ -90,10 +68,9 @@ def probe(model: Path, python: str = sys.executable, timeout: float = 300) -> st
         raise DoctorError(f"{model.name}: no token within {timeout:.0f}s") from None
     if done.returncode != 0:
         last = (done.stderr.strip().splitlines() or [""])[-1][:300]
-        cause = crash_cause(done.returncode)
-        raise DoctorError(f"{model.name}: the model died on its first token, {cause}"
+        raise DoctorError(f"{model.name}: the model {crash_cause(done.returncode, 'on its first token')}"
                           + ("" if done.returncode < 0 else f"; {last}")
-                          + ("" if done.returncode != -signal.SIGILL else f"; {REBUILD}"))
+                          + ("" if done.returncode != -signal.SIGILL else f"; or {REBUILD}"))
     return done.stdout.strip()
 
 

@@ -38,6 +38,17 @@ from routellm_demo.llm.local import LocalModelError, LocalServer
 
 PARAMS = ("temperature", "max_tokens", "stop", "seed", "top_p", "presence_penalty", "frequency_penalty")
 ERROR_KINDS = ("timeout", "connection", "auth", "http", "empty", "bad_response", "too_long")
+# What a visitor or an API caller is told, by kind: one sentence, no model name (the arena hides it),
+# no URL, port, path or server log line; the detail (``str(error)``) goes to the server log.
+PUBLIC_MESSAGES = {
+    "timeout": "The model did not answer in time.",
+    "connection": "The model is unavailable right now.",
+    "auth": "The model refused this server's credentials.",
+    "http": "The model's server reported an error.",
+    "empty": "The model returned an empty answer.",
+    "bad_response": "The model's answer could not be read.",
+    "too_long": "The conversation is too long for the model's context window; shorten it or start a new chat.",
+}
 # Context-window fitting (embedded models, whose window n_ctx is known): tokens kept free for what the
 # count cannot see (a chat template's hidden system prompt), and the shortest answer worth asking for.
 CONTEXT_MARGIN = 48
@@ -88,7 +99,8 @@ class EndpointError(RuntimeError):
     """A failed call, classified so the controller can decide (fall back, tell the user).
 
     ``kind`` is one of ERROR_KINDS; ``status`` the HTTP status when there was one. The message
-    names the model and never contains the key.
+    names the model and never contains the key; it is for the operator (the log, the CLI), and may
+    hold URLs and the server's output. ``public`` is what a visitor is shown instead.
     """
 
     def __init__(self, model: str, kind: str, message: str, status: int | None = None):
@@ -96,6 +108,11 @@ class EndpointError(RuntimeError):
         self.model = model
         self.kind = kind
         self.status = status
+
+    @property
+    def public(self) -> str:
+        """The visitor's sentence for this kind of failure (PUBLIC_MESSAGES)."""
+        return PUBLIC_MESSAGES.get(self.kind, PUBLIC_MESSAGES["connection"])
 
 
 # ---- prompts ----------------------------------------------------------------------------------
@@ -223,7 +240,7 @@ class Endpoint:
                     text = choice.text or ""
                 break
             except openai.OpenAIError as e:
-                if attempt == 0 and self._restarted_dead_server(e):
+                if self._restarted_dead_server(e) and attempt == 0:
                     continue
                 raise self._error(e) from e
             except (IndexError, AttributeError, TypeError) as e:
@@ -282,7 +299,7 @@ class Endpoint:
                         yield piece
                 break
             except openai.OpenAIError as e:
-                if not pieces and attempt == 0 and self._restarted_dead_server(e):
+                if not pieces and self._restarted_dead_server(e) and attempt == 0:
                     continue
                 raise self._error(e) from e
             except (IndexError, AttributeError, TypeError) as e:
@@ -390,7 +407,9 @@ class Endpoint:
         return self._client
 
     def _restarted_dead_server(self, error: Exception) -> bool:
-        """After a connection failure: if our embedded server died, restart it (once) and retry."""
+        """After a connection failure: if our embedded server died, restart it (once) and retry.
+        Asked again after the retry failed too, so a server that died again is reported with its
+        cause (the signal), not as a refused connection."""
         if self.server is None or not isinstance(error, openai.APIConnectionError):
             return False
         if isinstance(error, openai.APITimeoutError) or self.server.is_alive(grace=1.0):

