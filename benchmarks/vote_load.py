@@ -118,13 +118,15 @@ class AppProcess:
 
 
 def write_config(folder: Path, *, max_tokens: int = 2) -> tuple[Path, Path]:
-    """A config file for the load: the embedded pair with tiny answers, a fresh db, no rate limit
-    to speak of (50 voters on one machine are not 50 abusers). Returns (config path, db path)."""
+    """A config file for the load: the embedded pair with tiny answers, a fresh db with no seed (its
+    battles are the votes alone), no rate limit to speak of (50 voters on one machine are not 50
+    abusers). Returns (config path, db path)."""
     folder = Path(folder)
     db = folder / "votes.db"
     path = folder / "vote_load.toml"
     path.write_text(f'''router = "sw_ranking"
 threshold = 0.5
+seed = false
 db_path = "{db}"
 checkpoint_dir = "{folder / 'ckpt'}"
 

@@ -265,11 +265,17 @@ def cmd_chat(args) -> int:
 
 def cmd_serve(args) -> int:
     """The OpenAI-compatible router server (RouteLLM's openai_server, on our routers)."""
+    import logging
+
+    from routellm_demo.seed import start_update
     from routellm_demo.server import serve
 
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("routellm_demo.seed").setLevel(logging.INFO)  # what the first start loaded and fetched
     config = _config(args)
     rt = _runtime(args)
     try:
+        start_update(rt)  # a seeded store: RouteLLM's full public set, in the background when online
         token = config.api_token()
         host = args.host or config.host
         port = args.port or config.port
@@ -278,6 +284,23 @@ def cmd_serve(args) -> int:
         serve(rt, host=host, port=port, api_token=token)
     finally:
         rt.close()
+    return 0
+
+
+def cmd_seed(args) -> int:
+    """Build the shipped seed from RouteLLM's evals folder (the app loads it into an empty store)."""
+    from routellm_demo import seed
+
+    data_dir = Path(args.source)
+    if not (data_dir / "mmlu").is_dir():
+        raise CLIError(f"{data_dir} is not RouteLLM's evals folder (with mmlu/, gsm8k/, mt_bench/)")
+    start = time.perf_counter()
+    manifest = seed.build_seed(data_dir, Path(args.out) if args.out else seed.SEED_DIR, progress=not args.quiet)
+    out = Path(args.out) if args.out else seed.SEED_DIR
+    sizes = {f: (out / f).stat().st_size for f in (seed.BATTLES_FILE, seed.EMBEDDINGS_FILE, seed.MANIFEST_FILE)}
+    print(json.dumps({"out": str(out), "battles": manifest["battles"], "by_source": manifest["by_source"],
+                      "prompts": manifest["prompts"], "bytes": sizes, "seconds": round(time.perf_counter() - start, 1)},
+                     indent=2))
     return 0
 
 
@@ -359,6 +382,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     register_replay(sub)
 
+    s = sub.add_parser("seed", help="the seed of gold-labelled battles an empty store gets at start")
+    seed_sub = s.add_subparsers(dest="seed_command", required=True)
+    b = seed_sub.add_parser("build", help="write data/seed/ from RouteLLM's evals folder (embeds every prompt)")
+    b.add_argument("--from", dest="source", required=True, help="RouteLLM's evals folder (mmlu/, gsm8k/, mt_bench/)")
+    b.add_argument("--out", help="output folder (default: data/seed, where the app reads it)")
+    b.add_argument("--quiet", action="store_true", help="no progress bars")
+    b.set_defaults(func=cmd_seed)
+
     s = sub.add_parser("savings", help="running totals from the routing log")
     s.add_argument("--session")
     s.set_defaults(func=cmd_savings)
@@ -387,11 +418,12 @@ def _is_user_error(e: Exception) -> bool:
     from routellm_demo.evals.benchmarks import EvalError
     from routellm_demo.importers import DataFormatError
     from routellm_demo.routers import UnknownRouterError
+    from routellm_demo.seed import SeedError
     from routellm_demo.store import StoreError
     from routellm_demo.training import NoCheckpointError
 
     return isinstance(e, (CLIError, ConfigError, BadRequestError, AnswerError, DataFormatError, UnknownRouterError, EvalError,
-                          StoreError, NoCheckpointError))
+                          StoreError, NoCheckpointError, SeedError))
 
 
 if __name__ == "__main__":

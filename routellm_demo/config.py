@@ -138,6 +138,9 @@ class Config:
     # Where `eval` writes its runs by default, and where the app's Evaluation tab looks for them.
     eval_dir: Path = REPO_ROOT / "data" / "eval"
     fallback: bool = True
+    # Load the shipped seed of gold-labelled battles into an empty store at start, then fetch RouteLLM's
+    # full public set in the background when online (routellm_demo/seed.py). Off: only your own labels.
+    seed: bool = True
     role_map: Mapping[str, str] = field(default_factory=lambda: MappingProxyType(dict(DEFAULT_ROLE_MAP)))
     host: str = "127.0.0.1"
     port: int = 6060
@@ -220,6 +223,7 @@ _TOP_TYPES: dict[str, type] = {
     "checkpoint_dir": Path,
     "eval_dir": Path,
     "fallback": bool,
+    "seed": bool,
 }
 _TABLE_TYPES: dict[str, dict[str, type]] = {
     "server": {"host": str, "port": int},
@@ -235,6 +239,7 @@ _ENV_KEYS: dict[str, str] = {
     "ROUTER": "router",
     "THRESHOLD": "threshold",
     "FALLBACK": "fallback",
+    "SEED": "seed",
     "HOST": "server.host",
     "PORT": "server.port",
     "MAX_PROMPT_CHARS": "limits.max_prompt_chars",
@@ -435,6 +440,7 @@ def _build(values: dict, origin: dict, file_path: Path | None, env: Mapping[str,
         checkpoint_dir=get("checkpoint_dir", Path, REPO_ROOT / "data" / "checkpoints"),
         eval_dir=get("eval_dir", Path, REPO_ROOT / "data" / "eval"),
         fallback=get("fallback", bool, True),
+        seed=get("seed", bool, True),
         role_map=MappingProxyType(_role_map(values, origin)),
         host=get("server.host", str, "127.0.0.1"),
         port=get("server.port", int, 6060),
@@ -520,7 +526,10 @@ def _endpoint(role: str, values: dict, origin: dict) -> ModelEndpoint:
     given = {k.split(".", 1)[1]: v for k, v in values.items()
              if k.startswith(role + ".")}
     fields = {f: _coerce(f"{role}.{f}", v, _ENDPOINT_TYPES[f], origin) for f, v in given.items()}
-    local = fields.get("local") or (None if fields else DEFAULT_LOCAL_ROLE[role])
+    # Fields that tune a model (max_tokens, timeout, prices...) override the embedded default; fields
+    # that name a remote endpoint (base_url, model, api_key_env) replace it, and then base_url is required.
+    remote = {"base_url", "model", "api_key_env"} & set(fields)
+    local = fields.get("local") or (None if remote else DEFAULT_LOCAL_ROLE[role])
 
     def fail(msg: str, key: str | None = None) -> ConfigError:
         src = f" (from {origin.get(f'{role}.{key}', 'default')})" if key else ""

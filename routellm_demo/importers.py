@@ -392,13 +392,15 @@ def fetch(url: str, dest: str | Path, *, progress: bool = True, timeout: float =
     return dest
 
 
-def download_routellm(dest_dir: str | Path, *, base_url: str = ROUTELLM_BASE_URL, progress: bool = True) -> Path:
-    """Fetch RouteLLM's eval files into ``dest_dir`` in their original layout; existing files are kept."""
+def download_routellm(dest_dir: str | Path, *, base_url: str = ROUTELLM_BASE_URL, progress: bool = True,
+                      timeout: float = 30.0) -> Path:
+    """Fetch RouteLLM's eval files into ``dest_dir`` in their original layout; existing files are kept.
+    ``timeout``: seconds per connection and per read."""
     dest_dir = Path(dest_dir)
     for rel in tqdm(ROUTELLM_FILES, desc="RouteLLM evals", unit="file", disable=not progress):
         target = dest_dir / rel
         if not target.exists():
-            fetch(f"{base_url.rstrip('/')}/{rel}", target, progress=False)
+            fetch(f"{base_url.rstrip('/')}/{rel}", target, progress=False, timeout=timeout)
     return dest_dir
 
 

@@ -71,7 +71,7 @@ def served(tmp_path_factory):
     cfg = load_config(environ={})
     tmp = tmp_path_factory.mktemp("browser")
     cfg = replace(cfg, db_path=tmp / "app.db", checkpoint_dir=tmp / "ckpt", router="sw_ranking", threshold=0.5,
-                  strong=replace(cfg.strong, max_tokens=16), weak=replace(cfg.weak, max_tokens=16))
+                  seed=False, strong=replace(cfg.strong, max_tokens=16), weak=replace(cfg.weak, max_tokens=16))
     rt = build_runtime(cfg)
     rt.store.add_battles([
         dict(prompt=p, model_a="gpt-4-1106-preview", model_b="mistralai/Mixtral-8x7B-Instruct-v0.1", winner=w,
@@ -205,3 +205,60 @@ def test_evaluation_tab_shows_the_shipped_results(page, served):
     page.wait_for_selector("#eval-plot img")
     assert page.locator("#eval-plot img").evaluate("img => img.naturalWidth") > 300
     page.screenshot(path=str(ARTIFACTS / "evaluation_tab.png"), full_page=True)
+
+
+@pytest.fixture(scope="module")
+def first_visit(served, page, tmp_path_factory):
+    """A FRESH start with seeding on, as a Hugging Face Space's first visitor finds it: an empty store
+    given to the same ``build_runtime`` (default checkpoints, default router), the app over the model
+    servers ``served`` already runs (no second pair is started), a new tab in the same browser."""
+    from routellm_demo.controller import Controller
+
+    warm = served[1]
+    tmp = tmp_path_factory.mktemp("first_visit")
+    cfg = replace(warm.config, db_path=tmp / "fresh.db", checkpoint_dir=load_config(environ={}).checkpoint_dir,
+                  router="classifier", seed=True)
+    rt = build_runtime(cfg)
+    rt.controller = Controller(cfg, rt.store, rt.embedder, rt.routers,
+                               {role: warm.controller.endpoint(role) for role in ("strong", "weak")})
+    demo = app.build_demo(rt)
+    demo.queue(default_concurrency_limit=4)
+    port = free_port()
+    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, **app.launch_options())
+    pg = page.context.browser.new_page(viewport={"width": 1400, "height": 1000})
+    pg.set_default_timeout(TIMEOUT_MS)
+    try:
+        pg.goto(f"http://127.0.0.1:{port}/", wait_until="domcontentloaded")
+        pg.wait_for_selector("#prompt textarea")
+        yield pg, rt
+    finally:
+        pg.close()
+        demo.close()
+        rt.store.close()  # not rt.close(): the model servers belong to `served`
+
+
+def test_first_visit_with_the_seed_has_a_leaderboard_and_reasons(first_visit):
+    from routellm_demo.seed import read_manifest
+
+    pg, rt = first_visit
+    assert rt.store.count_battles() == read_manifest()["by_source"]  # seeded before the page was served
+    pg.get_by_role("tab", name="Leaderboard").click()
+    expect(pg.locator("#lb-all")).to_contain_text("gpt-4-1106-preview", timeout=TIMEOUT_MS)
+    expect(pg.locator("#lb-all")).to_contain_text("Mixtral-8x7B-Instruct")
+    pg.get_by_role("tab", name="Learning").click()
+    expect(pg.locator("#learning-sources")).to_contain_text("import:mmlu", timeout=TIMEOUT_MS)
+
+    pg.get_by_role("tab", name="Chat").click()
+    pg.click("#router input")
+    pg.get_by_role("option", name="sw_ranking").click()
+    expect(pg.locator("#router")).to_contain_text("similarity")  # the router's help line follows the pick
+    pg.fill("#prompt textarea", "What is 17 times 3?")
+    pg.press("#prompt textarea", "Enter")
+    why = pg.locator("#why")
+    expect(why).to_contain_text("Why this score?", timeout=TIMEOUT_MS)
+    expect(why.locator(".why-table tr")).to_have_count(6)  # a header and the 5 past battles that weighed most
+    expect(why).to_contain_text("import:")
+    expect(pg.locator("#routing-details")).to_contain_text("sw_ranking")
+    expect(pg.locator("#routing-details")).to_contain_text("This answer", timeout=TIMEOUT_MS)
+    ARTIFACTS.mkdir(exist_ok=True)
+    pg.screenshot(path=str(ARTIFACTS / "first_visit_chat.png"), full_page=True)

@@ -43,10 +43,10 @@ def free_port() -> int:
 
 
 def small_config(tmp, **over):
-    """The default (local pair) config with a tmp database and short answers, so tests stay fast."""
+    """The default (local pair) config with a tmp database (not seeded) and short answers, so tests stay fast."""
     cfg = load_config(environ={})
     return replace(cfg, db_path=tmp / "app.db", checkpoint_dir=tmp / "ckpt", router="sw_ranking", threshold=0.5,
-                   strong=replace(cfg.strong, max_tokens=16), weak=replace(cfg.weak, max_tokens=16), **over)
+                   seed=False, strong=replace(cfg.strong, max_tokens=16), weak=replace(cfg.weak, max_tokens=16), **over)
 
 
 def seed(store):

@@ -94,6 +94,18 @@ def test_local_model_with_overrides(tmp_path):
     assert cfg.weak.local == "gemma3" and cfg.weak.api == "completion"
 
 
+def test_one_field_set_by_environment_overrides_the_embedded_default(tmp_path):
+    """With no [strong] table, ROUTELLM_DEMO_STRONG_MAX_TOKENS tunes the embedded strong model; it does
+    not turn it into a remote endpoint that lacks a base_url."""
+    cfg = load_config(environ=dict(BASE_ENV, ROUTELLM_DEMO_STRONG_MAX_TOKENS="24", ROUTELLM_DEMO_WEAK_TIMEOUT="9"))
+    assert cfg.strong.local == "gemma3" and cfg.strong.max_tokens == 24 and cfg.strong.api == "completion"
+    assert cfg.weak.local == "smollm2" and cfg.weak.timeout == 9.0
+    assert cfg.is_local_pair
+    # naming a model without saying where it is served is still an error, not a silent local model
+    with pytest.raises(ConfigError, match="strong: base_url is required"):
+        load_config(environ=dict(BASE_ENV, ROUTELLM_DEMO_STRONG_MODEL="gpt-4o"))
+
+
 @pytest.mark.parametrize("text, env, message", [
     ("threshold = 1.5\n", {}, r"threshold must be between 0 and 1, got 1.5 \(from routellm_demo.toml\)"),
     ("", {"ROUTELLM_DEMO_THRESHOLD": "high"}, r"threshold must be a number, got 'high' \(from ROUTELLM_DEMO_THRESHOLD\)"),
