@@ -276,6 +276,7 @@ def cmd_serve(args) -> int:
     rt = _runtime(args)
     try:
         start_update(rt)  # a seeded store: RouteLLM's full public set, in the background when online
+        rt.follow_store()  # battles written or deleted by the app (or a replica) reach these routers too
         token = config.api_token()
         host = args.host or config.host
         port = args.port or config.port

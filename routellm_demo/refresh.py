@@ -19,7 +19,7 @@ import time
 from dataclasses import dataclass
 from typing import Callable, Iterable
 
-from routellm_demo.store import utc_now
+from routellm_demo.store import ARENA_SOURCE, utc_now
 from routellm_demo.training import CHECKPOINTED, checkpoint_path, load_battles
 
 DEFAULT_EVERY = 50
@@ -53,8 +53,10 @@ class Refresher:
     """Counts votes (:meth:`notify_vote`) and refits ``names`` in a background thread every ``every``.
 
     ``make(name, current)`` builds an unfitted router; by default the served router's own class and
-    hyperparameters (so a refit of the shipped checkpoint keeps its settings). Use as an arena
-    listener: ``arena.add_vote_listener(refresher.notify_vote)``.
+    hyperparameters (so a refit of the shipped checkpoint keeps its settings). In a process that
+    shares its store, follow the change feed (``follower.add_listener(refresher.notify_changes)``):
+    then every process's votes count, each once. A lone process may use the arena's listener instead
+    (``arena.add_vote_listener(refresher.notify_vote)``), not both.
     """
 
     def __init__(self, routers, store, embedder, *, names: Iterable[str] = CHECKPOINTED,
@@ -92,6 +94,12 @@ class Refresher:
                 self._thread = threading.Thread(target=self._run, daemon=True, name="router-refresh")
                 self._thread.start()
             self._cond.notify_all()
+
+    def notify_changes(self, changes) -> None:
+        """Count the arena votes among a change-feed round's inserted battles (any process's)."""
+        for row in changes.inserted:
+            if row.get("source") == ARENA_SOURCE:
+                self.notify_vote()
 
     def votes_until_refit(self) -> int:
         with self._cond:

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from routellm_demo.changes import DEFAULT_INTERVAL_S, ChangeFollower
 from routellm_demo.config import Config, load_config
 from routellm_demo.controller import Controller
 from routellm_demo.embeddings import Embedder
+from routellm_demo.refresh import DEFAULT_EVERY, Refresher
 from routellm_demo.routers import check_router
 from routellm_demo.seed import seed_store
 from routellm_demo.store import Store
@@ -20,8 +22,26 @@ class Runtime:
     embedder: Embedder
     routers: RouterSet
     controller: Controller
+    follower: ChangeFollower | None = None
+    refresher: Refresher | None = None
+
+    def follow_store(self, *, refit_every: int = DEFAULT_EVERY, interval: float = DEFAULT_INTERVAL_S) -> "Runtime":
+        """For the long-running shells (the app, ``serve``): follow the store's change feed in the
+        background, so this process's routers learn what other processes (replicas, the API server, a
+        CLI import) write and delete, and refit the trained routers every ``refit_every`` arena votes,
+        whichever process took them. Stopped by :meth:`close`."""
+        if self.follower is None:
+            self.refresher = Refresher(self.routers, self.store, self.embedder, every=refit_every)
+            self.follower = ChangeFollower(self.routers, interval=interval)
+            self.follower.add_listener(self.refresher.notify_changes)
+            self.follower.start()
+        return self
 
     def close(self) -> None:
+        if self.follower is not None:
+            self.follower.close()
+        if self.refresher is not None:
+            self.refresher.close()
         self.controller.close()
         self.store.close()
 

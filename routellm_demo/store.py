@@ -18,6 +18,7 @@ import json
 import sqlite3
 import stat
 import threading
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping
@@ -127,6 +128,24 @@ _STEPS: list[tuple[str, list[str]]] = [
     # moment the visitor saw the round, so a vote need not score the prompt twice (before and after).
     ("0005_arena_pending_sw_score", [
         "ALTER TABLE arena_pending ADD COLUMN sw_score REAL",
+    ]),
+    # The change feed: every insert into or delete from battles, in commit order, written by triggers
+    # so that no writer (app, server, CLI, an older version's code path) can forget it. Other processes
+    # follow it (:meth:`Store.changes_since`) to learn battles they did not write and to see deletes,
+    # which polling the highest battle id cannot (and ids are reused after the newest is deleted).
+    # SQLite runs one writer at a time, so AUTOINCREMENT order is commit order here. (On PostgreSQL,
+    # sequence values can commit out of order: a follower there reads only below the oldest transaction
+    # still in flight, pg_snapshot_xmin, so the cursor API stays the same.)
+    ("0006_battle_changes", [
+        """CREATE TABLE battle_changes (
+            seq INTEGER PRIMARY KEY AUTOINCREMENT,
+            battle_id INTEGER NOT NULL,
+            op TEXT NOT NULL CHECK (op IN ('insert', 'delete'))
+        )""",
+        """CREATE TRIGGER battles_inserted AFTER INSERT ON battles
+           BEGIN INSERT INTO battle_changes (battle_id, op) VALUES (NEW.id, 'insert'); END""",
+        """CREATE TRIGGER battles_deleted AFTER DELETE ON battles
+           BEGIN INSERT INTO battle_changes (battle_id, op) VALUES (OLD.id, 'delete'); END""",
     ]),
 ]
 ARENA_SOURCE = "arena-vote"
@@ -306,6 +325,13 @@ class Store:
             except sqlite3.Error as exc:
                 raise self._error(exc) from exc
 
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator["Store"]:
+        """Group several of this store's writes into ONE transaction (all or nothing), e.g. battles and
+        their embeddings; the methods called inside nest as savepoints. Other threads wait meanwhile."""
+        with self._access() as db, db.atomic():
+            yield self
+
     def close(self) -> None:
         with self._lock:
             self.db.close()
@@ -388,6 +414,35 @@ class Store:
         with self._access() as db:
             rows = list(db.query("SELECT * FROM battles WHERE id = ?", [int(id)]))
         return _decode_battle(rows[0]) if rows else None
+
+    # -- change feed ---------------------------------------------------------------------------
+
+    def change_cursor(self) -> int:
+        """The feed's position now: pass it to :meth:`changes_since` later to get what came after."""
+        with self._access() as db:
+            return int(db.execute("SELECT coalesce(max(seq), 0) FROM battle_changes").fetchone()[0])
+
+    def changes_since(self, cursor: int) -> "BattleChanges":
+        """Battles inserted and deleted (by any process) after ``cursor``, read in one snapshot.
+
+        ``inserted`` holds the rows still present, by id; ``deleted`` counts deletions (a follower
+        that saw any refits from the store instead of patching its state).
+        """
+        with self._access() as db:
+            db.execute("BEGIN")  # one read snapshot: the rows match the cursor returned with them
+            try:
+                new_cursor = int(db.execute("SELECT coalesce(max(seq), 0) FROM battle_changes").fetchone()[0])
+                ops = db.execute("SELECT battle_id, op FROM battle_changes WHERE seq > ? AND seq <= ? ORDER BY seq",
+                                 [int(cursor), new_cursor]).fetchall()
+                deleted = sum(1 for _, op in ops if op == "delete")
+                ids = sorted({battle_id for battle_id, op in ops if op == "insert"})
+                rows = []
+                for i in range(0, len(ids), _CHUNK):
+                    part = ids[i:i + _CHUNK]
+                    rows += db.query(f"SELECT * FROM battles WHERE id IN ({','.join('?' * len(part))}) ORDER BY id", part)
+            finally:
+                db.execute("COMMIT")
+        return BattleChanges(new_cursor, [_decode_battle(r) for r in rows], deleted)
 
     def count_battles(self) -> dict[str, int]:
         with self._access() as db:
@@ -568,6 +623,18 @@ class Store:
             votes = db.conn.execute("DELETE FROM battles WHERE source = ?", (ARENA_SOURCE,)).rowcount
             pending = db.conn.execute("DELETE FROM arena_pending").rowcount
         return {"votes": votes, "pending": pending}
+
+
+@dataclass(frozen=True)
+class BattleChanges:
+    """What :meth:`Store.changes_since` saw: the new cursor, rows inserted, and how many were deleted."""
+
+    cursor: int
+    inserted: list[dict]
+    deleted: int
+
+    def __bool__(self) -> bool:
+        return bool(self.inserted or self.deleted)
 
 
 class _Abort(Exception):

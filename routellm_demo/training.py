@@ -16,6 +16,7 @@ import numpy as np
 
 from routellm_demo.battles import Battles
 from routellm_demo.routers import ROUTER_NAMES, check_router, make_router
+from routellm_demo.store import BattleChanges
 
 CHECKPOINTED = ("mf", "classifier")
 
@@ -84,6 +85,11 @@ class RouterSet:
     be swapped in whole with :meth:`replace` (never half-trained). ``router_params`` maps a router
     name to its constructor arguments (:meth:`from_config` takes them from the config, so the app and
     ``simulate-votes`` build the same routers).
+
+    Each router has its own lock: loading one (embedding and fitting every stored battle: seconds on
+    a large store) never stalls requests to the others, nor the votes they absorb. :meth:`sync`
+    follows the store's change feed, so battles written or deleted by another process (a second app
+    replica, the API server, a CLI import) reach this process's routers too.
     """
 
     def __init__(self, store, embedder, *, checkpoint_dir: Path, role_map: Mapping[str, str] | None = None,
@@ -96,7 +102,12 @@ class RouterSet:
         self._routers: dict = {}
         self._seen: dict[str, int] = {}
         self._battles: Battles | None = None
-        self._lock = threading.RLock()
+        self._generation = 0  # +1 on every reload: a load that straddles one starts again
+        self._lock = threading.RLock()  # guards the dictionaries above; never held while fitting
+        self._router_locks: dict[str, threading.RLock] = {}
+        self._battles_lock = threading.Lock()
+        self._sync_lock = threading.Lock()
+        self._cursor = store.change_cursor()  # whatever is stored now is read when a router loads
 
     @classmethod
     def from_config(cls, store, embedder, config) -> "RouterSet":
@@ -104,34 +115,65 @@ class RouterSet:
         return cls(store, embedder, checkpoint_dir=config.checkpoint_dir, role_map=config.role_map,
                    router_params=config.router_params)
 
-    def battles(self) -> Battles:
+    def _lock_of(self, name: str) -> threading.RLock:
         with self._lock:
-            if self._battles is None:
-                self._battles = load_battles(self.store, self.embedder, role_map=self.role_map)
-            return self._battles
+            return self._router_locks.setdefault(name, threading.RLock())
+
+    def battles(self) -> Battles:
+        """Every stored battle with its embedding, shared by the routers that load from the store."""
+        with self._battles_lock:
+            with self._lock:
+                cached = self._battles
+            if cached is None:
+                cached = load_battles(self.store, self.embedder, role_map=self.role_map)
+                with self._lock:
+                    self._battles = cached
+            return cached
 
     def get(self, name: str):
         check_router(name)
         with self._lock:
             router = self._routers.get(name)
-            if router is None:
-                battles = None if name in CHECKPOINTED and checkpoint_path(self.checkpoint_dir, name).exists() else self.battles()
+        if router is not None:
+            return router
+        with self._lock_of(name):
+            while True:
+                with self._lock:
+                    router = self._routers.get(name)
+                    generation = self._generation
+                if router is not None:
+                    return router
+                from_checkpoint = name in CHECKPOINTED and checkpoint_path(self.checkpoint_dir, name).exists()
+                battles = None if from_checkpoint else self.battles()
                 router = load_router(name, battles=battles, checkpoint_dir=self.checkpoint_dir,
                                      params=self.router_params.get(name))
-                self._routers[name] = router
-                # the newest battle this router has seen, so absorb() never counts one twice
-                self._seen[name] = int(battles.ids.max()) if battles is not None and len(battles) else 0
-            return router
+                with self._lock:
+                    if generation != self._generation:
+                        continue  # battles were deleted while it loaded: load again from the store
+                    self._routers[name] = router
+                    # the newest battle this router has seen, so absorb() never counts one twice
+                    self._seen[name] = int(battles.ids.max()) if battles is not None and len(battles) else 0
+                if not from_checkpoint:
+                    self._catch_up(name, router)
+                return router
+
+    def _catch_up(self, name: str, router) -> None:
+        """Battles stored while ``router`` loaded (absorb() passed it by: it was not registered yet)."""
+        if not hasattr(router, "partial_fit"):
+            return
+        rows = self.store.battles(since_id=self._seen.get(name, 0))
+        if rows:
+            self._absorb_into(name, router, self._as_battles(rows))
 
     def score(self, name: str, embeddings: np.ndarray, prompts=None) -> np.ndarray:
-        """Win probabilities under the lock, so a vote absorbed meanwhile never tears a query.
+        """Win probabilities under the router's lock, so a vote absorbed meanwhile never tears a query.
         ``prompts``: the texts behind ``embeddings`` (the classifier reads them too)."""
-        with self._lock:
+        with self._lock_of(name):
             return self.get(name).win_probability(embeddings, prompts)
 
     def explain(self, name: str, embedding: np.ndarray, k: int = 5, prompt: str | None = None) -> list[dict]:
         """The past battles that drove this prompt's score (sw_ranking only; else empty)."""
-        with self._lock:
+        with self._lock_of(name):
             router = self.get(name)
             return router.explain(embedding, k=k, prompt=prompt) if hasattr(router, "explain") else []
 
@@ -140,33 +182,58 @@ class RouterSet:
             return dict(self._routers)
 
     def replace(self, name: str, router) -> None:
-        with self._lock:
+        with self._lock_of(name), self._lock:
             self._routers[name] = router
+
+    def _as_battles(self, rows: list[dict]) -> Battles:
+        return Battles.from_records(rows, embeddings=self.embedder.embed([r["prompt"] for r in rows]),
+                                    role_map=self.role_map)
+
+    def _absorb_into(self, name: str, router, new: Battles) -> None:
+        with self._lock_of(name):
+            with self._lock:
+                if self._routers.get(name) is not router:
+                    return  # replaced or reloaded meanwhile: the new one read the store itself
+                seen = self._seen.get(name, 0)
+            unseen = new.ids > seen
+            if unseen.any():
+                router.partial_fit(new if unseen.all() else new.subset(unseen))
+                with self._lock:
+                    self._seen[name] = int(new.ids[unseen].max())
 
     def absorb(self, rows: list[dict]) -> None:
         """Fold newly stored battles into the online routers without rebuilding them."""
         if not rows:
             return
-        embeddings = self.embedder.embed([r["prompt"] for r in rows])
-        new = Battles.from_records(rows, embeddings=embeddings, role_map=self.role_map)
+        new = self._as_battles(rows)
         with self._lock:
             self._battles = None  # reloaded lazily (embeddings are cached) for routers not yet built
-            for name, router in self._routers.items():
-                if not hasattr(router, "partial_fit"):
-                    continue
-                unseen = new.ids > self._seen.get(name, 0)
-                if unseen.any():
-                    router.partial_fit(new if unseen.all() else new.subset(unseen))
-                    self._seen[name] = int(new.ids[unseen].max())
+            online = [(n, r) for n, r in self._routers.items() if hasattr(r, "partial_fit")]
+        for name, router in online:
+            self._absorb_into(name, router, new)
 
     def reload(self) -> None:
         """Forget the fitted online routers (after a delete): they refit from the store on next use.
         Checkpointed routers are kept: they do not learn from the store online."""
         with self._lock:
+            self._generation += 1
             self._battles = None
             for name in [n for n in self._routers if n not in CHECKPOINTED]:
                 del self._routers[name]
                 self._seen.pop(name, None)
+
+    def sync(self) -> BattleChanges:
+        """Apply what the store's change feed recorded since the last sync, whoever wrote it: new
+        battles are absorbed (once: a vote this process already absorbed is skipped), any delete
+        makes the online routers refit from the store. Returns the changes seen."""
+        with self._sync_lock:
+            changes = self.store.changes_since(self._cursor)
+            if changes.deleted:
+                self.reload()
+            elif changes.inserted:
+                self.absorb(changes.inserted)
+            self._cursor = changes.cursor
+            return changes
 
 
 __all__ = ["ROUTER_NAMES", "RouterSet", "load_battles", "load_router", "NoCheckpointError", "checkpoint_path"]

@@ -34,7 +34,7 @@ def test_creates_parent_dirs_wal_and_current_schema(tmp_path):
     with Store(path) as s:
         assert path.is_file()
         assert s.journal_mode() == "wal"
-        assert s.schema_version() == SCHEMA_VERSION == 5
+        assert s.schema_version() == SCHEMA_VERSION == 6
         assert {"battles", "embeddings", "routing_log"} <= set(s.db.table_names())
     with Store(path) as s:  # reopening applies nothing twice
         assert s.schema_version() == SCHEMA_VERSION
@@ -144,6 +144,21 @@ def test_add_battles_is_one_transaction(store):
     assert store.add_battles(good) == 0  # INSERT OR IGNORE on uid
     assert store.add_battles(good + [battle(600, uid="u600")]) == 1
     assert store.count_battles() == {"test": 601}
+
+
+def test_transaction_groups_battles_and_embeddings_all_or_nothing(store):
+    """What seeding relies on: battles and their cached vectors land together, or not at all."""
+    vec = {prompt_sha256("prompt 0"): np.ones(4, np.float32)}
+    with pytest.raises(RuntimeError, match="crash"):
+        with store.transaction():
+            assert store.add_battles([battle(0, uid="t0")]) == 1
+            store.put_embeddings("m", vec)
+            raise RuntimeError("crash between the writes")
+    assert store.count_battles() == {} and store.get_embeddings("m", vec) == {}
+    with store.transaction():
+        store.add_battles([battle(0, uid="t0")])
+        store.put_embeddings("m", vec)
+    assert store.count_battles() == {"test": 1} and list(store.get_embeddings("m", vec)) == list(vec)
 
 
 def test_battles_filters(store):
