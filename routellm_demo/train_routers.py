@@ -11,7 +11,8 @@ import numpy as np
 
 from routellm_demo.routers import make_router
 from routellm_demo.routers.checkpoint import write_model_card
-from routellm_demo.training import checkpoint_path, load_battles
+from routellm_demo.battles import Battles
+from routellm_demo.training import checkpoint_path
 
 
 def heldout_mask(prompt_shas: list[str], fraction: float = 0.2) -> np.ndarray:
@@ -33,11 +34,15 @@ def heldout_metrics(router, battles, mask: np.ndarray) -> dict:
 
 
 def train_and_save(rt, name: str, *, out_dir: Path, sources=None, command: str = "") -> dict:
-    rows = rt.store.battles() if not sources else [r for s in sources for r in rt.store.battles(source=s)]
+    # ONE read of the store: the battles, the hold-out mask and the card's counts all describe the same
+    # rows, even while another process (the app taking votes) writes to the store meanwhile
+    rows = rt.store.battles() if not sources else sorted(
+        (r for s in sources for r in rt.store.battles(source=s)), key=lambda r: r["id"])
     if not rows:
         raise ValueError("the store holds no battles to train on; run `python -m routellm_demo import ...` first")
-    battles = load_battles(rt.store, rt.embedder, role_map=rt.config.role_map, sources=sources, progress=True)
-    mask = heldout_mask([r["prompt_sha256"] for r in sorted(rows, key=lambda r: r["id"])])
+    embeddings = rt.embedder.embed([r["prompt"] for r in rows], progress=True)
+    battles = Battles.from_records(rows, embeddings=embeddings, role_map=rt.config.role_map)
+    mask = heldout_mask([r["prompt_sha256"] for r in rows])
     start = time.perf_counter()
     # held-out: 20% of prompts chosen by hash, never in the fit that is measured; the saved router then
     # refits on everything

@@ -66,3 +66,32 @@ def test_router_set_builds_sw_ranking_with_the_configs_weighting(tmp_path):
     assert RouterSet(store, emb, checkpoint_dir=tmp_path).get("sw_ranking").get_params()["base"] == 10.0
     with pytest.raises(ValueError, match="unknown router"):
         RouterSet(store, emb, checkpoint_dir=tmp_path, router_params={"sw": {}})
+
+
+class StoreThatGrowsBetweenReads(Store):
+    """A fake for a race no test can time: another process stores a battle right after the trainer's
+    first read of the store."""
+
+    grown = False
+
+    def battles(self, **kwargs):
+        rows = super().battles(**kwargs)
+        if not self.grown:
+            self.grown = True
+            self.add_battle(**battle("a vote that arrived meanwhile", "model_a"))
+        return rows
+
+
+def test_train_and_save_reads_the_store_once_so_its_hold_out_mask_fits_its_battles(tmp_path):
+    from types import SimpleNamespace
+
+    from routellm_demo.config import load_config
+    from routellm_demo.train_routers import train_and_save
+
+    store = StoreThatGrowsBetweenReads(tmp_path / "t.db")
+    store.add_battles([battle(f"question {i} about {topic}", ("model_a", "model_b")[i % 2])
+                       for i, topic in enumerate(["cats", "tax law", "algebra", "poems", "rivers", "chess"] * 5)])
+    rt = SimpleNamespace(store=store, embedder=Embedder(store), config=load_config(environ={}))
+    result = train_and_save(rt, "mf", out_dir=tmp_path / "out")
+    assert result["battles"] == 30  # what the first read saw; the battle stored meanwhile waits for the next run
+    assert (tmp_path / "out" / "mf.npz").is_file()
