@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import html
+import logging
 import math
 import os
 import re
@@ -41,6 +42,9 @@ from routellm_demo.training import NoCheckpointError  # noqa: E402
 from routellm_demo.learning import Prequential, prequential  # noqa: E402
 from routellm_demo.refresh import Refresher, RouterVersion  # noqa: E402
 from routellm_demo.store import ARENA_SOURCE  # noqa: E402
+from routellm_demo.seed import start_update as start_seed_update  # noqa: E402
+
+logger = logging.getLogger(__name__)
 
 CALIBRATION_MIN_TRAFFIC = 30  # fewer logged requests than this: calibrate on stored battle prompts
 CALIBRATION_SAMPLE = 300  # battle prompts scored when calibrating on them
@@ -137,8 +141,8 @@ def decision_card(d: Decision | None, answer: Answer | None = None, error: str |
         score_bar(d.score, d.threshold, d.role),
     ]
     if answer is not None:
-        if answer.fallback_from:
-            parts.append(f"<div>⚠️ {h(answer.fallback_from)} failed; <b>{h(answer.model)}</b> answered instead.</div>")
+        if answer.fallback_note:  # one sentence; the cause is in the server log
+            parts.append(f"<div>⚠️ {h(answer.fallback_note)}</div>")
         if answer.dropped_messages:
             parts.append(f"<div>✂️ The {answer.dropped_messages} oldest message(s) of this conversation were left out "
                          f"to fit {h(answer.model)}'s context window.</div>")
@@ -352,8 +356,15 @@ def build_demo(runtime: Runtime, *, arena: Arena | None = None, limits: Limits |
     ctl = runtime.controller
     store = runtime.store
     arena = arena or Arena.from_runtime(runtime)
-    refresher = refresher or Refresher(runtime.routers, store, runtime.embedder)  # mf, classifier: refit every 50 votes
-    arena.add_vote_listener(refresher.notify_vote)
+    # mf and classifier refit every 50 votes. A runtime that follows the store counts every process's
+    # votes through the change feed; otherwise (a lone process, a test) this arena's votes are counted.
+    if refresher is None and runtime.refresher is not None:
+        refresher = runtime.refresher
+    else:
+        refresher = refresher or Refresher(runtime.routers, store, runtime.embedder)
+        arena.add_vote_listener(refresher.notify_vote)
+    if runtime.follower is not None:
+        runtime.follower.add_listener(arena.notify_changes)  # a delete elsewhere resets the arena's tally
     limits = limits or Limits.from_config(cfg)
     export_dir = export_dir or tempfile.mkdtemp(prefix="routellm_demo_export_")
     admin_enabled = cfg.admin_token() is not None
@@ -400,12 +411,16 @@ def build_demo(runtime: Runtime, *, arena: Arena | None = None, limits: Limits |
                     history[-1]["content"] += item
                     yield history, "", keep, keep, keep, keep
         except (BadRequestError, UnknownRouterError, NoCheckpointError, StoreError) as e:
+            if decision is not None and history[-1]["content"]:
+                # the answer is already on screen (only logging it failed): it stays, with the error
+                yield history, "", decision_card(decision, error=str(e)), keep, keep, keep
+                return
             history = history[: len(history) - (3 if decision else 1)]
             yield history, message, decision_card(None, error=str(e)), keep, keep, keep
-        except AnswerError as e:
+        except AnswerError as e:  # the detail is in the server log (the controller logged it)
             if history and history[-1]["role"] == "assistant" and not history[-1]["content"]:
                 history[-1]["content"] = "(no answer)"
-            yield history, message, decision_card(decision, error=str(e)), keep, totals(session_id), keep
+            yield history, message, decision_card(decision, error=e.public), keep, totals(session_id), keep
 
     def new_chat():
         return [], "", "", ""
@@ -452,8 +467,9 @@ def build_demo(runtime: Runtime, *, arena: Arena | None = None, limits: Limits |
                     texts[side] += piece
                     yield (pane(texts["a"]), pane(texts["b"]), "Both models are answering…",
                            "", None, *hidden, "")
-        except (ArenaError, StoreError) as e:
-            yield (gr.update(), gr.update(), f"❌ {esc(e)} This round cannot be voted on; ask again.", prompt, None,
+        except (ArenaError, StoreError) as e:  # a model's failure in detail is in the server log
+            said = e.public if isinstance(e, ArenaError) else str(e)
+            yield (gr.update(), gr.update(), f"❌ {esc(said)} This round cannot be voted on; ask again.", prompt, None,
                    *hidden, "")
 
     def arena_vote(outcome, battle_id, session_id):
@@ -805,15 +821,15 @@ def warm_up(runtime: Runtime) -> None:
     def run():
         try:
             runtime.routers.score(runtime.config.router, runtime.embedder.embed(["warm up"]), ["warm up"])
-        except Exception:  # noqa: BLE001
-            pass
+        except Exception as e:  # noqa: BLE001
+            logger.warning("warm-up: router %s not loaded: %s", runtime.config.router, e)
         for role in ("strong", "weak"):
             server = getattr(runtime.controller.endpoint(role), "server", None)
             if server is not None:
                 try:
                     server.ensure_running()
-                except Exception:  # noqa: BLE001
-                    pass
+                except Exception as e:  # noqa: BLE001
+                    logger.error("warm-up: the %s model did not start: %s", role, e)
 
     threading.Thread(target=run, daemon=True, name="warm-up").start()
 
@@ -824,17 +840,23 @@ def main() -> None:
 
     from routellm_demo.config import ConfigError
 
+    # Model failures are logged here in detail (the page shows one sentence): to stderr, unless the
+    # host configured logging itself.
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("routellm_demo.seed").setLevel(logging.INFO)  # what the first start loaded and fetched
     try:
         runtime = build_runtime()
     except (ConfigError, StoreError, UnknownRouterError) as e:  # one line that says what to fix, no traceback
         print(f"routellm_demo: error: {e}", file=sys.stderr)
         raise SystemExit(2) from None
+    runtime.follow_store()  # other processes' battles and deletes, within a few seconds
     demo = build_demo(runtime)
     demo.queue(default_concurrency_limit=4)
     # SIGTERM (kill, systemd, docker stop) as a normal exit, so atexit stops the embedded model
     # servers; Python's default action would end this process alone and leave them running.
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     warm_up(runtime)
+    start_seed_update(runtime)  # a seeded store: RouteLLM's full public set, in the background when online
     # Host and port: Gradio's own GRADIO_SERVER_NAME / GRADIO_SERVER_PORT (127.0.0.1:7860 by default;
     # a Hugging Face Space sets 0.0.0.0 itself).
     demo.launch(**launch_options())

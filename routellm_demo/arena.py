@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import hmac
 import json
+import logging
 import queue
 import random
 import threading
@@ -42,7 +43,7 @@ import numpy as np
 from routellm_demo.battles import OUTCOME, STRONG, WEAK, Battles
 from routellm_demo.limits import check_prompt
 from routellm_demo.llm.endpoints import Completion, EndpointError
-from routellm_demo.ratings import fit_bt, leaderboard, pair_counts, to_elo
+from routellm_demo.ratings import LEADERBOARD_L2, fit_bt, leaderboard, pair_counts, to_elo
 from routellm_demo.store import ARENA_SOURCE
 
 OUTCOMES = {"A": "model_a", "B": "model_b", "tie": "tie", "bothbad": "tie (bothbad)"}
@@ -52,6 +53,12 @@ SIDES = ("a", "b")
 EXPORT_FORMATS = ("csv", "jsonl", "parquet")
 EXPORT_COLUMNS = ("id", "uid", "created_at", "source", "prompt", "model_a", "model_b", "winner", "strong_side",
                   "prompt_sha256", "meta")  # no session_id: it identifies a visitor's page load, and helps no one
+# Exports are whole-store files made on a click: a cap on how many are kept and how often one may be
+# made, for all visitors together, so clicks cannot fill the disk or keep the CPU busy.
+EXPORTS_KEPT = 10  # > EXPORTS_PER_MINUTE: a file lives at least a minute, long enough to download
+EXPORTS_PER_MINUTE = 6
+
+logger = logging.getLogger(__name__)
 
 
 class VoteError(ValueError):
@@ -64,7 +71,16 @@ class VoteError(ValueError):
 
 
 class ArenaError(RuntimeError):
-    """A battle could not be answered by both models; it cannot be voted on."""
+    """A battle could not be answered by both models; it cannot be voted on. ``public`` is what the
+    visitor is shown (the message itself unless given: a model failure's detail stays in the log)."""
+
+    def __init__(self, message: str, *, public: str | None = None):
+        super().__init__(message)
+        self.public = public or message
+
+
+class ExportLimitError(ValueError):
+    """Too many exports lately (all visitors together); nothing was written."""
 
 
 class AdminError(PermissionError):
@@ -141,10 +157,7 @@ def check_admin(given: str | None, expected: str | None) -> None:
         raise AdminError("Wrong admin token: nothing was deleted.")
 
 
-# The prior on each model's shown rating: a Gaussian on its log-strength with variance 1 / RATING_L2
-# (1 sd = 245 Elo). With the routers' weak default (L2 0.01, 1 sd = 1,700 Elo) one vote swung a new pair
-# to 1340 vs 660; with this one it moves them about +-100, and a few dozen votes outweigh it.
-RATING_L2 = 0.5
+RATING_L2 = LEADERBOARD_L2  # one prior for every shown rating (see ratings.py)
 
 
 def model_battles(rows: list[dict]) -> Battles:
@@ -232,6 +245,8 @@ class Arena:
         self._listeners: list = []  # called with each VoteResult (add_vote_listener)
         self._tally = PairTally()  # arena votes as pair counts, for the ratings shown with a vote
         self.listener_error: str | None = None  # the last listener failure, for the status page
+        self._export_times: list[float] = []  # monotonic times of this process's recent exports
+        self._export_lock = threading.Lock()
 
     @classmethod
     def from_runtime(cls, runtime, **kwargs) -> "Arena":
@@ -330,10 +345,12 @@ class Arena:
             if side not in finals and side not in errors:
                 errors[side] = EndpointError("?", "bad_response", "the stream ended without finishing")
         if errors:
+            for side, e in sorted(errors.items()):
+                logger.warning("arena battle %s: model %s (%s) failed: %s", battle_id, side.upper(), role_of[side], e)
             message = "; ".join(f"Model {s.upper()} failed: {self._describe(e)}" for s, e in sorted(errors.items()))
             self.store.finish_pending(battle_id, answer_a="".join(texts["a"]) or None,
                                       answer_b="".join(texts["b"]) or None, error=message)
-            raise ArenaError(message)
+            raise ArenaError(message, public=self._public(errors))
         self.store.finish_pending(battle_id, answer_a=finals["a"].text, answer_b=finals["b"].text,
                                   sw_score=self._sw_score(pending["prompt"]))
         return_value = ArenaRound(battle_id, *(self._stats(finals[s]) for s in SIDES))
@@ -359,6 +376,16 @@ class Arena:
         for name in (self.config.strong.name, self.config.weak.name):
             text = text.replace(name, "the model")
         return text
+
+    @staticmethod
+    def _public(errors: dict[str, Exception]) -> str:
+        """One sentence for the visitor, with no model name (names stay hidden until the vote)."""
+        if len(errors) == len(SIDES):
+            return "Neither model could answer right now."
+        side, e = next(iter(errors.items()))
+        what = {"timeout": "did not answer in time", "too_long": "cannot hold a question this long"}.get(
+            getattr(e, "kind", None), "could not answer right now")
+        return f"Model {side.upper()} {what}."
 
     @staticmethod
     def _stats(c: Completion) -> SideStats:
@@ -415,8 +442,8 @@ class Arena:
 
     def _arena_ratings(self) -> dict[str, float]:
         """Arena ratings from the running tally, after reading only the arena votes stored since the
-        last call (votes made by other processes included; a deletion made by another process is seen
-        after a restart). Called under the vote lock."""
+        last call (votes made by other processes included; a deletion made by another process resets
+        the tally through :meth:`notify_changes`). Called under the vote lock."""
         self._tally.add(self.store.battles(source=ARENA_SOURCE, since_id=self._tally.last_id))
         return self._tally.ratings()
 
@@ -489,27 +516,48 @@ class Arena:
         return list(reversed(rows[-limit:])) if limit else []
 
     def export(self, fmt: str, directory: str | Path) -> Path:
-        """Every stored battle as CSV, JSONL or Parquet in ``directory``; returns the file's path."""
+        """Every stored battle as CSV, JSONL or Parquet in ``directory``; returns the file's path.
+
+        Each export gets a name of its own (two visitors exporting in the same second do not collide);
+        only the newest EXPORTS_KEPT exports in ``directory`` are kept, and at most EXPORTS_PER_MINUTE
+        are made per minute (ExportLimitError, nothing written)."""
         import pandas as pd
 
         if fmt not in EXPORT_FORMATS:
             raise ValueError(f"format must be one of {', '.join(EXPORT_FORMATS)}, got {fmt!r}")
+        with self._export_lock:
+            now = time.monotonic()
+            self._export_times = [t for t in self._export_times if now - t < 60.0]
+            if len(self._export_times) >= EXPORTS_PER_MINUTE:
+                raise ExportLimitError("Too many exports in the last minute; try again in a minute.")
+            self._export_times.append(now)
         rows = self.store.battles()
         frame = pd.DataFrame([{c: r.get(c) for c in EXPORT_COLUMNS} for r in rows], columns=list(EXPORT_COLUMNS))
         frame["meta"] = [json.dumps(m, ensure_ascii=False) if m else "" for m in frame["meta"]]
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
-        stamp = time.strftime("%Y%m%d-%H%M%S")
-        path = directory / f"battles-{stamp}.{fmt}"
+        path = directory / f"battles-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:8]}.{fmt}"
         tmp = path.with_suffix(path.suffix + ".part")
-        if fmt == "csv":
-            frame.to_csv(tmp, index=False)
-        elif fmt == "jsonl":
-            frame.to_json(tmp, orient="records", lines=True, force_ascii=False)
-        else:
-            frame.to_parquet(tmp, index=False)
-        tmp.replace(path)  # a half-written export never shows up under the final name
+        try:
+            if fmt == "csv":
+                frame.to_csv(tmp, index=False)
+            elif fmt == "jsonl":
+                frame.to_json(tmp, orient="records", lines=True, force_ascii=False)
+            else:
+                frame.to_parquet(tmp, index=False)
+            tmp.replace(path)  # a half-written export never shows up under the final name
+        finally:
+            tmp.unlink(missing_ok=True)
+        self._prune_exports(directory, keep=path)
         return path
+
+    @staticmethod
+    def _prune_exports(directory: Path, keep: Path) -> None:
+        """Delete all but the newest EXPORTS_KEPT exports (never ``keep``, the one just made)."""
+        exports = sorted((p for p in directory.glob("battles-*") if p.suffix.lstrip(".") in EXPORT_FORMATS),
+                         key=lambda p: p.stat().st_mtime_ns, reverse=True)
+        for old in [p for p in exports if p != keep][EXPORTS_KEPT - 1:]:
+            old.unlink(missing_ok=True)
 
     def delete_votes(self, admin_token: str | None) -> dict[str, int]:
         """Delete every arena vote and arena battle (admin only), and forget them in the routers."""
@@ -520,6 +568,14 @@ class Arena:
             self._reload_online_routers()
             self._changed()
         return deleted
+
+    def notify_changes(self, changes) -> None:
+        """A change-feed listener: battles deleted by another process make the running arena tally
+        stale, so it is rebuilt from the store (inserts need nothing: the tally reads them itself)."""
+        if changes.deleted:
+            with self._vote_lock:
+                self._tally = PairTally()
+                self._changed()
 
     def _reload_online_routers(self) -> None:
         """The store-fitted routers (elo, sw_ranking) refit from the store after battles were deleted."""

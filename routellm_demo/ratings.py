@@ -25,7 +25,12 @@ import numpy as np
 
 from routellm_demo.battles import Battles
 
-DEFAULT_L2 = 1e-2
+DEFAULT_L2 = 1e-2  # the routers' fits: a weak prior, so thousands of battles speak for themselves
+# The prior on each model's *shown* rating (the leaderboard, wherever it is shown: app, CLI, arena
+# tally): a Gaussian on its log-strength with variance 1 / LEADERBOARD_L2 (1 sd = 245 Elo). With the
+# routers' weak prior (1 sd = 1,700 Elo) one vote swung a new pair to 1340 vs 660; with this one it
+# moves them about +-100, and a few dozen votes outweigh it.
+LEADERBOARD_L2 = 0.5
 ELO_SCALE = 400.0 / math.log(10.0)  # Elo points per unit of log-strength
 ELO_CENTER = 1000.0
 
@@ -163,7 +168,7 @@ def bootstrap_ci(
 
 def leaderboard(
     battles: Battles,
-    l2: float = DEFAULT_L2,
+    l2: float = LEADERBOARD_L2,
     n_boot: int = 100,
     random_state: int | None = 0,
 ) -> list[dict]:

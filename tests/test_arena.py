@@ -8,6 +8,7 @@ end in test_app_e2e.py and test_app_browser.py); everything else is real.
 
 import json
 import random
+import re
 import sqlite3
 import threading
 import time
@@ -143,6 +144,7 @@ def test_a_failing_model_fails_the_battle_without_naming_it(make_arena):
     with pytest.raises(ArenaError) as err:
         list(arena.stream_answers(battle_id, SESSION))
     assert "failed" in str(err.value) and arena.config.strong.name not in str(err.value)
+    assert re.fullmatch(r"Model [AB] could not answer right now\.", err.value.public)  # no name, no URL
     assert arena.store.pending(battle_id)["status"] == "failed"
     before = snapshot(arena)
     with pytest.raises(VoteError) as v:
@@ -321,6 +323,24 @@ def test_export_all_battles_in_three_formats(make_arena, tmp_path):
     assert meta["outcome"] == "tie"
     with pytest.raises(ValueError, match="format"):
         arena.export("xlsx", tmp_path)
+
+
+def test_exports_have_names_of_their_own_a_cap_on_kept_files_and_a_rate_limit(make_arena, tmp_path, monkeypatch):
+    import routellm_demo.arena as arena_module
+
+    arena = make_arena()
+    out = tmp_path / "exports"
+    first, second = arena.export("csv", out), arena.export("csv", out)  # two visitors, the same second
+    assert first != second and first.is_file() and second.is_file()
+    monkeypatch.setattr(arena_module, "EXPORTS_PER_MINUTE", 100)
+    for _ in range(arena_module.EXPORTS_KEPT + 3):
+        arena.export("jsonl", out)
+    kept = sorted(out.glob("battles-*"))
+    assert len(kept) == arena_module.EXPORTS_KEPT and not list(out.glob("*.part"))
+    monkeypatch.setattr(arena_module, "EXPORTS_PER_MINUTE", arena_module.EXPORTS_KEPT)
+    with pytest.raises(arena_module.ExportLimitError, match="Too many exports"):
+        arena.export("csv", out)
+    assert sorted(out.glob("battles-*")) == kept  # refused: nothing written, nothing pruned
 
 
 def test_admin_token_guards_deleting_votes(make_arena, monkeypatch):

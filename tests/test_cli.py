@@ -131,6 +131,21 @@ def test_ratings_prints_the_two_models(db, capsys):
     assert top["player"] == STRONG_M and top["ci_low"] <= top["rating"] <= top["ci_high"]
 
 
+def test_ratings_are_the_apps_leaderboard_ratings(db, capsys):
+    """One rule for a shown rating: the CLI and the app's leaderboard fit the same data with the same prior."""
+    from routellm_demo.arena import model_battles
+    from routellm_demo.ratings import leaderboard
+
+    assert run(db, "ratings", "--json", "--bootstrap", "20") == 0
+    cli = {p["player"]: p["rating"] for p in json.loads(capsys.readouterr().out)}
+    with Store(db) as s:
+        rows = s.battles()
+    from routellm_demo.arena import RATING_L2  # the prior the app's Leaderboard tab uses
+
+    app = {p["player"]: p["rating"] for p in leaderboard(model_battles(rows), l2=RATING_L2, n_boot=20)}
+    assert cli == pytest.approx(app, abs=0.05)
+
+
 def test_invalid_utf8_on_stdin_is_a_clear_error(db):
     proc = subprocess.run([sys.executable, "-m", "routellm_demo", "--db", str(db), "route", "-", "--router", "elo"],
                           input=b"caf\xe9 \xff", capture_output=True, cwd=REPO, timeout=120)
