@@ -65,6 +65,11 @@ class Embedder:
         """Model name as stored in the cache; a non-default truncation gets its own vectors."""
         return self.model_name if self.max_seq_length == 256 else f"{self.model_name}@{self.max_seq_length}"
 
+    def load(self) -> None:
+        """Load the model now (once per process), so the first embedding is not paying for it; callers
+        that time a decision call this first instead of reaching for the model themselves."""
+        load_model()
+
     def embed(self, texts: Iterable[str], *, progress: bool = False) -> np.ndarray:
         """(n, 384) float32, one unit-length row per text, in input order."""
         if isinstance(texts, str):
