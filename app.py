@@ -35,7 +35,7 @@ from routellm_demo.calibration import strong_share, threshold_for_strong_share  
 from routellm_demo.evals.results import COLUMN_TITLES, EvalRun, latest_by_benchmark  # noqa: E402
 from routellm_demo.controller import Answer, AnswerError, BadRequestError, Decision, text_of  # noqa: E402
 from routellm_demo.limits import Limits, LimitError  # noqa: E402
-from routellm_demo.routers import ROUTER_NAMES, UnknownRouterError  # noqa: E402
+from routellm_demo.routers import ROUTER_NAMES, UnknownRouterError, router_help  # noqa: E402
 from routellm_demo.runtime import Runtime, build_runtime  # noqa: E402
 from routellm_demo.store import StoreError  # noqa: E402
 from routellm_demo.training import NoCheckpointError  # noqa: E402
@@ -50,14 +50,6 @@ CALIBRATION_MIN_TRAFFIC = 30  # fewer logged requests than this: calibrate on st
 CALIBRATION_SAMPLE = 300  # battle prompts scored when calibrating on them
 ROUTE_BADGE = {"strong": "STRONG", "weak": "WEAK"}  # no emoji: many servers/browsers lack the font
 ROUTE_COLOR = {"strong": "#7c3aed", "weak": "#059669"}
-ROUTER_HELP = {
-    "random": "random: a coin weighted by nothing; the baseline",
-    "elo": "elo: one global strong-vs-weak rating, the same score for every prompt",
-    "sw_ranking": "sw_ranking: ratings refit per prompt, weighting past battles by similarity (learns from arena votes at once)",
-    "mf": "mf: matrix factorisation over prompt embeddings (trained offline)",
-    "classifier": "classifier: logistic regression on prompt embeddings + counts from the text, blended with "
-                  "boosted trees on multiple-choice questions (trained offline)",
-}
 CHAT_EXAMPLES = ["What is the capital of Japan?", "Prove that the square root of 2 is irrational.",
                  "Write a Python function that reverses a string.", "Give me one tip for sleeping better."]
 ARENA_EXAMPLES = ["Why is the sky blue?", "Explain recursion to a child.", "Name three primary colours.",
@@ -552,7 +544,7 @@ def build_demo(runtime: Runtime, *, arena: Arena | None = None, limits: Limits |
                     totals_box = gr.HTML(totals_html({}, ctl.savings()), elem_id="savings", padding=True)
                 with gr.Column(scale=2):
                     router = gr.Dropdown(list(ROUTER_NAMES), value=cfg.router, label="Router",
-                                         info=ROUTER_HELP.get(cfg.router, ""), elem_id="router")
+                                         info=router_help(cfg.router), elem_id="router")
                     threshold = gr.Slider(0.0, 1.0, value=cfg.threshold, step=0.001, label="Threshold",
                                           info="the strong model answers when the score is at or above this",
                                           elem_id="threshold")
@@ -638,7 +630,7 @@ def build_demo(runtime: Runtime, *, arena: Arena | None = None, limits: Limits |
         prompt.submit(chat, chat_in, chat_out, api_name="chat", show_progress="hidden", concurrency_id="generate")
         send.click(chat, chat_in, chat_out, api_name="chat_send", show_progress="hidden", concurrency_id="generate")
         clear.click(new_chat, None, [chatbot, prompt, card, why], api_name="new_chat")
-        router.change(lambda r: gr.update(info=ROUTER_HELP.get(r, "")), router, router, api_name="router_info",
+        router.change(lambda r: gr.update(info=router_help(r)), router, router, api_name="router_info",
                       show_progress="hidden")
         calib.click(calibrate, [router, target], [threshold, calib_note], api_name="calibrate")
         demo.load(totals, session, totals_box, api_name="totals")

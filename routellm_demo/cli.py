@@ -142,12 +142,13 @@ def cmd_ratings(args) -> int:
 
 
 def cmd_train(args) -> int:
+    from routellm_demo.routers.registry import CHECKPOINTED
     from routellm_demo.train_routers import train_and_save
 
     config = _config(args)
     rt = _runtime(args)
     try:
-        names = ["mf", "classifier"] if args.router == "all" else [args.router]
+        names = list(CHECKPOINTED) if args.router == "all" else [args.router]
         out = Path(args.out) if args.out else config.checkpoint_dir
         for name in names:
             report = train_and_save(rt, name, out_dir=out, sources=args.sources,
@@ -307,6 +308,7 @@ def cmd_seed(args) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     from routellm_demo.routers import ROUTER_NAMES
+    from routellm_demo.routers.registry import CHECKPOINTED
 
     p = argparse.ArgumentParser(prog="routellm-demo", description="An open LLM router: import preference data, "
                                 "train routers, route prompts, answer through the strong or weak model.")
@@ -339,8 +341,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_ratings)
 
-    s = sub.add_parser("train", help="train mf / classifier on the store and save checkpoints with model cards")
-    s.add_argument("--router", choices=["mf", "classifier", "all"], default="all")
+    s = sub.add_parser("train", help=f"train {' / '.join(CHECKPOINTED)} on the store and save checkpoints with model cards")
+    s.add_argument("--router", choices=[*CHECKPOINTED, "all"], default="all")
     s.add_argument("--sources", nargs="+", help="only battles of these sources")
     s.add_argument("--out", help="checkpoint folder (default: the config's checkpoint_dir)")
     s.set_defaults(func=cmd_train)

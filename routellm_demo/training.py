@@ -15,10 +15,10 @@ from typing import Iterable, Mapping
 import numpy as np
 
 from routellm_demo.battles import Battles
-from routellm_demo.routers import ROUTER_NAMES, check_router, make_router
+from routellm_demo.routers import ROUTER_NAMES, check_router, make_router, registry
 from routellm_demo.store import BattleChanges
 
-CHECKPOINTED = ("mf", "classifier")
+CHECKPOINTED = registry.CHECKPOINTED  # the routers trained offline (mf, classifier), from the registry
 
 
 def load_battles(
@@ -61,8 +61,7 @@ def load_router(name: str, *, battles: Battles | None, checkpoint_dir: Path, par
     if name in CHECKPOINTED:
         path = checkpoint_path(checkpoint_dir, name)
         if path.exists():
-            cls = type(make_router(name))
-            return cls.load(path)
+            return registry.get(name).cls.load(path)
         if battles is not None and len(battles) > 0:
             return make_router(name, **params).fit(battles)
         raise NoCheckpointError(

@@ -1,4 +1,4 @@
-"""What the evaluation can score: the app's routers by name, plus evaluation-only combinations.
+"""What the evaluation can score: the registry's routers (the app's, plus evaluation-only combinations).
 
 A *fitter* turns training prompts (an :class:`EvalSet` with gold qualities and embeddings) into a
 fitted router; going through fitters rather than routers lets a combination (an ensemble, a tuned
@@ -11,32 +11,24 @@ import itertools
 import math
 
 from routellm_demo.evals.benchmarks import EvalError, EvalSet, gold_battles
-from routellm_demo.routers import ROUTER_NAMES, make_router
-
-EVAL_ROUTERS = (*ROUTER_NAMES, "ensemble")
+from routellm_demo.routers import registry
+from routellm_demo.routers.registry import EVAL_GROUPS, EVAL_ROUTERS
 
 
 def router_fitter(name: str, params: dict | None = None):
-    """Fit ``make_router(name, **params)`` on the training set's gold battles."""
+    """Fit the router ``name`` (built with ``params``) on the training set's gold battles; a combination
+    (the stacked ensemble) also gets the training prompts' groups, so its inner folds are grouped like
+    the outer ones (whole subjects/questions)."""
     params = dict(params or {})
+    spec = registry.get(name)
 
     def fit(train: EvalSet):
-        return make_router(name, **params).fit(gold_battles(train))
+        router = spec.cls(**params)
+        if spec.eval == EVAL_GROUPS:
+            return router.fit(gold_battles(train), groups=train.groups)
+        return router.fit(gold_battles(train))
 
     fit.__name__ = f"fit_{name}"
-    return fit
-
-
-def ensemble_fitter(params: dict | None = None):
-    """The stacked ensemble, its inner folds grouped like the outer ones (whole subjects/questions)."""
-    from routellm_demo.routers.ensemble import EnsembleRouter
-
-    params = dict(params or {})
-
-    def fit(train: EvalSet):
-        return EnsembleRouter(**params).fit(gold_battles(train), groups=train.groups)
-
-    fit.__name__ = "fit_ensemble"
     return fit
 
 
@@ -76,7 +68,7 @@ def tuned_fitter(name: str, base: dict | None, grid: dict, *, inner_folds: int =
             if score > best_score:
                 best, best_score = c, score
         fit.history.append({"params": best, "inner_apgr": best_score})
-        return make_router(name, **{**base, **best}).fit(gold_battles(train))
+        return router_fitter(name, {**base, **best})(train)
 
     fit.history = []
     fit.__name__ = f"fit_tuned_{name}"
@@ -87,14 +79,10 @@ def _check_params(name: str, params: dict, grid: dict | None) -> None:
     """Fail before any fitting on a misspelt hyperparameter, not minutes into a cross-validation."""
     if name not in EVAL_ROUTERS:
         return
+    spec = registry.get(name)
     try:
-        if name == "ensemble":
-            from routellm_demo.routers.ensemble import EnsembleRouter
-
-            EnsembleRouter(**params)
-        else:
-            for candidate in param_grid(grid) if grid is not None else [{}]:
-                make_router(name, **{**params, **candidate})
+        for candidate in param_grid(grid) if grid is not None and spec.tunable else [{}]:
+            spec.cls(**{**params, **candidate})
     except TypeError as exc:
         raise EvalError(f"bad parameters for router {name!r}: {exc}") from None
 
@@ -105,12 +93,10 @@ def fitter_for(name: str, params: dict | None = None, *, target: str | None = No
     params = dict(params or {})
     grid = params.pop("tune", None)
     _check_params(name, params, grid)
-    if grid is not None and name in ROUTER_NAMES:
-        return tuned_fitter(name, params, grid, target=target)
-    if name in ROUTER_NAMES:
+    if name not in EVAL_ROUTERS:
+        raise EvalError(f"unknown router {name!r}; choose from {', '.join(EVAL_ROUTERS)}")
+    if grid is None:
         return router_fitter(name, params)
-    if name == "ensemble":
-        if grid is not None:
-            raise EvalError("the ensemble cannot be tuned by a grid (tune its members instead)")
-        return ensemble_fitter(params)
-    raise EvalError(f"unknown router {name!r}; choose from {', '.join(EVAL_ROUTERS)}")
+    if not registry.get(name).tunable:
+        raise EvalError(f"the {name} cannot be tuned by a grid (tune its members instead)")
+    return tuned_fitter(name, params, grid, target=target)

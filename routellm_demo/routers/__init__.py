@@ -1,17 +1,15 @@
-"""Router names, and the one parser of RouteLLM's ``router-<name>-<threshold>`` model names."""
+"""Router names (read from :mod:`routellm_demo.routers.registry`), and the one parser of RouteLLM's
+``router-<name>-<threshold>`` model names."""
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
 
-ROUTER_NAMES = ("random", "elo", "sw_ranking", "mf", "classifier")
+from routellm_demo.routers import registry
+from routellm_demo.routers.registry import ROUTER_NAMES, UnknownRouterError, router_help
 
 _MODEL_NAME = re.compile(r"^router-(?P<name>[a-z_]+)-(?P<threshold>[0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)$")
-
-
-class UnknownRouterError(ValueError):
-    """A router name or threshold that no router answers to."""
 
 
 @dataclass(frozen=True)
@@ -53,16 +51,9 @@ def parse_router_model(model: str) -> RouterChoice:
 
 
 def make_router(name: str, **params):
-    """A fresh, unfitted router of the given name."""
-    check_router(name)
-    if name == "random":
-        from routellm_demo.routers.random_router import RandomRouter as cls
-    elif name == "elo":
-        from routellm_demo.routers.elo import EloRouter as cls
-    elif name == "sw_ranking":
-        from routellm_demo.routers.sw_ranking import SWRankingRouter as cls
-    elif name == "mf":
-        from routellm_demo.routers.mf import MFRouter as cls
-    else:
-        from routellm_demo.routers.classifier import ClassifierRouter as cls
-    return cls(**params)
+    """A fresh, unfitted router of the given (served) name."""
+    return registry.get(check_router(name)).cls(**params)
+
+
+__all__ = ["ROUTER_NAMES", "RouterChoice", "UnknownRouterError", "check_router", "check_threshold", "make_router",
+           "parse_router_model", "router_help"]

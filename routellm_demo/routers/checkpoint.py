@@ -16,6 +16,7 @@ from typing import Mapping
 import numpy as np
 
 from routellm_demo.prompt_features import CHOICE_FEATURE_NAMES, FEATURE_NAMES
+from routellm_demo.routers import registry
 
 FORMAT = "routellm_demo.router/1"
 EMBEDDING_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
@@ -52,14 +53,9 @@ def load_checkpoint(path, kind: str | None = None) -> tuple[dict, dict[str, np.n
 def load_router(path):
     """Load whichever router a checkpoint holds (dispatch on its ``kind``)."""
     meta, _ = load_checkpoint(path)
-    # Imported here: the router modules import this one.
-    from routellm_demo.routers.classifier import ClassifierRouter
-    from routellm_demo.routers.mf import MFRouter
-
-    classes = {MFRouter.name: MFRouter, ClassifierRouter.name: ClassifierRouter}
-    if meta["kind"] not in classes:
+    if meta["kind"] not in registry.CHECKPOINTED:
         raise ValueError(f"{path}: no router class for kind {meta['kind']!r}")
-    return classes[meta["kind"]].load(path)
+    return registry.get(meta["kind"]).cls.load(path)
 
 
 def _summary(router) -> str:

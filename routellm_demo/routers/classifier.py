@@ -36,7 +36,7 @@ from routellm_demo.battles import Battles
 from routellm_demo.prompt_features import FEATURE_NAMES, choice_features, has_options, prompt_features
 from routellm_demo.routers.base import Router
 from routellm_demo.routers.checkpoint import load_checkpoint, save_checkpoint
-from routellm_demo.routers.mf import check_battles, check_embeddings, sigmoid, train_minibatches
+from routellm_demo.routers.numeric import check_battles, check_embeddings, sigmoid, train_minibatches
 from routellm_demo.routers.trees import TREE_ARRAYS, fit_trees, predict_trees
 
 TEXT_WEIGHT = round(1 / np.sqrt(len(FEATURE_NAMES)), 4)  # the feature block's total variance = 1

@@ -18,6 +18,7 @@ import numpy as np
 
 from routellm_demo.battles import Battles
 from routellm_demo.routers.base import Router
+from routellm_demo.routers.numeric import sigmoid
 
 DEFAULT_MEMBERS = (("sw_ranking", {}), ("mf", {}), ("classifier", {}))
 _CLIP = 1e-6
@@ -26,10 +27,6 @@ _CLIP = 1e-6
 def _logit(p: np.ndarray) -> np.ndarray:
     p = np.clip(np.asarray(p, dtype=np.float64), _CLIP, 1 - _CLIP)
     return np.log(p / (1 - p))
-
-
-def _sigmoid(z: np.ndarray) -> np.ndarray:
-    return 0.5 * (1.0 + np.tanh(0.5 * np.asarray(z)))
 
 
 def inner_folds(n: int, k: int, groups=None, seed: int = 0) -> np.ndarray:
@@ -52,7 +49,7 @@ def fit_stack(z: np.ndarray, target: np.ndarray, l2: float = 1.0, steps: int = 5
     reg = np.full(m + 1, l2)
     reg[-1] = 0.0  # the bias is not shrunk
     for _ in range(steps):
-        p = _sigmoid(x @ w)
+        p = sigmoid(x @ w)
         grad = x.T @ (p - target) + reg * w
         hess = (x * (p * (1 - p))[:, None]).T @ x + np.diag(reg) + 1e-9 * np.eye(m + 1)
         step = np.linalg.solve(hess, grad)
@@ -118,7 +115,7 @@ class EnsembleRouter(Router):
 
     def win_probability(self, embeddings: np.ndarray, prompts=None) -> np.ndarray:
         z = (self.member_logits(embeddings, prompts) - self.mean_) / self.scale_
-        return _sigmoid(z @ self.weights_ + self.bias_)
+        return sigmoid(z @ self.weights_ + self.bias_)
 
     def info(self) -> dict:
         names = [n for n, _ in self.members]

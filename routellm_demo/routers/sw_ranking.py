@@ -34,6 +34,7 @@ from routellm_demo.battles import STRONG, WEAK, Battles
 from routellm_demo.prompt_features import FEATURE_NAMES, text_vectors
 from routellm_demo.ratings import DEFAULT_L2, fit_bt, win_probability
 from routellm_demo.routers.base import Router
+from routellm_demo.routers.numeric import check_embeddings
 
 SIMILARITY_BLOCK = 4_000_000  # similarities computed per block of queries: at most ~16 MB of float32
 
@@ -238,11 +239,7 @@ class SWRankingRouter(Router):
         """Query vectors, as stored: checked embeddings, extended with the prompts' text if configured."""
         if not hasattr(self, "players_"):
             raise RuntimeError("SWRankingRouter is not fitted; call fit(battles) first")
-        x = np.asarray(embeddings, dtype=np.float32)
-        if x.ndim == 1:
-            x = x[None, :]
-        if x.ndim != 2:
-            raise ValueError(f"embeddings must be (n, d), got shape {x.shape}")
+        x = check_embeddings(embeddings)
         if self.dim_ is not None and x.shape[1] != self.dim_:
             raise ValueError(f"embeddings have {x.shape[1]} dims, the router holds {self.dim_}")
         if not np.all(np.isfinite(x)):
