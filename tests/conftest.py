@@ -1,4 +1,5 @@
-"""Shared test set-up: offline hub, the repo root on sys.path, and where the CEO's data lies."""
+"""Shared test set-up: offline hub, no seeding, the repo root on sys.path, and where the shared
+evaluation data lies."""
 
 import os
 import sys
@@ -9,6 +10,10 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+# Tests count rows: a fresh store stays empty (no shipped seed, no download), here and in every app or
+# CLI they start as a subprocess (which inherits the variable). Seed tests turn it on explicitly;
+# tests that build a config with load_config(environ={}) say seed=False themselves.
+os.environ.setdefault("ROUTELLM_DEMO_SEED", "0")
 
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
@@ -36,3 +41,28 @@ def assistant_text(history) -> str:
     import app
 
     return app.last_answer(history)
+
+
+PUBLIC_LEAKS = ("127.0.0.1", "http", "INFO", "Uvicorn", "server output", "Traceback")
+
+
+def leaked_detail(text: str) -> list[str]:
+    """What a visitor or an API caller must never see in a model failure's message (addresses,
+    ports, URLs, server log lines); searched in the visible text (HTML tags removed)."""
+    import re
+
+    visible = re.sub(r"<[^>]+>", " ", text)
+    return [w for w in PUBLIC_LEAKS if w in visible] + re.findall(r":\d+", visible)
+
+
+# The fast loop (`pytest -m "not slow"`) checks the math, the store and the routers in a minute or two.
+# Every test that runs the real embedded model pair (or a browser) is slow, whether its module says so
+# or not: these modules start the pair in their fixtures or tests.
+MODEL_MODULES = {"test_endpoints", "test_llm_local", "test_controller", "test_server", "test_model_failures"}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        module = item.module.__name__.rpartition(".")[2] if item.module else ""
+        if module in MODEL_MODULES or item.get_closest_marker("llm") or item.get_closest_marker("browser"):
+            item.add_marker(pytest.mark.slow)

@@ -227,6 +227,7 @@ def text_battles(n: int = 1500, seed: int = 0):
     return Battles(["strong", "weak"], np.zeros(n), np.ones(n), y, x, prompts=prompts), numeric
 
 
+@pytest.mark.slow
 def test_classifier_reads_the_prompt_text():
     train, _ = text_battles(seed=0)
     test, numeric = text_battles(n=400, seed=1)
@@ -288,6 +289,7 @@ def choice_battles(n: int = 1200, seed: int = 0):
     return Battles(["strong", "weak"], np.zeros(n), np.ones(n), y, x, prompts=prompts), close
 
 
+@pytest.mark.slow
 def test_trees_learn_what_the_linear_head_cannot_see():
     train, _ = choice_battles(seed=0)
     test, close = choice_battles(n=400, seed=1)

@@ -180,6 +180,7 @@ def test_replay_refuses_a_store_that_already_holds_the_domain(tmp_path, model_lo
         simulate_votes(data, "gsm8k", tmp_path / "out", votes=10, every=5, db=db, cache_db=None, progress=False)
 
 
+@pytest.mark.slow
 def test_replay_on_a_real_mmlu_subject(tmp_path, shared_routellm, model_loaded, vote_spy):
     domain = load_domain(shared_routellm, "mmlu", "college_computer_science")
     assert len(domain) >= 90 and set(map(str, domain.groups)) == {"mmlu:college_computer_science"}
