@@ -30,15 +30,14 @@ import pandas as pd  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from routellm_demo.arena import OUTCOME_TEXT, AdminError, Arena, ArenaError, ArenaRound, VoteError, VoteResult  # noqa: E402
+from routellm_demo.arena import OUTCOME_TEXT, Arena, ArenaRound, VoteError, VoteResult  # noqa: E402
 from routellm_demo.calibration import strong_share, threshold_for_strong_share  # noqa: E402
 from routellm_demo.evals.results import COLUMN_TITLES, EvalRun, latest_by_benchmark  # noqa: E402
-from routellm_demo.controller import Answer, AnswerError, BadRequestError, Decision, text_of  # noqa: E402
-from routellm_demo.limits import Limits, LimitError  # noqa: E402
-from routellm_demo.routers import ROUTER_NAMES, UnknownRouterError, router_help  # noqa: E402
+from routellm_demo.controller import Answer, AnswerError, Decision, text_of  # noqa: E402
+from routellm_demo.errors import UserError  # noqa: E402
+from routellm_demo.limits import Limits  # noqa: E402
+from routellm_demo.routers import ROUTER_NAMES, router_help  # noqa: E402
 from routellm_demo.runtime import Runtime, build_runtime  # noqa: E402
-from routellm_demo.store import StoreError  # noqa: E402
-from routellm_demo.training import NoCheckpointError  # noqa: E402
 from routellm_demo.learning import Prequential, prequential  # noqa: E402
 from routellm_demo.refresh import Refresher, RouterVersion  # noqa: E402
 from routellm_demo.store import ARENA_SOURCE  # noqa: E402
@@ -365,8 +364,8 @@ def build_demo(runtime: Runtime, *, arena: Arena | None = None, limits: Limits |
     def totals(session_id):
         try:
             return totals_html(ctl.savings(session_id), ctl.savings())
-        except StoreError as e:
-            return f'<div id="totals">❌ {h(e)}</div>'
+        except UserError as e:
+            return f'<div id="totals">❌ {h(e.public)}</div>'
 
     # -- chat
     def chat(message, history, router, threshold, session_id):
@@ -376,8 +375,8 @@ def build_demo(runtime: Runtime, *, arena: Arena | None = None, limits: Limits |
         try:
             limits.check_chat(session_id, message, sum(1 for m in earlier if m["role"] == "user"),
                               sum(len(m["content"]) for m in earlier))
-        except LimitError as e:
-            yield history, message, decision_card(None, error=str(e)), keep, keep, keep
+        except UserError as e:
+            yield history, message, decision_card(None, error=e.public), keep, keep, keep
             return
         messages = earlier + [{"role": "user", "content": message}]
         history.append({"role": "user", "content": message})
@@ -402,17 +401,17 @@ def build_demo(runtime: Runtime, *, arena: Arena | None = None, limits: Limits |
                 else:
                     history[-1]["content"] += item
                     yield history, "", keep, keep, keep, keep
-        except (BadRequestError, UnknownRouterError, NoCheckpointError, StoreError) as e:
-            if decision is not None and history[-1]["content"]:
-                # the answer is already on screen (only logging it failed): it stays, with the error
-                yield history, "", decision_card(decision, error=str(e)), keep, keep, keep
-                return
-            history = history[: len(history) - (3 if decision else 1)]
-            yield history, message, decision_card(None, error=str(e)), keep, keep, keep
         except AnswerError as e:  # the detail is in the server log (the controller logged it)
             if history and history[-1]["role"] == "assistant" and not history[-1]["content"]:
                 history[-1]["content"] = "(no answer)"
             yield history, message, decision_card(decision, error=e.public), keep, totals(session_id), keep
+        except UserError as e:
+            if decision is not None and history[-1]["content"]:
+                # the answer is already on screen (only logging it failed): it stays, with the error
+                yield history, "", decision_card(decision, error=e.public), keep, keep, keep
+                return
+            history = history[: len(history) - (3 if decision else 1)]
+            yield history, message, decision_card(None, error=e.public), keep, keep, keep
 
     def new_chat():
         return [], "", "", ""
@@ -420,8 +419,8 @@ def build_demo(runtime: Runtime, *, arena: Arena | None = None, limits: Limits |
     def calibrate(router, pct):
         try:
             scores, over = ctl.calibration_scores(router, min_traffic=CALIBRATION_MIN_TRAFFIC, sample=CALIBRATION_SAMPLE)
-        except (UnknownRouterError, NoCheckpointError, StoreError) as e:
-            return gr.update(), f"❌ {esc(e)}"
+        except UserError as e:
+            return gr.update(), f"❌ {esc(e.public)}"
         if not scores:
             return gr.update(), "❌ Nothing to calibrate on yet: no logged requests and no stored battles."
         exact = threshold_for_strong_share(scores, pct / 100.0)
@@ -442,8 +441,8 @@ def build_demo(runtime: Runtime, *, arena: Arena | None = None, limits: Limits |
         try:
             limits.check_arena(session_id, prompt)
             battle_id = arena.new_battle(prompt, session_id)
-        except (LimitError, StoreError) as e:
-            yield (gr.update(), gr.update(), f"❌ {esc(e)}", prompt, None, *hidden, "")
+        except UserError as e:
+            yield (gr.update(), gr.update(), f"❌ {esc(e.public)}", prompt, None, *hidden, "")
             return
         texts = {"a": "", "b": ""}
         yield (gr.update(value=pane(""), label="Model A"), gr.update(value=pane(""), label="Model B"),  # names hidden again
@@ -459,9 +458,8 @@ def build_demo(runtime: Runtime, *, arena: Arena | None = None, limits: Limits |
                     texts[side] += piece
                     yield (pane(texts["a"]), pane(texts["b"]), "Both models are answering…",
                            "", None, *hidden, "")
-        except (ArenaError, StoreError) as e:  # a model's failure in detail is in the server log
-            said = e.public if isinstance(e, ArenaError) else str(e)
-            yield (gr.update(), gr.update(), f"❌ {esc(said)} This round cannot be voted on; ask again.", prompt, None,
+        except UserError as e:  # a model's failure in detail is in the server log
+            yield (gr.update(), gr.update(), f"❌ {esc(e.public)} This round cannot be voted on; ask again.", prompt, None,
                    *hidden, "")
 
     def arena_vote(outcome, battle_id, session_id):
@@ -469,12 +467,10 @@ def build_demo(runtime: Runtime, *, arena: Arena | None = None, limits: Limits |
         try:
             limits.check_vote(session_id)
             r = arena.vote(battle_id, outcome, session_id)
-        except LimitError as e:
-            return keep, keep, f"❌ {esc(e)}", battle_id, *[keep] * 4, keep
-        except VoteError as e:
-            return keep, keep, f"❌ {esc(e)}", None, *hidden, keep
-        except StoreError as e:  # nothing was counted; the visitor may retry the same vote
-            return keep, keep, f"❌ {esc(e)}", battle_id, *[keep] * 4, keep
+        except VoteError as e:  # this battle cannot take a vote: it is let go
+            return keep, keep, f"❌ {esc(e.public)}", None, *hidden, keep
+        except UserError as e:  # a limit or the store: nothing was counted; the visitor may retry the same vote
+            return keep, keep, f"❌ {esc(e.public)}", battle_id, *[keep] * 4, keep
         role_of = {r.strong_model: "strong", r.weak_model: "weak"}
         return (gr.update(label=f"Model A: {r.model_a} ({role_of[r.model_a]})"),
                 gr.update(label=f"Model B: {r.model_b} ({role_of[r.model_b]})"),
@@ -484,29 +480,29 @@ def build_demo(runtime: Runtime, *, arena: Arena | None = None, limits: Limits |
     def leaderboard_view():
         try:
             all_board, arena_board = arena.leaderboard("all"), arena.leaderboard("arena")
-        except StoreError as e:  # a clear message in the page (a toast), not a bare "Error"
-            raise gr.Error(str(e), print_exception=False) from None
+        except UserError as e:  # a clear message in the page (a toast), not a bare "Error"
+            raise gr.Error(e.public, print_exception=False) from None
         return (leaderboard_frame(all_board), leaderboard_frame(arena_board), matrix_frame(all_board),
                 ratings_plot([("All battles", all_board), ("Arena votes only", arena_board)]))
 
     def data_view():
         try:
             return store_counts_frame(store.count_battles(), store.count_pending()), votes_frame(arena.recent_votes(20))
-        except StoreError as e:
-            raise gr.Error(str(e), print_exception=False) from None
+        except UserError as e:
+            raise gr.Error(e.public, print_exception=False) from None
 
     def export(fmt):
         try:
             path = arena.export(str(fmt).lower(), export_dir)
-        except (StoreError, ValueError, OSError) as e:  # nothing half-written shows up under the final name
-            return None, f"❌ Export failed: {esc(e)}"
+        except (UserError, OSError) as e:  # nothing half-written shows up under the final name
+            return None, f"❌ Export failed: {esc(e.public if isinstance(e, UserError) else e)}"
         return str(path), f"Exported {path.name}."
 
     def delete_votes(token):
         try:
             deleted = arena.delete_votes(token)
-        except (AdminError, StoreError) as e:
-            return "", f"❌ {esc(e)}"
+        except UserError as e:
+            return "", f"❌ {esc(e.public)}"
         return "", f"Deleted {deleted['votes']} arena votes and {deleted['pending']} arena battles; the routers forgot them."
 
     with gr.Blocks(title="routellm_demo: an open LLM router") as demo:
@@ -722,8 +718,8 @@ def learning_tab(arena: Arena, refresher: Refresher) -> None:
     def view():
         try:
             votes, counts = arena.store.battles(source=ARENA_SOURCE), arena.store.count_battles()
-        except StoreError as e:
-            raise gr.Error(str(e), print_exception=False) from None
+        except UserError as e:
+            raise gr.Error(e.public, print_exception=False) from None
         preq = prequential(votes, window=LEARNING_WINDOW)
         return (learning_summary(preq, len(votes), refresher), prequential_plot(preq), sources_frame(counts),
                 router_versions_frame(refresher.status()))
@@ -830,15 +826,13 @@ def main() -> None:
     import signal
     import sys
 
-    from routellm_demo.config import ConfigError
-
     # Model failures are logged here in detail (the page shows one sentence): to stderr, unless the
     # host configured logging itself.
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("routellm_demo.seed").setLevel(logging.INFO)  # what the first start loaded and fetched
     try:
         runtime = build_runtime()
-    except (ConfigError, StoreError, UnknownRouterError) as e:  # one line that says what to fix, no traceback
+    except UserError as e:  # one line that says what to fix, no traceback
         print(f"routellm_demo: error: {e}", file=sys.stderr)
         raise SystemExit(2) from None
     runtime.follow_store()  # other processes' battles and deletes, within a few seconds

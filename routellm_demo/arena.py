@@ -41,6 +41,7 @@ from typing import Iterator
 import numpy as np
 
 from routellm_demo.battles import OUTCOME, STRONG, WEAK, Battles
+from routellm_demo.errors import UserError
 from routellm_demo.limits import check_prompt
 from routellm_demo.llm.endpoints import Completion, EndpointError
 from routellm_demo.ratings import LEADERBOARD_L2, fit_bt, leaderboard, pair_counts, to_elo
@@ -61,7 +62,7 @@ EXPORTS_PER_MINUTE = 6
 logger = logging.getLogger(__name__)
 
 
-class VoteError(ValueError):
+class VoteError(UserError, ValueError):
     """A vote that cannot be counted; nothing was written. ``reason`` is one of "bad_outcome",
     "unknown", "other_session", "not_answered", "failed", "already_voted"."""
 
@@ -70,21 +71,35 @@ class VoteError(ValueError):
         self.reason = reason
 
 
-class ArenaError(RuntimeError):
+class ArenaError(UserError, RuntimeError):
     """A battle could not be answered by both models; it cannot be voted on. ``public`` is what the
     visitor is shown (the message itself unless given: a model failure's detail stays in the log)."""
 
+    status = 502  # the models failed, not the request
+
     def __init__(self, message: str, *, public: str | None = None):
         super().__init__(message)
-        self.public = public or message
+        self._public = public or message
+
+    @property
+    def public(self) -> str:
+        return self._public
 
 
-class ExportLimitError(ValueError):
+class ExportError(UserError, ValueError):
+    """An export that cannot be made as asked (an unknown format); nothing was written."""
+
+
+class ExportLimitError(ExportError):
     """Too many exports lately (all visitors together); nothing was written."""
 
+    status = 429
 
-class AdminError(PermissionError):
+
+class AdminError(UserError, PermissionError):
     """A destructive action without (or with a wrong) admin token."""
+
+    status = 403
 
 
 @dataclass
@@ -524,7 +539,7 @@ class Arena:
         import pandas as pd
 
         if fmt not in EXPORT_FORMATS:
-            raise ValueError(f"format must be one of {', '.join(EXPORT_FORMATS)}, got {fmt!r}")
+            raise ExportError(f"format must be one of {', '.join(EXPORT_FORMATS)}, got {fmt!r}")
         with self._export_lock:
             now = time.monotonic()
             self._export_times = [t for t in self._export_times if now - t < 60.0]

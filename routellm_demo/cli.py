@@ -12,11 +12,13 @@ import sys
 import time
 from pathlib import Path
 
+from routellm_demo.errors import UserError
+
 EXIT_USAGE = 2
 
 
-class CLIError(Exception):
-    """A user-facing error: printed as one line, exit code 2."""
+class CLIError(UserError):
+    """A bad command line input: printed as one line, exit code 2."""
 
 
 def _read_prompt(arg: str) -> str:
@@ -408,25 +410,9 @@ def main(argv=None) -> int:
         return args.func(args)
     except KeyboardInterrupt:
         return 130
-    except Exception as e:  # one line for anything we can name; a traceback only for real bugs
-        if _is_user_error(e):
-            print(f"routellm-demo: error: {e}", file=sys.stderr)
-            return EXIT_USAGE
-        raise
-
-
-def _is_user_error(e: Exception) -> bool:
-    from routellm_demo.config import ConfigError
-    from routellm_demo.controller import AnswerError, BadRequestError
-    from routellm_demo.evals.benchmarks import EvalError
-    from routellm_demo.importers import DataFormatError
-    from routellm_demo.routers import UnknownRouterError
-    from routellm_demo.seed import SeedError
-    from routellm_demo.store import StoreError
-    from routellm_demo.training import NoCheckpointError
-
-    return isinstance(e, (CLIError, ConfigError, BadRequestError, AnswerError, DataFormatError, UnknownRouterError, EvalError,
-                          StoreError, NoCheckpointError, SeedError))
+    except UserError as e:  # one line that says what to change; a traceback only for real bugs
+        print(f"routellm-demo: error: {e}", file=sys.stderr)
+        return EXIT_USAGE
 
 
 if __name__ == "__main__":

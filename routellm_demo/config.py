@@ -29,6 +29,8 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Mapping
 
+from routellm_demo.errors import UserError
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CONFIG_NAME = "routellm_demo.toml"
 ENV_PREFIX = "ROUTELLM_DEMO_"
@@ -43,8 +45,11 @@ DEFAULT_ROLE_MAP = {
 }
 
 
-class ConfigError(ValueError):
-    """A configuration problem, stated in one line that says what to change."""
+class ConfigError(UserError, ValueError):
+    """A configuration problem, stated in one line that says what to change. The operator's to fix,
+    so a server answers 500, not a 4xx that would blame the caller's request."""
+
+    status = 500
 
 
 @dataclass(frozen=True)

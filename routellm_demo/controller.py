@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Iterator, Mapping, Sequence
 
 from routellm_demo.battles import STRONG, WEAK
+from routellm_demo.errors import UserError
 from routellm_demo.llm.costs import cost_usd, other_prompt_tokens
 from routellm_demo.llm.endpoints import Completion, Endpoint, EndpointError, make_endpoints
 from routellm_demo.routers import check_router, check_threshold
@@ -40,11 +41,11 @@ class TextPiece(str):
         return piece
 
 
-class BadRequestError(ValueError):
+class BadRequestError(UserError, ValueError):
     """The caller's messages cannot be answered (empty, malformed): nothing was sent to a model."""
 
 
-class AnswerError(RuntimeError):
+class AnswerError(UserError, RuntimeError):
     """No model could answer. The message names the model(s) and the cause, for the operator (the
     log, the CLI); ``public`` is the one sentence a visitor or an API caller is shown."""
 

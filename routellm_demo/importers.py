@@ -24,6 +24,7 @@ from typing import Iterable
 import pandas as pd
 from tqdm.auto import tqdm
 
+from routellm_demo.errors import UserError
 from routellm_demo.store import Store, prompt_sha256
 
 STRONG_MODEL = "gpt-4-1106-preview"
@@ -61,12 +62,14 @@ ROUTELLM_FILES = (
 ARENA_COLUMNS = ("id", "model_a", "model_b", "prompt", "winner_model_a", "winner_model_b", "winner_tie")
 
 
-class DataFormatError(ValueError):
+class DataFormatError(UserError, ValueError):
     """A data file is not in the expected format; the message names the file and the problem."""
 
 
-class DownloadError(OSError):
+class DownloadError(UserError, OSError):
     """A download failed (usually: no internet); the message says what to do instead."""
+
+    status = 502  # an upstream we fetch from failed
 
 
 # -- shared helpers ----------------------------------------------------------------------------

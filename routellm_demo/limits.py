@@ -20,8 +20,10 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Callable
 
+from routellm_demo.errors import UserError
 
-class LimitError(ValueError):
+
+class LimitError(UserError, ValueError):
     """A request refused by a limit. ``kind`` is "prompt_too_long", "empty_prompt", "invalid_text",
     "too_many_turns", "conversation_too_long" or "rate_limited"; ``retry_after`` (seconds) is set for
     "rate_limited"."""
@@ -30,6 +32,11 @@ class LimitError(ValueError):
         super().__init__(message)
         self.kind = kind
         self.retry_after = retry_after
+
+    @property
+    def status(self) -> int:
+        """429 for a rate limit (retry after ``retry_after``), else 400: the prompt must change."""
+        return 429 if self.kind == "rate_limited" else 400
 
 
 def check_prompt(prompt, max_chars: int) -> str:

@@ -36,6 +36,7 @@ from typing import Iterable, Mapping
 import numpy as np
 
 from routellm_demo.config import REPO_ROOT
+from routellm_demo.errors import UserError
 from routellm_demo.store import Store, StoreError, prompt_sha256
 
 log = logging.getLogger(__name__)
@@ -51,7 +52,7 @@ _EMBED_CHUNK = 256  # prompts embedded between two progress lines in the backgro
 _ZIP_DATE = (1980, 1, 1, 0, 0, 0)  # fixed timestamps: a rebuild from the same data gives the same bytes
 
 
-class SeedError(ValueError):
+class SeedError(UserError, ValueError):
     """The seed files are missing, damaged or do not belong together; the message says which."""
 
 

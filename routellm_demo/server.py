@@ -20,6 +20,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from routellm_demo.battles import STRONG, WEAK
 from routellm_demo.body_limit import BodyLimit
 from routellm_demo.controller import Answer, AnswerError, BadRequestError, Decision
+from routellm_demo.errors import UserError
 from routellm_demo.routers import ROUTER_NAMES, UnknownRouterError, parse_router_model
 from routellm_demo.store import StoreError
 
@@ -28,16 +29,41 @@ PASSTHROUGH = ("temperature", "top_p", "max_tokens", "max_completion_tokens", "s
                "presence_penalty", "frequency_penalty")
 
 
-class APIError(Exception):
+class APIError(UserError):
+    """An error of the API protocol itself (a body that is not JSON, a missing bearer token...), with
+    OpenAI's ``type``, ``param`` and ``code`` given where it is raised."""
+
     def __init__(self, status: int, message: str, *, type_: str = "invalid_request_error", param=None, code=None):
         super().__init__(message)
         self.status, self.type, self.param, self.code = status, type_, param, code
 
-    def response(self) -> JSONResponse:
-        return JSONResponse(
-            {"error": {"message": str(self), "type": self.type, "param": self.param, "code": self.code}},
-            status_code=self.status,
-        )
+
+def _openai_fields(e: UserError) -> tuple[str, str | None, str | None]:
+    """OpenAI's (type, param, code) for a user error: what a client library keys its handling on."""
+    if isinstance(e, APIError):
+        return e.type, e.param, e.code
+    if isinstance(e, AnswerError):
+        if e.status == 400:  # the conversation fits no model's context window: OpenAI's own code for it
+            return "invalid_request_error", "messages", "context_length_exceeded"
+        return "upstream_error", None, "upstream_failed"
+    if isinstance(e, StoreError):  # the answer may exist, but it could not be logged: say so, retryable
+        return "server_error", None, "store_unavailable"
+    if isinstance(e, BadRequestError):
+        return "invalid_request_error", "messages", None
+    if isinstance(e, UnknownRouterError):
+        return "invalid_request_error", "model", None
+    return ("invalid_request_error" if e.status < 500 else "server_error"), None, None
+
+
+def error_body(e: UserError) -> dict:
+    """OpenAI's error object for ``e``; the message is ``e.public`` (operator detail stays in the log)."""
+    type_, param, code = _openai_fields(e)
+    return {"error": {"message": e.public, "type": type_, "param": param, "code": code}}
+
+
+def error_response(e: UserError) -> JSONResponse:
+    """The one place a user error becomes an HTTP answer: ``e.status`` and OpenAI's error shape."""
+    return JSONResponse(error_body(e), status_code=e.status)
 
 
 def resolve_model(model: Any, config) -> tuple[str | None, float | None, str | None]:
@@ -107,9 +133,9 @@ def create_app(runtime, *, api_token: str | None = None) -> FastAPI:
     app = FastAPI(title="routellm_demo router server", version="0.1.0")
     app.add_middleware(BodyLimit)  # 413 past body_limit.MAX_BODY_BYTES, before a body is read whole or parsed
 
-    @app.exception_handler(APIError)
-    async def _api_error(request: Request, exc: APIError):
-        return exc.response()
+    @app.exception_handler(UserError)  # every error a caller is meant to see: its status, OpenAI's shape
+    async def _user_error(request: Request, exc: UserError):
+        return error_response(exc)
 
     def check_auth(request: Request) -> None:
         if api_token is None:
@@ -157,21 +183,9 @@ def create_app(runtime, *, api_token: str | None = None) -> FastAPI:
 
         gen = controller.stream(messages, router=router, threshold=threshold, model_role=role,
                                 source="server", _stream=stream, **params)
-        try:
-            # Route, and wait for the first piece, before answering: a bad request or a failing
-            # upstream still gets its proper status code, even when streaming.
-            first = await run_in_threadpool(_take_until_content, gen)
-        except BadRequestError as e:
-            raise APIError(400, str(e), param="messages") from None
-        except UnknownRouterError as e:
-            raise APIError(400, str(e), param="model") from None
-        except AnswerError as e:  # one sentence for the caller; the controller logged the detail
-            if e.status == 400:  # the conversation fits no model's context window: OpenAI's own code for it
-                raise APIError(400, e.public, param="messages", code="context_length_exceeded") from None
-            raise APIError(e.status, e.public, type_="upstream_error", code="upstream_failed") from None
-        except StoreError as e:  # the answer may exist, but it could not be logged: say so, retryable
-            raise APIError(503, str(e), type_="server_error", code="store_unavailable") from None
-        decision, pieces, answer = first
+        # Route, and wait for the first piece, before answering: a bad request or a failing upstream
+        # still gets its proper status code, even when streaming (a UserError goes to the handler).
+        decision, pieces, answer = await run_in_threadpool(_take_until_content, gen)
         cid = "chatcmpl-" + uuid.uuid4().hex
         created = int(time.time())
         if not stream:
@@ -202,12 +216,10 @@ def create_app(runtime, *, api_token: str | None = None) -> FastAPI:
                         final = item
                     else:
                         yield chunk({"content": item})
-            except (AnswerError, StoreError) as e:  # the stream broke after it started: say so in-band
-                kind = ("upstream_error", "upstream_failed") if isinstance(e, AnswerError) else (
-                    "server_error", "store_unavailable")
-                said = e.public if isinstance(e, AnswerError) else str(e)
-                yield "data: " + json.dumps({"error": {"message": said, "type": kind[0],
-                                                       "code": kind[1]}}) + "\n\n"
+            except UserError as e:  # the stream broke after it started: say so in-band
+                error = error_body(e)["error"]
+                yield "data: " + json.dumps({"error": {"message": error["message"], "type": error["type"],
+                                                       "code": error["code"]}}) + "\n\n"
                 yield "data: [DONE]\n\n"
                 return
             yield chunk({}, finish=final.finish_reason or "stop", model=final.model)

@@ -27,6 +27,7 @@ import numpy as np
 from sqlite_utils import Database, Migrations
 
 from routellm_demo.battles import WINNERS
+from routellm_demo.errors import UserError
 
 STRONG_SIDES = ("a", "b", None)
 ROLES = ("strong", "weak")
@@ -168,8 +169,11 @@ def _make_migrations() -> Migrations:
 MIGRATIONS = _make_migrations()
 
 
-class StoreError(RuntimeError):
-    """The database cannot be used; the message is one line and says what to do."""
+class StoreError(UserError, RuntimeError):
+    """The database cannot be used; the message is one line and says what to do. A server answers
+    503: nothing the caller did is wrong, and a retry may succeed."""
+
+    status = 503
 
 
 def prompt_sha256(text: str) -> str:

@@ -12,7 +12,7 @@ import numpy as np
 from routellm_demo.routers import make_router
 from routellm_demo.routers.checkpoint import write_model_card
 from routellm_demo.battles import Battles
-from routellm_demo.training import checkpoint_path
+from routellm_demo.training import TrainingError, checkpoint_path
 
 
 def heldout_mask(prompt_shas: list[str], fraction: float = 0.2) -> np.ndarray:
@@ -39,7 +39,7 @@ def train_and_save(rt, name: str, *, out_dir: Path, sources=None, command: str =
     rows = rt.store.battles() if not sources else sorted(
         (r for s in sources for r in rt.store.battles(source=s)), key=lambda r: r["id"])
     if not rows:
-        raise ValueError("the store holds no battles to train on; run `python -m routellm_demo import ...` first")
+        raise TrainingError("the store holds no battles to train on; run `python -m routellm_demo import ...` first")
     embeddings = rt.embedder.embed([r["prompt"] for r in rows], progress=True)
     battles = Battles.from_records(rows, embeddings=embeddings, role_map=rt.config.role_map)
     mask = heldout_mask([r["prompt_sha256"] for r in rows])

@@ -15,6 +15,7 @@ from typing import Iterable, Mapping
 import numpy as np
 
 from routellm_demo.battles import Battles
+from routellm_demo.errors import UserError
 from routellm_demo.routers import ROUTER_NAMES, check_router, make_router, registry
 from routellm_demo.store import BattleChanges
 
@@ -45,8 +46,15 @@ def checkpoint_path(checkpoint_dir: Path, name: str) -> Path:
     return Path(checkpoint_dir) / f"{name}.npz"
 
 
-class NoCheckpointError(RuntimeError):
-    """A trained router was asked for but no checkpoint exists and the store is too small to fit one."""
+class NoCheckpointError(UserError, RuntimeError):
+    """A trained router was asked for but no checkpoint exists and the store is too small to fit one.
+    A server answers 503: the service is not ready for that router until it is trained."""
+
+    status = 503
+
+
+class TrainingError(UserError, ValueError):
+    """A router cannot be trained as asked (no battles in the store); the message says what to do."""
 
 
 def load_router(name: str, *, battles: Battles | None, checkpoint_dir: Path, params: Mapping | None = None):

@@ -15,11 +15,12 @@ from pathlib import Path
 import numpy as np
 
 from routellm_demo.battles import STRONG, WEAK, Battles
+from routellm_demo.errors import UserError
 from routellm_demo.importers import BENCHMARKS, load_contamination
 from routellm_demo.importers import _DIRS, _READERS, _listed, _strip_set  # noqa: PLC2701 (shared parsers)
 
 
-class EvalError(ValueError):
+class EvalError(UserError, ValueError):
     """The evaluation cannot run as asked (missing or foreign data folder, nothing left to score...)."""
 
 

@@ -20,12 +20,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Callable, Iterator
 
+from routellm_demo.errors import UserError
+
 EVAL_BATTLES = "battles"  # eval fits ``cls(**params).fit(gold battles)``; a parameter grid can tune it
 EVAL_GROUPS = "groups"  # eval fits ``cls(**params).fit(gold battles, groups=...)`` (a combination); no grid
 _NAME = re.compile(r"^[a-z_]+$")  # what ``router-<name>-<threshold>`` can spell
 
 
-class UnknownRouterError(ValueError):
+class UnknownRouterError(UserError, ValueError):
     """A router name or threshold that no router answers to."""
 
 
