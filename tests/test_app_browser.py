@@ -160,9 +160,9 @@ def test_arena_round_and_vote_in_the_browser(page, served):
     expect(page.locator("#vote-A")).to_be_visible(timeout=TIMEOUT_MS)  # only once both answers are done
     for pane in ("#model-a", "#model-b"):
         assert page.locator(f"{pane} [data-testid='bot']").inner_text().strip()
-    body = page.inner_text("body")
     assert rt.config.strong.name not in page.inner_text("#model-a") + page.inner_text("#model-b")
-    assert "Both answers are in" in body
+    # the status arrives in the same update as the buttons, but a busy browser may render it a moment later
+    expect(page.locator("#arena-status")).to_contain_text("Both answers are in", timeout=TIMEOUT_MS)
     page.screenshot(path=str(ARTIFACTS / "arena_tab_before_vote.png"), full_page=True)
 
     page.click("#vote-A")
