@@ -83,7 +83,7 @@ def measure_routing(config: Config, prompts=PROMPTS, names=("elo", "sw_ranking",
 
     from routellm_demo.embeddings import Embedder
     from routellm_demo.store import Store
-    from routellm_demo.training import RouterSet
+    from routellm_demo.router_set import RouterSet
 
     store = Store(config.db_path)
     emb = Embedder(Store(Path(tempfile.mkdtemp()) / "cold.db"))  # a cold cache: every prompt is new

@@ -32,7 +32,7 @@ from routellm_demo.arena import Arena  # noqa: E402
 from routellm_demo.config import load_config  # noqa: E402
 from routellm_demo.embeddings import DIM, Embedder  # noqa: E402
 from routellm_demo.store import ARENA_SOURCE, Store, prompt_sha256  # noqa: E402
-from routellm_demo.training import RouterSet  # noqa: E402
+from routellm_demo.router_set import RouterSet  # noqa: E402
 
 OTHER_MODELS = ["gpt-4", "mixtral", "llama-70b", "claude"]
 CHUNK = 5000

@@ -145,7 +145,7 @@ def cmd_ratings(args) -> int:
 
 def cmd_train(args) -> int:
     from routellm_demo.routers.registry import CHECKPOINTED
-    from routellm_demo.train_routers import train_and_save
+    from routellm_demo.trainer import train_and_save
 
     config = _config(args)
     rt = _runtime(args)

@@ -199,7 +199,7 @@ class Config:
 
     @property
     def router_params(self) -> dict[str, dict]:
-        """Per-router constructor arguments, for :class:`routellm_demo.training.RouterSet`."""
+        """Per-router constructor arguments, for :class:`routellm_demo.router_set.RouterSet`."""
         return {"sw_ranking": self.sw_params}
 
 

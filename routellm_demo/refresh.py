@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Callable, Iterable
 
 from routellm_demo.store import ARENA_SOURCE, utc_now
-from routellm_demo.training import CHECKPOINTED, checkpoint_path, load_battles
+from routellm_demo.router_set import CHECKPOINTED, checkpoint_path, load_battles
 
 DEFAULT_EVERY = 50
 

@@ -162,7 +162,7 @@ def open_arena(store_path: Path, checkpoint_dir: Path, max_prompt_chars: int, se
     from routellm_demo.config import check_sw_params, load_config
     from routellm_demo.embeddings import Embedder
     from routellm_demo.store import Store
-    from routellm_demo.training import RouterSet
+    from routellm_demo.router_set import RouterSet
 
     cfg = load_config(environ={})
     cfg = replace(cfg, db_path=store_path, checkpoint_dir=checkpoint_dir,
@@ -184,7 +184,7 @@ def open_arena(store_path: Path, checkpoint_dir: Path, max_prompt_chars: int, se
 
 def router_scores(routers, name: str, embeddings: np.ndarray, prompts=None) -> np.ndarray:
     """The router's scores; 0.5 for all (no information) when it cannot be fitted yet (no battles)."""
-    from routellm_demo.training import NoCheckpointError
+    from routellm_demo.router_set import NoCheckpointError
 
     try:
         return np.asarray(routers.score(name, embeddings, prompts), dtype=np.float64)
@@ -302,7 +302,7 @@ def simulate_votes(data_dir, benchmark: str, out_dir, *, subject: str | None = N
     learning_curve.png, summary.json (and replay.db, the store, unless ``db`` is given) to ``out_dir``."""
     from routellm_demo.learning import prequential
     from routellm_demo.refresh import Refresher
-    from routellm_demo.training import CHECKPOINTED
+    from routellm_demo.router_set import CHECKPOINTED
 
     if benchmark not in BENCHMARKS:
         raise ReplayError(f"unknown benchmark {benchmark!r}; choose one of {', '.join(BENCHMARKS)}")

@@ -12,7 +12,7 @@ from routellm_demo.refresh import DEFAULT_EVERY, Refresher
 from routellm_demo.routers import check_router
 from routellm_demo.seed import seed_store
 from routellm_demo.store import Store
-from routellm_demo.training import RouterSet
+from routellm_demo.router_set import RouterSet
 
 
 @dataclass

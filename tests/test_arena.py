@@ -26,7 +26,7 @@ from routellm_demo.embeddings import Embedder
 from routellm_demo.limits import LimitError
 from routellm_demo.llm.endpoints import Completion, EndpointError, Usage
 from routellm_demo.store import Store
-from routellm_demo.training import RouterSet
+from routellm_demo.router_set import RouterSet
 
 SESSION = "session-1"
 

@@ -19,7 +19,7 @@ from routellm_demo.changes import ChangeFollower
 from routellm_demo.embeddings import Embedder
 from routellm_demo.refresh import Refresher
 from routellm_demo.store import ARENA_SOURCE, Store
-from routellm_demo.training import RouterSet
+from routellm_demo.router_set import RouterSet
 
 REPO = Path(__file__).resolve().parents[1]
 STRONG, WEAK = "gpt-4-1106-preview", "mistralai/Mixtral-8x7B-Instruct-v0.1"

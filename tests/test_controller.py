@@ -14,7 +14,7 @@ from routellm_demo.llm.endpoints import make_endpoints
 from routellm_demo.runtime import Runtime
 from routellm_demo.sdk import Client
 from routellm_demo.store import Store
-from routellm_demo.training import RouterSet
+from routellm_demo.router_set import RouterSet
 
 pytestmark = pytest.mark.llm
 

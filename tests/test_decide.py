@@ -9,7 +9,7 @@ import pytest
 from routellm_demo.config import load_config
 from routellm_demo.controller import Controller
 from routellm_demo.store import Store
-from routellm_demo.training import RouterSet
+from routellm_demo.router_set import RouterSet
 
 
 class HashingEmbedder:

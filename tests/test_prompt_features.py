@@ -19,7 +19,7 @@ from routellm_demo.prompt_features import (
     choices_of, features_of, prompt_features, text_vectors,
 )
 from routellm_demo.store import Store
-from routellm_demo.training import RouterSet
+from routellm_demo.router_set import RouterSet
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -22,7 +22,7 @@ from routellm_demo.refresh import Refresher, version_of
 from routellm_demo.routers import make_router
 from routellm_demo.routers.base import Router
 from routellm_demo.store import Store
-from routellm_demo.training import RouterSet
+from routellm_demo.router_set import RouterSet
 
 STRONG, WEAK = "gpt-4-1106-preview", "mistralai/Mixtral-8x7B-Instruct-v0.1"
 

@@ -178,7 +178,7 @@ def recomputed_sw_score(db, prompt) -> float:
     from routellm_demo.config import load_config
     from routellm_demo.embeddings import Embedder
     from routellm_demo.store import Store
-    from routellm_demo.training import RouterSet
+    from routellm_demo.router_set import RouterSet
 
     with Store(db) as store:
         embedder = Embedder(store)

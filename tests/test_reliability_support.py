@@ -34,7 +34,7 @@ from routellm_demo.embeddings import Embedder  # noqa: E402
 from routellm_demo.runtime import Runtime  # noqa: E402
 from routellm_demo.store import Store  # noqa: E402
 from conftest import assistant_text  # noqa: E402
-from routellm_demo.training import RouterSet  # noqa: E402
+from routellm_demo.router_set import RouterSet  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 PYTHON = str(REPO / ".venv" / "bin" / "python") if (REPO / ".venv" / "bin" / "python").exists() else None

@@ -22,7 +22,7 @@ from routellm_demo.importers import STRONG_MODEL, WEAK_MODEL
 from routellm_demo.replay import (CURVE_COLUMNS, ReplayError, checkpoints, load_domain, outcome_for, register,
                                   simulate_votes)
 from routellm_demo.store import ARENA_SOURCE, Store
-from routellm_demo.training import RouterSet
+from routellm_demo.router_set import RouterSet
 
 NAMES = ["Alice", "Bob", "Chen", "Dara", "Emil", "Fatima", "Goran", "Hana", "Ivan", "Jun", "Kofi", "Lena"]
 LANGUAGES = ["French", "Spanish", "German", "Italian", "Japanese"]

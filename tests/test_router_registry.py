@@ -71,7 +71,7 @@ def double():
 
 
 def test_adding_a_router_is_one_registration(double, tmp_path):
-    from routellm_demo import training
+    from routellm_demo import router_set
     from routellm_demo.cli import build_parser
     from routellm_demo.evals.routers import EVAL_ROUTERS, fitter_for
     from routellm_demo.routers import checkpoint
@@ -83,10 +83,10 @@ def test_adding_a_router_is_one_registration(double, tmp_path):
     router = make_router(DOUBLE, p=0.75)
     assert isinstance(router, RegistryTestDoubleRouter) and router.p == 0.75
     # checkpointed: trained offline, loaded by kind, refitted by the refresher
-    assert DOUBLE in training.CHECKPOINTED
-    path = router.fit(training.empty_battles()).save(training.checkpoint_path(tmp_path, DOUBLE))
+    assert DOUBLE in router_set.CHECKPOINTED
+    path = router.fit(router_set.empty_battles()).save(router_set.checkpoint_path(tmp_path, DOUBLE))
     assert checkpoint.load_router(path).p == 0.75
-    assert training.load_router(DOUBLE, battles=None, checkpoint_dir=tmp_path).p == 0.75
+    assert router_set.load_router(DOUBLE, battles=None, checkpoint_dir=tmp_path).p == 0.75
     assert build_parser().parse_args(["train", "--router", DOUBLE]).router == DOUBLE
     assert build_parser().parse_args(["route", "hi", "--router", DOUBLE]).router == DOUBLE
     # eval scores it
@@ -98,11 +98,11 @@ def test_adding_a_router_is_one_registration(double, tmp_path):
 
 
 def test_a_removed_router_is_gone_everywhere(double):
-    from routellm_demo import training
+    from routellm_demo import router_set
 
     registry.unregister(DOUBLE)
     try:
-        assert DOUBLE not in ROUTER_NAMES and DOUBLE not in training.CHECKPOINTED
+        assert DOUBLE not in ROUTER_NAMES and DOUBLE not in router_set.CHECKPOINTED
         with pytest.raises(UnknownRouterError, match="unknown router"):
             check_router(DOUBLE)
         assert router_help(DOUBLE) == ""

@@ -22,7 +22,7 @@ from routellm_demo.embeddings import Embedder
 from routellm_demo.importers import ROUTELLM_FILES, STRONG_MODEL, WEAK_MODEL
 from routellm_demo.runtime import build_runtime
 from routellm_demo.store import Store, prompt_sha256
-from routellm_demo.training import RouterSet
+from routellm_demo.router_set import RouterSet
 
 MANIFEST = seed.read_manifest()
 SAMPLE = 48  # prompts re-embedded to check the shipped vectors (the whole seed takes minutes)

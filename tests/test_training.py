@@ -7,7 +7,7 @@ from routellm_demo.battles import Battles
 from routellm_demo.embeddings import Embedder
 from routellm_demo.routers.elo import EloRouter
 from routellm_demo.store import Store
-from routellm_demo.training import RouterSet
+from routellm_demo.router_set import RouterSet
 
 
 def test_elo_partial_fit_equals_a_fresh_fit():
@@ -86,7 +86,7 @@ def test_train_and_save_reads_the_store_once_so_its_hold_out_mask_fits_its_battl
     from types import SimpleNamespace
 
     from routellm_demo.config import load_config
-    from routellm_demo.train_routers import train_and_save
+    from routellm_demo.trainer import train_and_save
 
     store = StoreThatGrowsBetweenReads(tmp_path / "t.db")
     store.add_battles([battle(f"question {i} about {topic}", ("model_a", "model_b")[i % 2])

@@ -24,7 +24,7 @@ from routellm_demo.replay import ReplayError
 from routellm_demo.routers import UnknownRouterError
 from routellm_demo.seed import SeedError
 from routellm_demo.store import Store, StoreError
-from routellm_demo.training import NoCheckpointError, TrainingError
+from routellm_demo.router_set import NoCheckpointError, TrainingError
 
 PACKAGE = Path(server.__file__).parent
 

@@ -12,7 +12,7 @@ import numpy as np
 from routellm_demo.routers import make_router
 from routellm_demo.routers.checkpoint import write_model_card
 from routellm_demo.battles import Battles
-from routellm_demo.training import TrainingError, checkpoint_path
+from routellm_demo.router_set import TrainingError, checkpoint_path
 
 
 def heldout_mask(prompt_shas: list[str], fraction: float = 0.2) -> np.ndarray:
