@@ -45,6 +45,7 @@ from routellm_demo.errors import UserError
 from routellm_demo.limits import check_prompt
 from routellm_demo.llm.endpoints import Completion, EndpointError
 from routellm_demo.ratings import LEADERBOARD_L2, fit_bt, leaderboard, pair_counts, to_elo
+from routellm_demo.response import ArenaAnswers
 from routellm_demo.store import ARENA_SOURCE
 
 OUTCOMES = {"A": "model_a", "B": "model_b", "tie": "tie", "bothbad": "tie (bothbad)"}
@@ -304,16 +305,21 @@ class Arena:
                                model_b=model_b, strong_side=strong_side)
         return battle_id
 
-    def stream_answers(self, battle_id: str, session_id: str, **params) -> Iterator:
-        """Answer both sides at once: yields ``(side, text_piece)`` with side "a"/"b" as pieces
-        arrive, then one :class:`ArenaRound`. Raises ArenaError (battle marked failed) when either
-        model fails. Closing the generator early stops both streams; the battle then stays unvotable.
+    def stream_answers(self, battle_id: str, session_id: str, **params) -> ArenaAnswers:
+        """Answer both sides at once: iterating the result yields ``(side, text_piece)`` with side
+        "a"/"b" as pieces arrive; its ``.round()`` gives the :class:`ArenaRound`. Raises ArenaError
+        (at once for a battle that cannot be answered; while iterating, battle marked failed, when
+        either model fails). Closing it early stops both streams; the battle then stays unvotable.
         """
         pending = self.store.pending(battle_id)
         if pending is None or pending["session_id"] != session_id:
             raise ArenaError("no such battle in this session; ask a new question")
         if pending["status"] != "asked":
             raise ArenaError("this battle was already answered; ask a new question")
+        return ArenaAnswers(battle_id, self._answer_both(battle_id, pending, params))
+
+    def _answer_both(self, battle_id: str, pending: dict, params: dict) -> Iterator[tuple[str, str]]:
+        """Yields ``(side, piece)``; returns the ArenaRound."""
         messages = [{"role": "user", "content": pending["prompt"]}]
         role_of = {side: (STRONG if pending["strong_side"] == side else WEAK) for side in SIDES}
         # Embed the prompt (into the cache) while the models answer: the vote then finds it cached
@@ -368,8 +374,7 @@ class Arena:
             raise ArenaError(message, public=self._public(errors))
         self.store.finish_pending(battle_id, answer_a=finals["a"].text, answer_b=finals["b"].text,
                                   sw_score=self._sw_score(pending["prompt"]))
-        return_value = ArenaRound(battle_id, *(self._stats(finals[s]) for s in SIDES))
-        yield return_value
+        return ArenaRound(battle_id, *(self._stats(finals[s]) for s in SIDES))
 
     def _sw_score(self, prompt: str) -> float | None:
         """sw_ranking's score for ``prompt`` now (the prediction the voter's round is judged against),
@@ -377,13 +382,14 @@ class Arena:
         try:
             return float(self.routers.score(SW_ROUTER, self.embedder.embed([prompt]), [prompt])[0])
         except Exception:  # noqa: BLE001 (a missing score must not cost the visitor the round)
+            logger.warning("arena: no sw_ranking score for the round; the vote will score it", exc_info=True)
             return None
 
     def _embed_quietly(self, prompt: str) -> None:
         try:
             self.embedder.embed([prompt])
         except Exception:  # noqa: BLE001 (only a head start: the vote embeds again and reports any failure)
-            pass
+            logger.debug("arena: embedding ahead of the vote failed", exc_info=True)
 
     def _describe(self, e: Exception) -> str:
         """An error message with the model's name removed: names stay hidden until the vote."""
@@ -409,12 +415,7 @@ class Arena:
     def ask(self, prompt: str, session_id: str, **params) -> ArenaRound:
         """new_battle + stream_answers, not streamed (for scripts and tests)."""
         battle_id = self.new_battle(prompt, session_id)
-        result = None
-        for item in self.stream_answers(battle_id, session_id, **params):
-            if isinstance(item, ArenaRound):
-                result = item
-        assert result is not None
-        return result
+        return self.stream_answers(battle_id, session_id, **params).round()
 
     # -- voting -----------------------------------------------------------------------------------
     def vote(self, battle_id: str, outcome: str, session_id: str) -> VoteResult:
@@ -473,6 +474,7 @@ class Arena:
             try:
                 listener(result)
             except Exception as e:  # noqa: BLE001 (the vote is stored and learnt: a failing observer must not undo that for the visitor)
+                logger.exception("arena: vote listener %r failed", listener)
                 self.listener_error = f"{type(e).__name__}: {e}"
 
     def _votable(self, battle_id: str, session_id: str) -> dict:

@@ -248,19 +248,16 @@ def cmd_chat(args) -> int:
     prompt = _read_prompt(args.prompt)
     rt = _runtime(args)
     try:
-        from routellm_demo.controller import Answer, Decision
-
-        for item in rt.controller.stream(prompt, router=args.router, threshold=args.threshold, source="cli",
-                                         max_tokens=args.max_tokens):
-            if isinstance(item, Decision):
-                print(f"[{item.router} score {item.score:.3f} vs {item.threshold:g} -> {item.role}: {item.model}]",
-                      file=sys.stderr)
-            elif isinstance(item, Answer):
-                print()
-                print(f"[{item.model}: {item.prompt_tokens}+{item.completion_tokens} tokens, ${item.cost:.8f}, "
-                      f"saved ${item.saved:.8f} vs strong]", file=sys.stderr)
-            else:
-                print(item, end="", flush=True)
+        response = rt.controller.respond(prompt, router=args.router, threshold=args.threshold, source="cli",
+                                         max_tokens=args.max_tokens)
+        d = response.decision
+        print(f"[{d.router} score {d.score:.3f} vs {d.threshold:g} -> {d.role}: {d.model}]", file=sys.stderr)
+        for piece in response:
+            print(piece, end="", flush=True)
+        a = response.answer()
+        print()
+        print(f"[{a.model}: {a.prompt_tokens}+{a.completion_tokens} tokens, ${a.cost:.8f}, "
+              f"saved ${a.saved:.8f} vs strong]", file=sys.stderr)
     finally:
         rt.close()
     return 0

@@ -19,6 +19,7 @@ from routellm_demo.battles import STRONG, WEAK
 from routellm_demo.errors import UserError
 from routellm_demo.llm.costs import cost_usd, other_prompt_tokens
 from routellm_demo.llm.endpoints import Completion, Endpoint, EndpointError, make_endpoints
+from routellm_demo.response import Response
 from routellm_demo.routers import check_router, check_threshold
 from routellm_demo.routers.base import routes_to_strong
 
@@ -77,9 +78,9 @@ class AnswerError(UserError, RuntimeError):
 class Decision:
     """What the router said about one prompt."""
 
-    router: str
-    threshold: float
-    score: float
+    router: str  # "none" when the caller named a model and routing was bypassed
+    threshold: float | None  # None when bypassed
+    score: float | None  # the strong win rate; None when bypassed
     role: str  # "strong" or "weak"
     model: str  # display name of the model the router chose
     routing_ms: float
@@ -232,23 +233,20 @@ class Controller:
         return Decision(name, t, score, role, self.specs[role].name, routing_ms, sha256(prompt), explanation)
 
     # --- answering -----------------------------------------------------------------------------
-    def complete(self, messages, *, router=None, threshold=None, session_id=None, source="sdk", model_role=None, **params) -> Answer:
-        """Route and answer, non-streamed."""
-        answer = None
-        for item in self.stream(messages, router=router, threshold=threshold, session_id=session_id,
-                                source=source, model_role=model_role, _stream=False, **params):
-            if isinstance(item, Answer):
-                answer = item
-        assert answer is not None
-        return answer
+    def complete(self, messages, **kwargs) -> Answer:
+        """Route and answer, non-streamed (the keywords of :meth:`respond`)."""
+        return self.respond(messages, stream=False, **kwargs).answer()
 
-    def stream(self, messages, *, router=None, threshold=None, session_id=None, source="sdk", model_role=None,
-               explain: int = 0, _stream: bool = True, **params) -> Iterator:
-        """Route and answer, streamed: yields the Decision, then text pieces, then the Answer.
+    def respond(self, messages, *, router=None, threshold=None, session_id=None, source="sdk", model_role=None,
+                explain: int = 0, stream: bool = True, **params) -> Response:
+        """Route one turn: the :class:`Response` carries the decision at once; iterating it streams
+        the answer's text, ``.answer()`` finishes it. A bad request raises here, before any model is
+        called.
 
-        ``model_role`` ("strong"/"weak") bypasses routing (a request for a configured model by name).
-        On an endpoint failure before any text was sent, falls back to the other model when the
-        config allows it; the fallback is logged. Every outcome, failures included, is logged.
+        ``model_role`` ("strong"/"weak") bypasses routing (a request for a configured model by name):
+        the decision then has no score or threshold. On an endpoint failure before any text was sent,
+        falls back to the other model when the config allows it. Every outcome, failures included,
+        is logged. ``stream=False`` asks the model for the whole answer at once (one piece).
         """
         msgs = normalise_messages(messages)
         prompt = last_user_turn(msgs)
@@ -258,26 +256,28 @@ class Controller:
         else:
             if model_role not in (STRONG, WEAK):
                 raise BadRequestError(f"unknown model role {model_role!r}")
-            decision = Decision("none", float("nan"), float("nan"), model_role, self.specs[model_role].name, 0.0, sha256(prompt))
-        yield decision
+            decision = Decision("none", None, None, model_role, self.specs[model_role].name, 0.0, sha256(prompt))
+        return Response(decision, self._answer(decision, msgs, session_id, source, stream, params))
 
+    def _answer(self, decision: Decision, msgs, session_id, source, stream: bool, params) -> Iterator[TextPiece]:
+        """Yields the text as the model writes it; returns the accounted :class:`Answer`."""
         roles = [decision.role]
         if self.config.fallback:
             roles.append(WEAK if decision.role == STRONG else STRONG)
         errors: list[EndpointError] = []
         for role in roles:
             sent_text = False
+            name = self.specs[role].name
             try:
-                if _stream:
+                if stream:
                     completion = None
                     for piece in self.endpoint(role).stream(msgs, **params):
                         if isinstance(piece, Completion):
                             completion = piece
                         else:
                             sent_text = True
-                            yield TextPiece(piece, self.specs[role].name)
+                            yield TextPiece(piece, name)
                     if completion is None:
-                        name = self.specs[role].name
                         raise EndpointError(name, "bad_response", f"{name} ended the stream without finishing")
                 else:
                     completion = self.endpoint(role).complete(msgs, **params)
@@ -285,7 +285,6 @@ class Controller:
                 if not isinstance(e, EndpointError):
                     # an upstream answer the client could not even decode (bytes that are not UTF-8,
                     # JSON that is not JSON): the model failed, not the caller
-                    name = self.specs[role].name
                     e = EndpointError(name, "bad_response", f"{name}: unreadable response ({type(e).__name__}: "
                                                             f"{str(e)[:120]})")
                 errors.append(e)
@@ -296,8 +295,9 @@ class Controller:
                     break
                 continue
             answer = self._account(decision, role, completion, errors, session_id, source, msgs)
-            yield answer
-            return
+            if not stream:
+                yield TextPiece(answer.text, name)
+            return answer
         self._log_failure(decision, errors, session_id, source)
         names = "; ".join(str(e) for e in errors)
         logger.error("no answer (prompt %s…): %s", decision.prompt_sha256[:12], names)
@@ -361,13 +361,12 @@ class Controller:
 
     @staticmethod
     def _log_fields(decision: Decision, session_id, source) -> dict:
-        nan = decision.score != decision.score
         return dict(
             session_id=session_id,
             prompt_sha256=decision.prompt_sha256,
             router=decision.router,
-            threshold=None if nan else decision.threshold,
-            score=None if nan else decision.score,
+            threshold=decision.threshold,
+            score=decision.score,
             routing_ms=decision.routing_ms,
             source=source,
         )

@@ -263,7 +263,8 @@ def update_from_public(store: Store, embedder, routers=None, *, base_url: str | 
         log.info("seed: added %d public battles in %.1f s; the routers refit on their next use", added, seconds)
         return {"added": added, "public": len(rows), "seconds": seconds}
     except Exception as e:  # noqa: BLE001 (a background thread has no caller: say why in one line, keep serving)
-        log.warning("seed: background update failed: %s: %s", type(e).__name__, e)
+        log.warning("seed: background update failed: %s: %s", type(e).__name__, e,
+                    exc_info=log.isEnabledFor(logging.DEBUG))  # offline is the common case: one line
         return None
 
 

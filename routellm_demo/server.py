@@ -11,7 +11,6 @@ import hmac
 import json
 import logging
 import time
-import uuid
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -19,9 +18,10 @@ from fastapi.responses import JSONResponse, StreamingResponse
 
 from routellm_demo.battles import STRONG, WEAK
 from routellm_demo.body_limit import BodyLimit
-from routellm_demo.controller import Answer, AnswerError, BadRequestError, Decision
+from routellm_demo import openai_format
+from routellm_demo.controller import AnswerError, BadRequestError
 from routellm_demo.errors import UserError
-from routellm_demo.routers import ROUTER_NAMES, UnknownRouterError, parse_router_model
+from routellm_demo.routers import ROUTER_NAMES, UnknownRouterError
 from routellm_demo.store import StoreError
 
 # OpenAI parameters we pass to the model; anything else in the body is accepted and ignored.
@@ -71,15 +71,10 @@ def resolve_model(model: Any, config) -> tuple[str | None, float | None, str | N
     if not isinstance(model, str) or not model:
         raise APIError(400, "'model' is required: router-<router>-<threshold> or a configured model's name",
                        param="model")
-    for role in (STRONG, WEAK):
-        spec = config.endpoint(role)
-        if model in (spec.name, spec.model):
-            return None, None, role
     try:
-        choice = parse_router_model(model)
+        return openai_format.resolve_model(model, config)
     except UnknownRouterError as e:
         raise APIError(400, str(e), param="model", code="model_not_found") from None
-    return choice.name, choice.threshold, None
 
 
 _RANGES = {"temperature": (0.0, 2.0), "top_p": (0.0, 1.0), "presence_penalty": (-2.0, 2.0),
@@ -110,20 +105,6 @@ def _params(body: dict) -> dict:
     if "max_completion_tokens" in params:
         params["max_tokens"] = params.pop("max_completion_tokens")
     return params
-
-
-def _usage(a: Answer) -> dict:
-    return {"prompt_tokens": a.prompt_tokens, "completion_tokens": a.completion_tokens,
-            "total_tokens": a.prompt_tokens + a.completion_tokens}
-
-
-def _routing(d: Decision, a: Answer | None = None) -> dict:
-    out = {"router": d.router, "threshold": None if d.threshold != d.threshold else d.threshold,
-           "score": None if d.score != d.score else d.score, "routed_to": d.role, "routing_ms": round(d.routing_ms, 2)}
-    if a is not None:
-        out.update(cost_usd=a.cost, strong_cost_usd=a.strong_cost, fallback_from=a.fallback_from,
-                   dropped_messages=a.dropped_messages)
-    return out
 
 
 def create_app(runtime, *, api_token: str | None = None) -> FastAPI:
@@ -181,69 +162,29 @@ def create_app(runtime, *, api_token: str | None = None) -> FastAPI:
         include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
         from starlette.concurrency import run_in_threadpool
 
-        gen = controller.stream(messages, router=router, threshold=threshold, model_role=role,
-                                source="server", _stream=stream, **params)
-        # Route, and wait for the first piece, before answering: a bad request or a failing upstream
-        # still gets its proper status code, even when streaming (a UserError goes to the handler).
-        decision, pieces, answer = await run_in_threadpool(_take_until_content, gen)
-        cid = "chatcmpl-" + uuid.uuid4().hex
-        created = int(time.time())
-        if not stream:
-            return {
-                "id": cid, "object": "chat.completion", "created": created, "model": answer.model,
-                "choices": [{"index": 0, "message": {"role": "assistant", "content": answer.text},
-                             "finish_reason": answer.finish_reason or "stop", "logprobs": None}],
-                "usage": _usage(answer), "routing": _routing(decision, answer),
-            }
-        # the model that writes the text: the decision's, or the other one after a fallback (which only
-        # happens before any text, so the first piece already names the right one)
-        model_name = getattr(pieces[0], "model", decision.model) if pieces else decision.model
+        def start():
+            # Route, and run to the first piece, before answering: a bad request or a failing upstream
+            # still gets its proper status code, even when streaming (a UserError goes to the handler).
+            return controller.respond(messages, router=router, threshold=threshold, model_role=role,
+                                      source="server", stream=stream, **params).start()
 
-        def chunk(delta: dict, finish=None, model=None) -> str:
-            return "data: " + json.dumps({
-                "id": cid, "object": "chat.completion.chunk", "created": created, "model": model or model_name,
-                "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}],
-            }) + "\n\n"
+        response = await run_in_threadpool(start)
+        if not stream:
+            return await run_in_threadpool(openai_format.completion, response)
 
         def events():
-            yield chunk({"role": "assistant", "content": ""})
-            for p in pieces:
-                yield chunk({"content": p})
-            final = answer
             try:
-                for item in ([] if final is not None else gen):
-                    if isinstance(item, Answer):
-                        final = item
-                    else:
-                        yield chunk({"content": item})
+                for chunk in openai_format.chunks(response, include_usage=include_usage):
+                    yield "data: " + json.dumps(chunk) + "\n\n"
             except UserError as e:  # the stream broke after it started: say so in-band
                 error = error_body(e)["error"]
                 yield "data: " + json.dumps({"error": {"message": error["message"], "type": error["type"],
                                                        "code": error["code"]}}) + "\n\n"
-                yield "data: [DONE]\n\n"
-                return
-            yield chunk({}, finish=final.finish_reason or "stop", model=final.model)
-            if include_usage:
-                yield "data: " + json.dumps({"id": cid, "object": "chat.completion.chunk", "created": created,
-                                             "model": final.model, "choices": [], "usage": _usage(final),
-                                             "routing": _routing(decision, final)}) + "\n\n"
             yield "data: [DONE]\n\n"
 
         return StreamingResponse(events(), media_type="text/event-stream")
 
     return app
-
-
-def _take_until_content(gen):
-    """Advance the controller's stream to the decision and the first text piece (or the answer)."""
-    decision = next(gen)
-    pieces: list[str] = []
-    for item in gen:
-        if isinstance(item, Answer):
-            return decision, pieces, item
-        pieces.append(item)
-        return decision, pieces, None
-    raise AnswerError("the model ended without an answer", decision=decision)
 
 
 def serve(runtime, *, host: str, port: int, api_token: str | None = None) -> None:

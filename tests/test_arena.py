@@ -94,8 +94,7 @@ def snapshot(arena):
 
 def answered(arena, prompt="Explain recursion to a child.", session=SESSION):
     battle_id = arena.new_battle(prompt, session)
-    items = list(arena.stream_answers(battle_id, session, max_tokens=8))
-    assert isinstance(items[-1], ArenaRound)
+    assert isinstance(arena.stream_answers(battle_id, session, max_tokens=8).round(), ArenaRound)
     return battle_id
 
 
@@ -124,8 +123,9 @@ def test_new_battle_is_pending_server_side_with_random_positions(make_arena):
 def test_both_answers_stream_concurrently_and_are_stored(make_arena):
     arena = make_arena()
     battle_id = arena.new_battle("Explain recursion to a child.", SESSION)
-    items = list(arena.stream_answers(battle_id, SESSION))
-    pieces, final = items[:-1], items[-1]
+    answers = arena.stream_answers(battle_id, SESSION)
+    pieces = list(answers)
+    final = answers.round()
     order = [side for side, _ in pieces]
     assert sorted(set(order)) == ["a", "b"]
     assert order != sorted(order), "the two answers should arrive interleaved, not one after the other"
@@ -142,7 +142,7 @@ def test_a_failing_model_fails_the_battle_without_naming_it(make_arena):
     arena = make_arena(strong_fail=2)
     battle_id = arena.new_battle("Explain recursion to a child.", SESSION)
     with pytest.raises(ArenaError) as err:
-        list(arena.stream_answers(battle_id, SESSION))
+        arena.stream_answers(battle_id, SESSION).round()
     assert "failed" in str(err.value) and arena.config.strong.name not in str(err.value)
     assert re.fullmatch(r"Model [AB] could not answer right now\.", err.value.public)  # no name, no URL
     assert arena.store.pending(battle_id)["status"] == "failed"

@@ -1,6 +1,7 @@
 """The controller end to end on the REAL embedded local pair, through the real openai client:
 routing, streaming, usage and cost, the log rows, savings, faults and fallback, and the SDK."""
 
+import json
 import socket
 from dataclasses import replace
 
@@ -89,19 +90,21 @@ def test_cost_and_strong_cost_follow_prices_and_tokens(runtime):
     assert a.cost < a.strong_cost
 
 
-def test_streaming_yields_decision_pieces_answer_and_logs_one_row(runtime):
-    items = list(runtime.controller.stream([{"role": "user", "content": "Tell me a short fact about cats."}],
-                                           router="random", threshold=0.5, session_id="s1", source="app", **PARAMS))
-    assert isinstance(items[0], Decision) and isinstance(items[-1], Answer)
-    pieces = items[1:-1]
+def test_a_response_has_its_decision_then_streams_pieces_then_answers_and_logs_one_row(runtime):
+    response = runtime.controller.respond([{"role": "user", "content": "Tell me a short fact about cats."}],
+                                          router="random", threshold=0.5, session_id="s1", source="app", **PARAMS)
+    assert isinstance(response.decision, Decision)
+    assert runtime.store.decisions(session_id="s1") == []  # nothing answered yet: the decision came first
+    pieces = list(response)
     assert pieces and all(isinstance(p, str) for p in pieces)
-    answer = items[-1]
-    assert "".join(pieces) == answer.text
+    answer = response.answer()
+    assert isinstance(answer, Answer) and "".join(pieces) == answer.text == response.text()
+    assert response.model == answer.model and list(response) == []  # a finished response has nothing left
     rows = runtime.store.decisions(session_id="s1")
     assert len(rows) == 1
     row = rows[0]
     assert row["router"] == "random" and row["threshold"] == 0.5
-    assert row["score"] == pytest.approx(items[0].score)
+    assert row["score"] == pytest.approx(response.decision.score)
     assert row["chosen_model"] == answer.model and row["chosen_role"] == answer.role
     assert row["completion_tokens"] == answer.completion_tokens and row["cost"] == pytest.approx(answer.cost)
     assert row["source"] == "app" and row["error"] is None and row["ttft_ms"] is not None
@@ -111,8 +114,9 @@ def test_routes_on_the_last_user_turn(runtime):
     ctl = runtime.controller
     convo = [{"role": "user", "content": "Hello"}, {"role": "assistant", "content": "Hi!"},
              {"role": "user", "content": "Prove Fermat's little theorem."}]
-    items = list(ctl.stream(convo, router="random", threshold=0.5, **PARAMS))
-    assert items[0].score == ctl.decide("Prove Fermat's little theorem.", "random", 0.5).score
+    response = ctl.respond(convo, router="random", threshold=0.5, **PARAMS)
+    assert response.decision.score == ctl.decide("Prove Fermat's little theorem.", "random", 0.5).score
+    response.answer()
 
 
 def test_savings_totals_match_the_log(runtime):
@@ -149,7 +153,7 @@ def test_dead_endpoint_without_fallback_is_a_clear_error_and_logged(runtime):
     cfg = replace(runtime.config, weak=dead, fallback=False)
     ctl = Controller(cfg, runtime.store, runtime.embedder, runtime.routers, {"weak": Endpoint(dead)})
     with pytest.raises(AnswerError) as e:
-        list(ctl.stream("Name a fruit.", threshold=1.0, session_id="nofb", **PARAMS))
+        ctl.respond("Name a fruit.", threshold=1.0, session_id="nofb", **PARAMS).answer()
     assert "Unreachable weak" in str(e.value) and e.value.status == 502
     assert e.value.public == "No model could answer right now; see the server log."  # the detail: str(e), logged
     row = runtime.store.decisions(session_id="nofb")[0]
@@ -184,3 +188,7 @@ def test_sdk_names_the_model_actually_used(runtime):
     by_name = client.chat.completions.create(model=runtime.config.weak.name,
                                              messages=[{"role": "user", "content": "Hi"}], **PARAMS)
     assert by_name.model == runtime.config.weak.name
+    # a named model bypasses the router: no score and no threshold, as JSON null (never NaN)
+    assert by_name.routing["score"] is None and by_name.routing["threshold"] is None
+    assert by_name.routing["routed_to"] == "weak" and by_name.routing["router"] == "none"
+    json.dumps(by_name.routing, allow_nan=False)

@@ -98,6 +98,8 @@ def test_configured_model_name_bypasses_routing(client, base_url):
     rt = base_url[1]
     r = client.chat.completions.create(model=rt.config.weak.name, messages=MSG, max_tokens=5)
     assert r.model == rt.config.weak.name
+    routing = r.model_extra["routing"]
+    assert routing["router"] == "none" and routing["score"] is None and routing["threshold"] is None
 
 
 def test_requests_land_in_the_shared_routing_log(client, base_url):
