@@ -10,6 +10,8 @@ learned state lives in attributes ending in ``_``.
 
 from __future__ import annotations
 
+import inspect
+
 import numpy as np
 
 from routellm_demo.battles import Battles
@@ -19,6 +21,13 @@ class Router:
     """Base class: subclasses implement ``fit`` and ``win_probability``."""
 
     name: str = "base"
+
+    def get_params(self) -> dict:
+        """The hyperparameters, read back by the names ``__init__`` takes (as scikit-learn does), so
+        ``type(r)(**r.get_params())`` is an unfitted copy and a checkpoint can record them."""
+        names = [p.name for p in inspect.signature(type(self).__init__).parameters.values()
+                 if p.name != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+        return {k: getattr(self, k) for k in names}
 
     def fit(self, battles: Battles) -> "Router":
         raise NotImplementedError

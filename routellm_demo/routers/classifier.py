@@ -71,11 +71,6 @@ class ClassifierRouter(Router):
         self.components = components
         self.split_by_options = split_by_options
 
-    def get_params(self) -> dict:
-        return {k: getattr(self, k)
-                for k in ("hidden", "alpha", "epochs", "lr", "batch_size", "random_state", "text_weight",
-                          "tree_weight", "components", "split_by_options")}
-
     def _text(self, prompts, n: int) -> tuple[np.ndarray, np.ndarray] | None:
         """The prompts' text counts and multiple-choice features, read once per call; None when this
         router reads no text."""

@@ -21,9 +21,6 @@ class EloRouter(Router):
     def __init__(self, l2: float = DEFAULT_L2):
         self.l2 = l2
 
-    def get_params(self) -> dict:
-        return {"l2": self.l2}
-
     def fit(self, battles: Battles) -> "EloRouter":
         self.players_ = list(battles.players)
         self.counts_ = pair_counts(battles)

@@ -41,9 +41,6 @@ class MFRouter(Router):
         self.batch_size = batch_size
         self.random_state = random_state
 
-    def get_params(self) -> dict:
-        return {k: getattr(self, k) for k in ("dim", "epochs", "lr", "weight_decay", "batch_size", "random_state")}
-
     # -- fitting -----------------------------------------------------------------------------------
     def fit(self, battles: Battles) -> "MFRouter":
         """Fit on every battle (all players), ties as soft 0.5 targets, with AdamW."""

@@ -28,9 +28,6 @@ class RandomRouter(Router):
     def __init__(self, random_state: int = 0):
         self.random_state = random_state
 
-    def get_params(self) -> dict:
-        return {"random_state": self.random_state}
-
     def fit(self, battles: Battles) -> "RandomRouter":
         self.n_battles_ = len(battles)
         return self

@@ -100,10 +100,6 @@ class SWRankingRouter(Router):
         self.normalize = normalize
         self.text_weight = text_weight
 
-    def get_params(self) -> dict:
-        return {"base": self.base, "scale": self.scale, "l2": self.l2, "normalize": self.normalize,
-                "text_weight": self.text_weight}
-
     def _vectors(self, embeddings, prompts) -> np.ndarray:
         """What similarity is taken between: the embeddings, or with text_weight the text-extended vectors."""
         x = np.asarray(embeddings, dtype=np.float32)
