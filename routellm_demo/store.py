@@ -6,8 +6,12 @@ around one connection, because Gradio and FastAPI call handlers from worker thre
 connection is not safe to share unguarded. Low-level sqlite3 failures are turned into a one-line
 :class:`StoreError` that says what to do, so the UI can show it instead of a traceback.
 
-Schema changes are named migration steps (``sqlite_utils.Migrations``): a database made by an older
-version gains the new steps on open instead of breaking.
+Schema changes are named migration steps (``sqlite_utils.Migrations``, in :mod:`routellm_demo.schema`):
+a database made by an older version gains the new steps on open instead of breaking.
+
+Why one class for every table: each method is one short transaction under the one lock, and the
+vote path writes battles and arena_pending in one transaction; splitting the tables across classes
+would split that lock. What grows the module is the guarding (checks, one-line errors), not logic.
 """
 
 from __future__ import annotations
@@ -24,10 +28,11 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping
 
 import numpy as np
-from sqlite_utils import Database, Migrations
+from sqlite_utils import Database
 
 from routellm_demo.battles import WINNERS
 from routellm_demo.errors import UserError
+from routellm_demo.schema import MIGRATIONS, STEP_NAMES
 
 STRONG_SIDES = ("a", "b", None)
 ROLES = ("strong", "weak")
@@ -49,124 +54,8 @@ _BATTLE_FIELDS = {
 }
 _CHUNK = 500  # rows per executemany / IN (...) query: well under SQLite's variable limit
 
-# Each step is a list of statements run in one transaction. Append new steps; never edit old ones.
-_STEPS: list[tuple[str, list[str]]] = [
-    ("0001_battles", [
-        """CREATE TABLE battles (
-            id INTEGER PRIMARY KEY,
-            uid TEXT UNIQUE,
-            prompt TEXT NOT NULL,
-            prompt_sha256 TEXT NOT NULL,
-            model_a TEXT NOT NULL,
-            model_b TEXT NOT NULL,
-            winner TEXT NOT NULL CHECK (winner IN ('model_a', 'model_b', 'tie', 'tie (bothbad)')),
-            strong_side TEXT CHECK (strong_side IN ('a', 'b')),
-            source TEXT NOT NULL,
-            created_at TEXT NOT NULL,
-            session_id TEXT,
-            meta TEXT
-        )""",
-        "CREATE INDEX idx_battles_prompt_sha256 ON battles (prompt_sha256)",
-        "CREATE INDEX idx_battles_source ON battles (source)",
-    ]),
-    ("0002_embeddings", [
-        """CREATE TABLE embeddings (
-            model TEXT NOT NULL,
-            sha256 TEXT NOT NULL,
-            dim INTEGER NOT NULL,
-            vector BLOB NOT NULL,
-            PRIMARY KEY (model, sha256)
-        )""",
-    ]),
-    ("0003_routing_log", [
-        """CREATE TABLE routing_log (
-            id INTEGER PRIMARY KEY,
-            created_at TEXT NOT NULL,
-            session_id TEXT,
-            prompt_sha256 TEXT,
-            router TEXT,
-            threshold REAL,
-            score REAL,
-            chosen_role TEXT CHECK (chosen_role IN ('strong', 'weak')),
-            chosen_model TEXT,
-            fallback_from TEXT,
-            prompt_tokens INTEGER,
-            completion_tokens INTEGER,
-            usage_source TEXT CHECK (usage_source IN ('api', 'tokenizer', 'estimate')),
-            cost REAL,
-            strong_cost REAL,
-            latency_ms REAL,
-            ttft_ms REAL,
-            routing_ms REAL,
-            error TEXT,
-            source TEXT
-        )""",
-        "CREATE INDEX idx_routing_log_session ON routing_log (session_id)",
-    ]),
-    # Arena battles waiting for a vote. The models and their positions live here, server-side, so a
-    # vote names only the battle id and an outcome; the browser never says which model was which.
-    ("0004_arena_pending", [
-        """CREATE TABLE arena_pending (
-            battle_id TEXT PRIMARY KEY,
-            session_id TEXT NOT NULL,
-            prompt TEXT NOT NULL,
-            model_a TEXT NOT NULL,
-            model_b TEXT NOT NULL,
-            strong_side TEXT NOT NULL CHECK (strong_side IN ('a', 'b')),
-            status TEXT NOT NULL CHECK (status IN ('asked', 'answered', 'failed', 'voted')),
-            answer_a TEXT,
-            answer_b TEXT,
-            error TEXT,
-            outcome TEXT,
-            battle_row_id INTEGER,
-            created_at TEXT NOT NULL,
-            answered_at TEXT,
-            voted_at TEXT
-        )""",
-        "CREATE INDEX idx_arena_pending_session ON arena_pending (session_id)",
-    ]),
-    # sw_ranking's score for the prompt when both answers were in: the router's prediction at the
-    # moment the visitor saw the round, so a vote need not score the prompt twice (before and after).
-    ("0005_arena_pending_sw_score", [
-        "ALTER TABLE arena_pending ADD COLUMN sw_score REAL",
-    ]),
-    # The change feed: every insert into or delete from battles, in commit order, written by triggers
-    # so that no writer (app, server, CLI, an older version's code path) can forget it. Other processes
-    # follow it (:meth:`Store.changes_since`) to learn battles they did not write and to see deletes,
-    # which polling the highest battle id cannot (and ids are reused after the newest is deleted).
-    # SQLite runs one writer at a time, so AUTOINCREMENT order is commit order here. (On PostgreSQL,
-    # sequence values can commit out of order: a follower there reads only below the oldest transaction
-    # still in flight, pg_snapshot_xmin, so the cursor API stays the same.)
-    ("0006_battle_changes", [
-        """CREATE TABLE battle_changes (
-            seq INTEGER PRIMARY KEY AUTOINCREMENT,
-            battle_id INTEGER NOT NULL,
-            op TEXT NOT NULL CHECK (op IN ('insert', 'delete'))
-        )""",
-        """CREATE TRIGGER battles_inserted AFTER INSERT ON battles
-           BEGIN INSERT INTO battle_changes (battle_id, op) VALUES (NEW.id, 'insert'); END""",
-        """CREATE TRIGGER battles_deleted AFTER DELETE ON battles
-           BEGIN INSERT INTO battle_changes (battle_id, op) VALUES (OLD.id, 'delete'); END""",
-    ]),
-]
 ARENA_SOURCE = "arena-vote"
 PENDING_STATUSES = ("asked", "answered", "failed", "voted")
-SCHEMA_VERSION = len(_STEPS)
-
-
-def _make_migrations() -> Migrations:
-    migrations = Migrations("routellm_demo")
-    for name, statements in _STEPS:
-
-        def step(db: Database, statements: list[str] = statements) -> None:
-            for sql in statements:
-                db.execute(sql)
-
-        migrations(name=name)(step)
-    return migrations
-
-
-MIGRATIONS = _make_migrations()
 
 
 class StoreError(UserError, RuntimeError):
@@ -279,7 +168,7 @@ class Store:
 
     def _open_schema(self) -> None:
         self.db.execute("SELECT count(*) FROM sqlite_master").fetchone()  # NOTADB surfaces here
-        known = {name for name, _ in _STEPS}
+        known = set(STEP_NAMES)
         unknown = [m.name for m in MIGRATIONS.applied(self.db) if m.name not in known]
         if unknown:
             raise StoreError(f"{self.path} was written by a newer routellm_demo ({unknown[-1]}): upgrade the package")

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 from sqlite_utils import Database
 
-from routellm_demo.store import MIGRATIONS, SCHEMA_VERSION, Store, StoreError, prompt_sha256
+from routellm_demo.schema import MIGRATIONS, SCHEMA_VERSION
+from routellm_demo.store import Store, StoreError, prompt_sha256
 
 
 def battle(i=0, **kw):
