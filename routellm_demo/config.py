@@ -8,6 +8,11 @@ Precedence (highest first): environment variables, the TOML file, built-in defau
 the path given to :func:`load_config`, else ``$ROUTELLM_DEMO_CONFIG``, else ``routellm_demo.toml``
 in the repository root if present. See ``routellm_demo.example.toml`` for every key.
 
+Each setting is declared once, on its :class:`Config` field (TOML key, variable, check; the type and
+default are the field's), and the endpoint tables are :class:`ModelEndpoint`'s fields: the accepted
+keys, the variable names and the loader derive from those (:data:`SETTINGS`). Past 500 lines because
+the schema, the loader and the checks belong together: a typo meets them all at start.
+
 Secrets: an endpoint names the *environment variable* that holds its key (``api_key_env``); the key
 itself is read only when a client is built (:meth:`ModelEndpoint.api_key`) and is never stored in a
 dataclass, so it cannot leak through repr, errors or logs.
@@ -24,10 +29,10 @@ import math
 import os
 import re
 import tomllib
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields as dataclass_fields, replace
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping, get_args, get_origin, get_type_hints
 
 from routellm_demo.errors import UserError
 
@@ -39,10 +44,7 @@ APIS = ("chat", "completion")
 PROMPT_FORMATS = ("fewshot",)
 ROLES = ("strong", "weak")
 
-DEFAULT_ROLE_MAP = {
-    "gpt-4-1106-preview": "strong",
-    "mistralai/Mixtral-8x7B-Instruct-v0.1": "weak",
-}
+DEFAULT_ROLE_MAP = {"gpt-4-1106-preview": "strong", "mistralai/Mixtral-8x7B-Instruct-v0.1": "weak"}
 
 
 class ConfigError(UserError, ValueError):
@@ -92,42 +94,70 @@ class ModelEndpoint:
 
 # The embedded local pair. Prices follow compute (USD per 1M tokens = params in billions), so the
 # cost columns mean "relative compute", clearly not a market price.
-LOCAL_MODELS: Mapping[str, ModelEndpoint] = MappingProxyType(
-    {
-        "smollm2": ModelEndpoint(
-            name="SmolLM2-135M-Instruct (local)",
-            model="smollm2-135m-instruct",
-            input_price=0.135,
-            output_price=0.135,
-            max_tokens=256,
-            timeout=60.0,
-            temperature=0.2,  # the model card's recommendation; higher drifts off-topic
-            api="chat",
-            local="smollm2",
-            params_millions=135.0,
-        ),
-        "gemma3": ModelEndpoint(
-            name="Gemma 3 270M base (local)",
-            model="gemma-3-270m",
-            input_price=0.27,
-            output_price=0.27,
-            max_tokens=256,
-            timeout=60.0,
-            temperature=0.0,  # a 270M base model stays coherent only near greedy decoding
-            api="completion",
-            prompt_format="fewshot",
-            stop=("\nUser:", "\n\n"),
-            local="gemma3",
-            params_millions=268.0,
-        ),
-    }
-)
+LOCAL_MODELS: Mapping[str, ModelEndpoint] = MappingProxyType({
+    "smollm2": ModelEndpoint(
+        name="SmolLM2-135M-Instruct (local)", model="smollm2-135m-instruct", input_price=0.135, output_price=0.135,
+        max_tokens=256, timeout=60.0, api="chat", local="smollm2", params_millions=135.0,
+        temperature=0.2,  # the model card's recommendation; higher drifts off-topic
+    ),
+    "gemma3": ModelEndpoint(
+        name="Gemma 3 270M base (local)", model="gemma-3-270m", input_price=0.27, output_price=0.27,
+        max_tokens=256, timeout=60.0, api="completion", prompt_format="fewshot", stop=("\nUser:", "\n\n"),
+        local="gemma3", params_millions=268.0,
+        temperature=0.0,  # a 270M base model stays coherent only near greedy decoding
+    ),
+})
 DEFAULT_LOCAL_ROLE = {"strong": "gemma3", "weak": "smollm2"}
 
-
-# How much the prompt's text counts in sw_ranking's similarity (= routers/sw_ranking.py's
-# DEFAULT_TEXT_WEIGHT; test_sw_ranking keeps them equal, as for the presets below).
+# The sw_ranking router's weighting, defined here because the config selects it and imports no router
+# (routers/sw_ranking.py imports these). Named parameter sets, ``SWRankingRouter(**SW_PRESETS[name])``:
+# "routellm": RouteLLM's weighting, the default (its offline evaluation is what the paper reports).
+# "smooth": base 3 instead of 10, the best of a sweep on MMLU subjects kept out of the report (issue #8).
+# "monotone": RouteLLM's base, the similarity divided by 1 instead of by its maximum, so adding a battle
+#   never reweighs the others: a vote always moves its own prompt's score the voted way.
+SW_PRESETS: Mapping[str, Mapping[str, Any]] = MappingProxyType({
+    "routellm": MappingProxyType({"base": 10.0, "scale": 10.0, "normalize": "max"}),
+    "smooth": MappingProxyType({"base": 3.0, "scale": 10.0, "normalize": "max"}),
+    "monotone": MappingProxyType({"base": 10.0, "scale": 10.0, "normalize": "one"}),
+})
+SW_DEFAULT_PRESET = "routellm"
+SW_NORMALIZE = ("max", "one")
+# How much the prompt's text counts (0: RouteLLM's embedding-only similarity). 0.3 after a sweep of
+# 0-1 on the shared data (issue #8): GSM8K's APGR after 200 replayed votes, mean of seeds 0-4,
+# .562 -> .594; its grouped-CV eval .582 -> .602; MMLU's eval .572 -> .566 (inside noise). 0.5 and
+# more help GSM8K further but cost MMLU's eval .017 and more.
 SW_TEXT_WEIGHT = 0.3
+
+
+def default_db_path(data_root: Path = Path("/data")) -> Path:
+    """``/data/routellm_demo.db`` when a writable /data exists (Hugging Face Spaces persistent
+    storage survives restarts there), else ``data/routellm_demo.db`` in the repository."""
+    if data_root.is_dir() and os.access(data_root, os.W_OK):
+        return data_root / "routellm_demo.db"
+    return REPO_ROOT / "data" / "routellm_demo.db"
+
+
+def default_cache_dir(environ: Mapping[str, str] | None = None) -> Path:
+    """Assembled model files go to the user's cache, so reinstalling the repo reuses them."""
+    env = os.environ if environ is None else environ
+    xdg = env.get("XDG_CACHE_HOME")
+    if xdg:
+        return Path(xdg) / "routellm_demo"
+    home = env.get("HOME")
+    return (Path(home) if home else Path.home()) / ".cache" / "routellm_demo"
+
+
+# ---- schema: each setting is declared once, on its Config field -------------------------------
+
+
+def _setting(key: str, env: str, check: Callable[[Any], str | None] | None = None, **default) -> Any:
+    """A Config field set by TOML ``key`` (dotted: "server.port") or by ``ROUTELLM_DEMO_<env>``; its
+    type is the field's annotation, its default the field's. ``check(value)`` says what is wrong, or None."""
+    return field(metadata={"key": key, "env": env, "check": check}, **default)
+
+
+def _at_least(low: int) -> Callable[[Any], str | None]:
+    return lambda v: f"must be at least {low}, got {v}" if v < low else None
 
 
 @dataclass(frozen=True)
@@ -136,34 +166,38 @@ class Config:
 
     strong: ModelEndpoint
     weak: ModelEndpoint
-    router: str = "classifier"
-    threshold: float = 0.5
-    db_path: Path = REPO_ROOT / "data" / "routellm_demo.db"
-    checkpoint_dir: Path = REPO_ROOT / "data" / "checkpoints"
+    router: str = _setting("router", "ROUTER", lambda v: None if v else "must not be empty", default="classifier")
+    threshold: float = _setting("threshold", "THRESHOLD",
+                                lambda v: None if 0.0 <= v <= 1.0 else f"must be between 0 and 1, got {v}", default=0.5)
+    db_path: Path = _setting("db_path", "DB", default_factory=default_db_path)
+    checkpoint_dir: Path = _setting("checkpoint_dir", "CHECKPOINT_DIR", default=REPO_ROOT / "data" / "checkpoints")
     # Where `eval` writes its runs by default, and where the app's Evaluation tab looks for them.
-    eval_dir: Path = REPO_ROOT / "data" / "eval"
-    fallback: bool = True
+    eval_dir: Path = _setting("eval_dir", "EVAL_DIR", default=REPO_ROOT / "data" / "eval")
+    fallback: bool = _setting("fallback", "FALLBACK", default=True)
     # Load the shipped seed of gold-labelled battles into an empty store at start, then fetch RouteLLM's
     # full public set in the background when online (routellm_demo/seed.py). Off: only your own labels.
-    seed: bool = True
+    seed: bool = _setting("seed", "SEED", default=True)
     role_map: Mapping[str, str] = field(default_factory=lambda: MappingProxyType(dict(DEFAULT_ROLE_MAP)))
-    host: str = "127.0.0.1"
-    port: int = 6060
+    host: str = _setting("server.host", "HOST", default="127.0.0.1")
+    port: int = _setting("server.port", "PORT", lambda v: None if 0 < v < 65536 else f"must be in 1..65535, got {v}",
+                         default=6060)
     # Limits a public demo needs: bound prompt size, history sent upstream and per-session rate.
-    max_prompt_chars: int = 8000
-    max_turns: int = 10
-    requests_per_minute: int = 20
+    max_prompt_chars: int = _setting("limits.max_prompt_chars", "MAX_PROMPT_CHARS", _at_least(1), default=8000)
+    max_turns: int = _setting("limits.max_turns", "MAX_TURNS", _at_least(1), default=10)
+    requests_per_minute: int = _setting("limits.requests_per_minute", "REQUESTS_PER_MINUTE", _at_least(1), default=20)
     # Embedded local models: where assembled GGUF files are cached, and llama.cpp runtime knobs.
-    model_cache_dir: Path = Path.home() / ".cache" / "routellm_demo"
-    local_n_ctx: int = 2048
-    local_n_threads: int = 1
-    local_start_timeout: float = 120.0
-    # The sw_ranking router's similarity weighting (see routers/sw_ranking.py): the app's live router
-    # and `simulate-votes` both build it from these. Default: RouteLLM's.
-    sw_base: float = 10.0
-    sw_scale: float = 10.0
-    sw_normalize: str = "max"
-    sw_text_weight: float = SW_TEXT_WEIGHT
+    model_cache_dir: Path = _setting("local.cache_dir", "MODEL_CACHE", default_factory=default_cache_dir)
+    local_n_ctx: int = _setting("local.n_ctx", "LOCAL_N_CTX", _at_least(256), default=2048)
+    local_n_threads: int = _setting("local.n_threads", "LOCAL_THREADS", _at_least(1), default=1)
+    local_start_timeout: float = _setting("local.start_timeout", "LOCAL_START_TIMEOUT",
+                                          lambda v: "must be positive" if v <= 0 else None, default=120.0)
+    # The sw_ranking router's similarity weighting: the app's live router and `simulate-votes` both build
+    # it from these. Read as a group with the [sw_ranking] preset (check_sw_params). Default: RouteLLM's.
+    sw_base: float = _setting("sw_ranking.base", "SW_BASE", default=SW_PRESETS[SW_DEFAULT_PRESET]["base"])
+    sw_scale: float = _setting("sw_ranking.scale", "SW_SCALE", default=SW_PRESETS[SW_DEFAULT_PRESET]["scale"])
+    sw_normalize: str = _setting("sw_ranking.normalize", "SW_NORMALIZE",
+                                 default=SW_PRESETS[SW_DEFAULT_PRESET]["normalize"])
+    sw_text_weight: float = _setting("sw_ranking.text_weight", "SW_TEXT_WEIGHT", default=SW_TEXT_WEIGHT)
     # Where the settings came from, and ROUTELLM_DEMO_* variables that matched nothing (likely typos).
     source: Path | None = None
     unknown_env: tuple[str, ...] = ()
@@ -203,67 +237,40 @@ class Config:
         return {"sw_ranking": self.sw_params}
 
 
-# ---- schema -----------------------------------------------------------------------------------
+def _kind(hint) -> type:
+    """A field's annotation -> what :func:`_coerce` converts to (``str | None`` -> str, ``tuple[str, ...]`` -> tuple)."""
+    if get_origin(hint) is tuple:
+        return tuple
+    args = [a for a in get_args(hint) if a is not type(None)]
+    return args[0] if args else hint
 
-_ENDPOINT_TYPES: dict[str, type] = {
-    "name": str,
-    "model": str,
-    "base_url": str,
-    "api_key_env": str,
-    "input_price": float,
-    "output_price": float,
-    "max_tokens": int,
-    "timeout": float,
-    "temperature": float,
-    "api": str,
-    "prompt_format": str,
-    "stop": tuple,
-    "local": str,
-    "params_millions": float,
-}
-_TOP_TYPES: dict[str, type] = {
-    "router": str,
-    "threshold": float,
-    "db_path": Path,
-    "checkpoint_dir": Path,
-    "eval_dir": Path,
-    "fallback": bool,
-    "seed": bool,
-}
-_TABLE_TYPES: dict[str, dict[str, type]] = {
-    "server": {"host": str, "port": int},
-    "limits": {"max_prompt_chars": int, "max_turns": int, "requests_per_minute": int},
-    "local": {"cache_dir": Path, "n_ctx": int, "n_threads": int, "start_timeout": float},
-    "sw_ranking": {"preset": str, "base": float, "scale": float, "normalize": str, "text_weight": float},
-}
-# Flat variable names for the common overrides; endpoint fields follow ROUTELLM_DEMO_<ROLE>_<FIELD>.
-_ENV_KEYS: dict[str, str] = {
-    "DB": "db_path",
-    "CHECKPOINT_DIR": "checkpoint_dir",
-    "EVAL_DIR": "eval_dir",
-    "ROUTER": "router",
-    "THRESHOLD": "threshold",
-    "FALLBACK": "fallback",
-    "SEED": "seed",
-    "HOST": "server.host",
-    "PORT": "server.port",
-    "MAX_PROMPT_CHARS": "limits.max_prompt_chars",
-    "MAX_TURNS": "limits.max_turns",
-    "REQUESTS_PER_MINUTE": "limits.requests_per_minute",
-    "MODEL_CACHE": "local.cache_dir",
-    "LOCAL_N_CTX": "local.n_ctx",
-    "LOCAL_THREADS": "local.n_threads",
-    "LOCAL_START_TIMEOUT": "local.start_timeout",
-    "SW_PRESET": "sw_ranking.preset",
-    "SW_BASE": "sw_ranking.base",
-    "SW_SCALE": "sw_ranking.scale",
-    "SW_NORMALIZE": "sw_ranking.normalize",
-    "SW_TEXT_WEIGHT": "sw_ranking.text_weight",
-}
-for _role in ROLES:
-    for _field in _ENDPOINT_TYPES:
-        if _field != "stop":  # a list does not fit one variable; set stop strings in the file
-            _ENV_KEYS[f"{_role.upper()}_{_field.upper()}"] = f"{_role}.{_field}"
+
+@dataclass(frozen=True)
+class Setting:
+    """One value a file or a variable sets: dotted TOML key, ``ROUTELLM_DEMO_`` suffix, type, Config field."""
+
+    key: str
+    env: str
+    kind: type
+    field: str | None = None  # None: sw_ranking.preset, which picks several fields
+    check: Callable[[Any], str | None] | None = None
+
+
+_HINTS = get_type_hints(Config)
+SETTINGS: tuple[Setting, ...] = (
+    *(Setting(f.metadata["key"], f.metadata["env"], _kind(_HINTS[f.name]), f.name, f.metadata["check"])
+      for f in dataclass_fields(Config) if "key" in f.metadata),
+    Setting("sw_ranking.preset", "SW_PRESET", str),
+)
+# The tables [strong] and [weak] take every ModelEndpoint field; variables ROUTELLM_DEMO_<ROLE>_<FIELD>.
+_ENDPOINT_KINDS = {name: _kind(hint) for name, hint in get_type_hints(ModelEndpoint).items()}
+_TABLES: dict[str, list[str]] = {role: list(_ENDPOINT_KINDS) for role in ROLES}  # [table] -> its keys
+for _s in SETTINGS:
+    if "." in _s.key:
+        _TABLES.setdefault(_s.key.split(".")[0], []).append(_s.key.split(".")[1])
+_TOP_KEYS = [s.key for s in SETTINGS if "." not in s.key] + ["role_map"]
+_ENV_KEYS = {s.env: s.key for s in SETTINGS} | {  # a list (stop) does not fit one variable: file only
+    f"{r.upper()}_{f.upper()}": f"{r}.{f}" for r in ROLES for f, k in _ENDPOINT_KINDS.items() if k is not tuple}
 _ENV_META = {"CONFIG", "ADMIN_TOKEN", "API_TOKEN"}  # secrets: read late, never stored
 
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -318,12 +325,9 @@ def _unknown(key: str, known, where: str) -> ConfigError:
 def _flatten(doc: dict, values: dict, origin: dict, where: str) -> None:
     """TOML document -> dotted keys, rejecting unknown keys (they are almost always typos)."""
     for key, value in doc.items():
-        if key in _TOP_TYPES:
-            values[key], origin[key] = value, where
-        elif key in ROLES or key in _TABLE_TYPES:
+        if key in _TABLES:
             if not isinstance(value, dict):
                 raise ConfigError(f"{where}: {key!r} must be a table ([{key}])")
-            known = _ENDPOINT_TYPES if key in ROLES else _TABLE_TYPES[key]
             for sub, sub_value in value.items():
                 dotted = f"{key}.{sub}"
                 if sub == "api_key" and key in ROLES:
@@ -332,15 +336,15 @@ def _flatten(doc: dict, values: dict, origin: dict, where: str) -> None:
                         f"{where}: {dotted} is not allowed: put the key in an environment variable "
                         f"and set {key}.api_key_env to that variable's name"
                     )
-                if sub not in known:
-                    raise _unknown(dotted, known, where)
+                if sub not in _TABLES[key]:
+                    raise _unknown(dotted, _TABLES[key], where)
                 values[dotted], origin[dotted] = sub_value, where
-        elif key == "role_map":
-            if not isinstance(value, dict):
-                raise ConfigError(f"{where}: 'role_map' must be a table of model name = \"strong\"|\"weak\"")
-            values["role_map"], origin["role_map"] = value, where
+        elif key == "role_map" and not isinstance(value, dict):
+            raise ConfigError(f"{where}: 'role_map' must be a table of model name = \"strong\"|\"weak\"")
+        elif key in _TOP_KEYS:
+            values[key], origin[key] = value, where
         else:
-            raise _unknown(key, [*_TOP_TYPES, *ROLES, *_TABLE_TYPES, "role_map"], where)
+            raise _unknown(key, [*_TOP_KEYS, *_TABLES], where)
 
 
 def _apply_env(env: Mapping[str, str], values: dict, origin: dict) -> tuple[str, ...]:
@@ -422,75 +426,37 @@ def _build(values: dict, origin: dict, file_path: Path | None, env: Mapping[str,
             if src == file_path.name:
                 origin[f"{key}@dir"] = str(file_path.parent)
 
-    def get(key: str, kind: type, default):
-        return _coerce(key, values[key], kind, origin) if key in values else default
-
-    def where(key: str) -> str:
-        return origin.get(key, "default")
-
-    router = get("router", str, "classifier")
-    if not router:
-        raise ConfigError(f"router must not be empty (from {where('router')})")
-    threshold = get("threshold", float, 0.5)
-    if not 0.0 <= threshold <= 1.0:
-        raise ConfigError(f"threshold must be between 0 and 1, got {threshold} (from {where('threshold')})")
-
-    cache_default = _default_cache_dir(env)
-    kwargs = dict(
-        strong=_endpoint("strong", values, origin),
-        weak=_endpoint("weak", values, origin),
-        router=router,
-        threshold=threshold,
-        db_path=get("db_path", Path, default_db_path()),
-        checkpoint_dir=get("checkpoint_dir", Path, REPO_ROOT / "data" / "checkpoints"),
-        eval_dir=get("eval_dir", Path, REPO_ROOT / "data" / "eval"),
-        fallback=get("fallback", bool, True),
-        seed=get("seed", bool, True),
-        role_map=MappingProxyType(_role_map(values, origin)),
-        host=get("server.host", str, "127.0.0.1"),
-        port=get("server.port", int, 6060),
-        max_prompt_chars=get("limits.max_prompt_chars", int, 8000),
-        max_turns=get("limits.max_turns", int, 10),
-        requests_per_minute=get("limits.requests_per_minute", int, 20),
-        model_cache_dir=get("local.cache_dir", Path, cache_default),
-        local_n_ctx=get("local.n_ctx", int, 2048),
-        local_n_threads=get("local.n_threads", int, 1),
-        local_start_timeout=get("local.start_timeout", float, 120.0),
-        source=file_path,
-        unknown_env=unknown_env,
-        **_sw_fields(values, origin),
-    )
-    if not 0 < kwargs["port"] < 65536:
-        raise ConfigError(f"server.port must be in 1..65535, got {kwargs['port']} (from {where('server.port')})")
-    for key, attr, low in (("limits.max_prompt_chars", "max_prompt_chars", 1), ("limits.max_turns", "max_turns", 1),
-                           ("limits.requests_per_minute", "requests_per_minute", 1), ("local.n_ctx", "local_n_ctx", 256),
-                           ("local.n_threads", "local_n_threads", 1)):
-        if kwargs[attr] < low:
-            raise ConfigError(f"{key} must be at least {low}, got {kwargs[attr]} (from {where(key)})")
-    if kwargs["local_start_timeout"] <= 0:
-        raise ConfigError(f"local.start_timeout must be positive (from {where('local.start_timeout')})")
-    return Config(**kwargs)
-
-
-# The sw_ranking router's named parameter sets (kept equal to routers/sw_ranking.py's SW_PRESETS, which
-# this module does not import: config sits below the routers). A test checks they match.
-SW_PRESETS: Mapping[str, Mapping[str, Any]] = MappingProxyType({
-    "routellm": MappingProxyType({"base": 10.0, "scale": 10.0, "normalize": "max"}),
-    "smooth": MappingProxyType({"base": 3.0, "scale": 10.0, "normalize": "max"}),
-    "monotone": MappingProxyType({"base": 10.0, "scale": 10.0, "normalize": "one"}),
-})
-SW_NORMALIZE = ("max", "one")
+    given: dict[str, Any] = {}  # Config fields set by the file or a variable; the rest keep their default
+    sw: dict[str, Any] = {}  # the [sw_ranking] table: a preset and overrides, checked together
+    for s in SETTINGS:
+        if s.key not in values:
+            continue
+        value = _coerce(s.key, values[s.key], s.kind, origin)
+        if s.key.startswith("sw_ranking."):
+            sw[s.key.split(".", 1)[1]] = value
+            continue
+        problem = s.check(value) if s.check else None
+        if problem:
+            raise ConfigError(f"{s.key} {problem} (from {origin.get(s.key, 'default')})")
+        given[s.field] = value
+    given.setdefault("model_cache_dir", default_cache_dir(env))  # the environment given, not this process's
+    where = ", ".join(sorted({origin.get(f"sw_ranking.{k}", "default") for k in sw})) or "default"
+    params = check_sw_params(sw, where)
+    given.update({s.field: params[s.key.split(".", 1)[1]] for s in SETTINGS
+                  if s.field and s.key.startswith("sw_ranking.")})
+    return Config(strong=_endpoint("strong", values, origin), weak=_endpoint("weak", values, origin),
+                  role_map=MappingProxyType(_role_map(values, origin)), source=file_path, unknown_env=unknown_env,
+                  **given)
 
 
 def check_sw_params(params: Mapping[str, Any], where: str = "sw_ranking") -> dict:
     """A ``[sw_ranking]`` table (``preset`` and/or ``base``, ``scale``, ``normalize``, and
     ``text_weight``) -> the router's keyword arguments, validated; explicit keys override the preset's.
     Used by the config and by ``simulate-votes --sw-params``, so both accept and reject the same things."""
-    known = ("preset", "base", "scale", "normalize", "text_weight")
     for key in params:
-        if key not in known:
-            raise _unknown(f"sw_ranking.{key}", known, where)
-    preset = params.get("preset", "routellm")
+        if key not in _TABLES["sw_ranking"]:
+            raise _unknown(f"sw_ranking.{key}", _TABLES["sw_ranking"], where)
+    preset = params.get("preset", SW_DEFAULT_PRESET)
     if preset not in SW_PRESETS:
         raise ConfigError(f"sw_ranking.preset must be one of {', '.join(SW_PRESETS)}, got {preset!r} (from {where})")
     out = {**SW_PRESETS[preset], "text_weight": SW_TEXT_WEIGHT}
@@ -514,23 +480,10 @@ def check_sw_params(params: Mapping[str, Any], where: str = "sw_ranking") -> dic
     return out
 
 
-def _sw_fields(values: dict, origin: dict) -> dict:
-    """Config fields sw_base / sw_scale / sw_normalize from the ``[sw_ranking]`` table and variables."""
-    given = {}
-    for key, kind in _TABLE_TYPES["sw_ranking"].items():
-        dotted = f"sw_ranking.{key}"
-        if dotted in values:
-            given[key] = _coerce(dotted, values[dotted], kind, origin)
-    where = ", ".join(sorted({origin.get(f"sw_ranking.{k}", "default") for k in given})) or "default"
-    params = check_sw_params(given, where)
-    return {"sw_base": params["base"], "sw_scale": params["scale"], "sw_normalize": params["normalize"],
-            "sw_text_weight": params["text_weight"]}
-
-
 def _endpoint(role: str, values: dict, origin: dict) -> ModelEndpoint:
     given = {k.split(".", 1)[1]: v for k, v in values.items()
              if k.startswith(role + ".")}
-    fields = {f: _coerce(f"{role}.{f}", v, _ENDPOINT_TYPES[f], origin) for f, v in given.items()}
+    fields = {f: _coerce(f"{role}.{f}", v, _ENDPOINT_KINDS[f], origin) for f, v in given.items()}
     # Fields that tune a model (max_tokens, timeout, prices...) override the embedded default; fields
     # that name a remote endpoint (base_url, model, api_key_env) replace it, and then base_url is required.
     remote = {"base_url", "model", "api_key_env"} & set(fields)
@@ -593,19 +546,3 @@ def _role_map(values: dict, origin: dict) -> dict[str, str]:
         out[str(model)] = role
     return out
 
-
-def default_db_path(data_root: Path = Path("/data")) -> Path:
-    """``/data/routellm_demo.db`` when a writable /data exists (Hugging Face Spaces persistent
-    storage survives restarts there), else ``data/routellm_demo.db`` in the repository."""
-    if data_root.is_dir() and os.access(data_root, os.W_OK):
-        return data_root / "routellm_demo.db"
-    return REPO_ROOT / "data" / "routellm_demo.db"
-
-
-def _default_cache_dir(env: Mapping[str, str]) -> Path:
-    """Assembled model files go to the user's cache, so reinstalling the repo reuses them."""
-    xdg = env.get("XDG_CACHE_HOME")
-    if xdg:
-        return Path(xdg) / "routellm_demo"
-    home = env.get("HOME")
-    return (Path(home) if home else Path.home()) / ".cache" / "routellm_demo"

@@ -3,8 +3,9 @@ import pytest
 from sklearn.linear_model import LogisticRegression
 
 from routellm_demo.battles import Battles
+from routellm_demo.config import SW_DEFAULT_PRESET, SW_PRESETS
 from routellm_demo.ratings import win_probability
-from routellm_demo.routers.sw_ranking import SW_PRESETS, SWRankingRouter, similarity_weights
+from routellm_demo.routers.sw_ranking import SWRankingRouter, similarity_weights
 
 PLAYERS = ["strong", "weak", "gpt-x", "llama-y"]
 DIM = 16
@@ -208,13 +209,9 @@ def test_bad_weighting_parameters_are_refused():
         similarity_weights(np.ones(3), normalize="min")
 
 
-def test_presets_are_valid_and_match_the_config():
-    from routellm_demo import config
-
-    assert {k: dict(v) for k, v in config.SW_PRESETS.items()} == SW_PRESETS
-    assert SW_PRESETS["routellm"] == {k: v for k, v in SWRankingRouter().get_params().items()
-                                      if k not in ("l2", "text_weight")}
-    assert config.SW_TEXT_WEIGHT == config.Config.sw_text_weight == SWRankingRouter().text_weight
+def test_presets_are_valid_and_the_default_is_the_routers():
+    assert SW_PRESETS[SW_DEFAULT_PRESET] == {k: v for k, v in SWRankingRouter().get_params().items()
+                                             if k not in ("l2", "text_weight")}
     for params in SW_PRESETS.values():
         SWRankingRouter(**params, text_weight=0).fit(random_battles(5))
 

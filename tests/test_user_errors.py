@@ -96,12 +96,11 @@ def test_train_with_no_battles_is_one_line_not_a_traceback(tmp_path, capsys):
 def fake_runtime(error):
     spec = SimpleNamespace(name="strong-model", model="strong-id")
 
-    def stream(*a, **k):
+    def respond(*a, **k):  # a fake controller (named so): whatever the turn raises, at the call
         raise error
-        yield  # a generator, as the controller's
 
     config = SimpleNamespace(endpoint=lambda role: spec, strong=spec, weak=spec, router="random", threshold=0.5)
-    return SimpleNamespace(config=config, controller=SimpleNamespace(stream=stream))
+    return SimpleNamespace(config=config, controller=SimpleNamespace(respond=respond))
 
 
 @pytest.mark.parametrize("cls", list(USER_ERRORS), ids=lambda c: c.__name__)

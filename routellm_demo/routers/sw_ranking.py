@@ -31,31 +31,16 @@ import math
 import numpy as np
 
 from routellm_demo.battles import STRONG, WEAK, Battles
+# The weighting's choices, default text weight and named presets (``SWRankingRouter(**SW_PRESETS[name])``)
+# are defined once, in the config: it selects them, and imports no router.
+from routellm_demo.config import SW_NORMALIZE as NORMALIZE_CHOICES
+from routellm_demo.config import SW_TEXT_WEIGHT as DEFAULT_TEXT_WEIGHT
 from routellm_demo.prompt_features import FEATURE_NAMES, text_vectors
 from routellm_demo.ratings import DEFAULT_L2, fit_bt, win_probability
 from routellm_demo.routers.base import Router
 from routellm_demo.routers.numeric import check_embeddings
 
 SIMILARITY_BLOCK = 4_000_000  # similarities computed per block of queries: at most ~16 MB of float32
-
-
-NORMALIZE_CHOICES = ("max", "one")
-# How much the prompt's text counts (0: RouteLLM's embedding-only similarity). 0.3 after a sweep of
-# 0-1 on the shared data (issue #8): GSM8K's APGR after 200 replayed votes, mean of seeds 0-4,
-# .562 -> .594; its grouped-CV eval .582 -> .602; MMLU's eval .572 -> .566 (inside noise). 0.5 and
-# more help GSM8K further but cost MMLU's eval .017 and more.
-DEFAULT_TEXT_WEIGHT = 0.3
-
-# Named parameter sets (``SWRankingRouter(**SW_PRESETS[name])``), selectable in the config file.
-# "routellm": RouteLLM's weighting, the default (its offline evaluation is what the paper reports).
-# "smooth": base 3 instead of 10, the best of a sweep on MMLU subjects kept out of the report (issue #8).
-# "monotone": RouteLLM's base, the similarity divided by 1 instead of by its maximum, so adding a battle
-#   never reweighs the others: a vote always moves its own prompt's score the voted way.
-SW_PRESETS = {
-    "routellm": {"base": 10.0, "scale": 10.0, "normalize": "max"},
-    "smooth": {"base": 3.0, "scale": 10.0, "normalize": "max"},
-    "monotone": {"base": 10.0, "scale": 10.0, "normalize": "one"},
-}
 
 
 def similarity_weights(similarities: np.ndarray, base: float = 10.0, scale: float = 10.0,
