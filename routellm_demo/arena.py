@@ -27,7 +27,6 @@ No Gradio here: the app only lays the results out.
 from __future__ import annotations
 
 import hmac
-import json
 import logging
 import queue
 import random
@@ -38,13 +37,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
-import numpy as np
-
-from routellm_demo.battles import OUTCOME, STRONG, WEAK, Battles
+from routellm_demo.battles import STRONG, WEAK
 from routellm_demo.errors import UserError
+from routellm_demo.export import Exporter
 from routellm_demo.limits import check_prompt
 from routellm_demo.llm.endpoints import Completion, EndpointError
-from routellm_demo.ratings import LEADERBOARD_L2, fit_bt, leaderboard, pair_counts, to_elo
+from routellm_demo.ratings import LEADERBOARD_L2, PairTally, leaderboard, model_battles, win_rate_matrix
 from routellm_demo.response import ArenaAnswers
 from routellm_demo.store import ARENA_SOURCE
 
@@ -52,14 +50,6 @@ OUTCOMES = {"A": "model_a", "B": "model_b", "tie": "tie", "bothbad": "tie (bothb
 OUTCOME_TEXT = {"A": "A is better", "B": "B is better", "tie": "Tie", "bothbad": "Both are bad"}
 SW_ROUTER = "sw_ranking"
 SIDES = ("a", "b")
-EXPORT_FORMATS = ("csv", "jsonl", "parquet")
-EXPORT_COLUMNS = ("id", "uid", "created_at", "source", "prompt", "model_a", "model_b", "winner", "strong_side",
-                  "prompt_sha256", "meta")  # no session_id: it identifies a visitor's page load, and helps no one
-# Exports are whole-store files made on a click: a cap on how many are kept and how often one may be
-# made, for all visitors together, so clicks cannot fill the disk or keep the CPU busy.
-EXPORTS_KEPT = 10  # > EXPORTS_PER_MINUTE: a file lives at least a minute, long enough to download
-EXPORTS_PER_MINUTE = 6
-
 logger = logging.getLogger(__name__)
 
 
@@ -85,16 +75,6 @@ class ArenaError(UserError, RuntimeError):
     @property
     def public(self) -> str:
         return self._public
-
-
-class ExportError(UserError, ValueError):
-    """An export that cannot be made as asked (an unknown format); nothing was written."""
-
-
-class ExportLimitError(ExportError):
-    """Too many exports lately (all visitors together); nothing was written."""
-
-    status = 429
 
 
 class AdminError(UserError, PermissionError):
@@ -173,77 +153,6 @@ def check_admin(given: str | None, expected: str | None) -> None:
         raise AdminError("Wrong admin token: nothing was deleted.")
 
 
-RATING_L2 = LEADERBOARD_L2  # one prior for every shown rating (see ratings.py)
-
-
-def model_battles(rows: list[dict]) -> Battles:
-    """Battles whose players are the models themselves (for the leaderboard), not strong/weak roles."""
-    return Battles.from_records([{**r, "strong_side": None} for r in rows], role_map=None)
-
-
-def model_ratings(rows: list[dict]) -> dict[str, float]:
-    """Bradley-Terry point ratings (Elo scale) of the models in ``rows``; cheap (K x K counts)."""
-    tally = PairTally()
-    tally.add(rows)
-    return tally.ratings()
-
-
-class PairTally:
-    """Model-vs-model win counts (a tie half to each side), grown one battle at a time.
-
-    Why: the arena ratings shown before and after a vote need only these K x K counts; re-reading
-    every arena battle for each vote cost ~1.5 s per vote with 65,000 votes stored. Players start
-    with "strong", "weak" (never playing here) exactly as :func:`model_battles` lays them out, so
-    the ratings equal a refit over all the rows.
-    """
-
-    def __init__(self):
-        self.players = [STRONG, WEAK]
-        self._index = {STRONG: 0, WEAK: 1}
-        self.counts = np.zeros((2, 2))
-        self.played = np.zeros(2, dtype=bool)
-        self.last_id = 0  # the newest stored battle counted, to read only newer ones next time
-
-    def _player(self, name: str) -> int:
-        if name not in self._index:
-            self._index[name] = len(self.players)
-            self.players.append(name)
-            self.counts = np.pad(self.counts, ((0, 1), (0, 1)))
-            self.played = np.append(self.played, False)
-        return self._index[name]
-
-    def add(self, rows: list[dict]) -> None:
-        for r in rows:
-            i, j = self._player(r["model_a"]), self._player(r["model_b"])
-            won = OUTCOME[r["winner"]]
-            self.counts[i, j] += won
-            self.counts[j, i] += 1.0 - won
-            self.played[[i, j]] = True
-            self.last_id = max(self.last_id, int(r.get("id") or 0))
-
-    def ratings(self) -> dict[str, float]:
-        if not self.played.any():
-            return {}
-        ratings = to_elo(fit_bt(self.counts, l2=RATING_L2))
-        return {p: float(r) for p, r, n in zip(self.players, ratings, self.played) if n}
-
-
-def win_rate_matrix(battles: Battles) -> tuple[list[str], np.ndarray, np.ndarray]:
-    """(players, rate, games): rate[i, j] = share of i's games against j that i won (a tie counts
-    half), NaN where they never met; games[i, j] = battles between them."""
-    counts = pair_counts(battles)
-    games = counts + counts.T
-    with np.errstate(invalid="ignore", divide="ignore"):
-        rate = np.where(games > 0, counts / games, np.nan)
-    k = len(battles.players)
-    a, b = battles.a.astype(np.int64), battles.b.astype(np.int64)
-    n = np.bincount(a * k + b, minlength=k * k).reshape(k, k)
-    n = n + n.T
-    played = n.sum(axis=1) > 0
-    keep = np.flatnonzero(played)
-    return [battles.players[i] for i in keep], rate[np.ix_(keep, keep)], n[np.ix_(keep, keep)]
-
-
 class Arena:
     """Pairs the configured strong and weak models on a prompt, and counts votes."""
 
@@ -261,8 +170,7 @@ class Arena:
         self._listeners: list = []  # called with each VoteResult (add_vote_listener)
         self._tally = PairTally()  # arena votes as pair counts, for the ratings shown with a vote
         self.listener_error: str | None = None  # the last listener failure, for the status page
-        self._export_times: list[float] = []  # monotonic times of this process's recent exports
-        self._export_lock = threading.Lock()
+        self._exporter = Exporter()
 
     @classmethod
     def from_runtime(cls, runtime, **kwargs) -> "Arena":
@@ -512,7 +420,7 @@ class Arena:
         result = {
             "scope": scope,
             "n_battles": len(rows),
-            "rows": leaderboard(battles, l2=RATING_L2, n_boot=n_boot) if rows else [],
+            "rows": leaderboard(battles, l2=LEADERBOARD_L2, n_boot=n_boot) if rows else [],
             "players": players,
             "win_rate": rate,
             "games": games,
@@ -533,48 +441,9 @@ class Arena:
         return list(reversed(rows[-limit:])) if limit else []
 
     def export(self, fmt: str, directory: str | Path) -> Path:
-        """Every stored battle as CSV, JSONL or Parquet in ``directory``; returns the file's path.
-
-        Each export gets a name of its own (two visitors exporting in the same second do not collide);
-        only the newest EXPORTS_KEPT exports in ``directory`` are kept, and at most EXPORTS_PER_MINUTE
-        are made per minute (ExportLimitError, nothing written)."""
-        import pandas as pd
-
-        if fmt not in EXPORT_FORMATS:
-            raise ExportError(f"format must be one of {', '.join(EXPORT_FORMATS)}, got {fmt!r}")
-        with self._export_lock:
-            now = time.monotonic()
-            self._export_times = [t for t in self._export_times if now - t < 60.0]
-            if len(self._export_times) >= EXPORTS_PER_MINUTE:
-                raise ExportLimitError("Too many exports in the last minute; try again in a minute.")
-            self._export_times.append(now)
-        rows = self.store.battles()
-        frame = pd.DataFrame([{c: r.get(c) for c in EXPORT_COLUMNS} for r in rows], columns=list(EXPORT_COLUMNS))
-        frame["meta"] = [json.dumps(m, ensure_ascii=False) if m else "" for m in frame["meta"]]
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        path = directory / f"battles-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:8]}.{fmt}"
-        tmp = path.with_suffix(path.suffix + ".part")
-        try:
-            if fmt == "csv":
-                frame.to_csv(tmp, index=False)
-            elif fmt == "jsonl":
-                frame.to_json(tmp, orient="records", lines=True, force_ascii=False)
-            else:
-                frame.to_parquet(tmp, index=False)
-            tmp.replace(path)  # a half-written export never shows up under the final name
-        finally:
-            tmp.unlink(missing_ok=True)
-        self._prune_exports(directory, keep=path)
-        return path
-
-    @staticmethod
-    def _prune_exports(directory: Path, keep: Path) -> None:
-        """Delete all but the newest EXPORTS_KEPT exports (never ``keep``, the one just made)."""
-        exports = sorted((p for p in directory.glob("battles-*") if p.suffix.lstrip(".") in EXPORT_FORMATS),
-                         key=lambda p: p.stat().st_mtime_ns, reverse=True)
-        for old in [p for p in exports if p != keep][EXPORTS_KEPT - 1:]:
-            old.unlink(missing_ok=True)
+        """Every stored battle as CSV, JSONL or Parquet in ``directory`` (:class:`~routellm_demo.export.Exporter`:
+        unique names, the newest few kept, a few a minute); returns the file's path."""
+        return self._exporter.export(self.store.battles(), fmt, directory)
 
     def delete_votes(self, admin_token: str | None) -> dict[str, int]:
         """Delete every arena vote and arena battle (admin only), and forget them in the routers."""

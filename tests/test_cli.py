@@ -133,14 +133,14 @@ def test_ratings_prints_the_two_models(db, capsys):
 
 def test_ratings_are_the_apps_leaderboard_ratings(db, capsys):
     """One rule for a shown rating: the CLI and the app's leaderboard fit the same data with the same prior."""
-    from routellm_demo.arena import model_battles
+    from routellm_demo.ratings import model_battles
     from routellm_demo.ratings import leaderboard
 
     assert run(db, "ratings", "--json", "--bootstrap", "20") == 0
     cli = {p["player"]: p["rating"] for p in json.loads(capsys.readouterr().out)}
     with Store(db) as s:
         rows = s.battles()
-    from routellm_demo.arena import RATING_L2  # the prior the app's Leaderboard tab uses
+    from routellm_demo.ratings import LEADERBOARD_L2 as RATING_L2  # the prior the app's Leaderboard tab uses
 
     app = {p["player"]: p["rating"] for p in leaderboard(model_battles(rows), l2=RATING_L2, n_boot=20)}
     assert cli == pytest.approx(app, abs=0.05)

@@ -4,9 +4,9 @@ tally behind the ratings shown with a vote, and the app's Learning tab helpers."
 import numpy as np
 import pytest
 
-from routellm_demo.arena import RATING_L2, PairTally, model_battles, model_ratings
 from routellm_demo.learning import prequential, winner_role
-from routellm_demo.ratings import fit_bt, pair_counts, to_elo
+from routellm_demo.ratings import LEADERBOARD_L2 as RATING_L2
+from routellm_demo.ratings import PairTally, fit_bt, model_battles, model_ratings, pair_counts, to_elo
 
 
 def vote(i, winner, strong_side="a", sw_before=0.5, **meta):

@@ -10,7 +10,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from routellm_demo import importers, server
-from routellm_demo.arena import AdminError, ArenaError, ExportError, ExportLimitError, VoteError
+from routellm_demo.arena import AdminError, ArenaError, VoteError
+from routellm_demo.export import ExportError, ExportLimitError
 from routellm_demo.cli import CLIError, main
 from routellm_demo.config import ConfigError
 from routellm_demo.controller import AnswerError, BadRequestError
