@@ -162,7 +162,7 @@ def run_vote_load(url: str, *, voters: int, votes: int, chat: bool = True, deadl
     """
     from gradio_client import Client
 
-    from app import last_answer  # the app's own reader of a Chatbot value
+    from routellm_demo.ui import last_answer  # the app's own reader of a Chatbot value
 
     stop = stop or threading.Event()
     started = time.perf_counter()

@@ -14,6 +14,7 @@ between the strong and weak roles yet) keeps the old router and says why in ``la
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from dataclasses import dataclass
@@ -23,6 +24,8 @@ from routellm_demo.store import ARENA_SOURCE, utc_now
 from routellm_demo.router_set import CHECKPOINTED, checkpoint_path, load_battles
 
 DEFAULT_EVERY = 50
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -56,7 +59,8 @@ class Refresher:
     hyperparameters (so a refit of the shipped checkpoint keeps its settings). In a process that
     shares its store, follow the change feed (``follower.add_listener(refresher.notify_changes)``):
     then every process's votes count, each once. A lone process may use the arena's listener instead
-    (``arena.add_vote_listener(refresher.notify_vote)``), not both.
+    (``arena.add_vote_listener(refresher.notify_vote)``), not both. :meth:`Runtime.connect_arena
+    <routellm_demo.runtime.Runtime.connect_arena>` picks the right one.
     """
 
     def __init__(self, routers, store, embedder, *, names: Iterable[str] = CHECKPOINTED,
@@ -117,7 +121,8 @@ class Refresher:
             try:
                 self.refit_now()
             except Exception as e:  # noqa: BLE001 (a background thread has no caller to raise to: keep the old router, say why)
-                self.last_error = f"{type(e).__name__}: {e}"
+                logger.error("refit failed; the routers keep their previous fit: %s", e)
+                self.last_error = f"{type(e).__name__}: {e}"  # shown on the Learning tab
             finally:
                 with self._cond:
                     self._busy = False
@@ -151,6 +156,7 @@ class Refresher:
                 try:
                     router = self.make(name, current).fit(battles)  # off to the side: nothing serves it yet
                 except Exception as e:  # noqa: BLE001 (reported below, after the other routers had their turn)
+                    logger.warning("refit of %s failed", name, exc_info=True)
                     errors.append(f"{name}: {type(e).__name__}: {e}")
                     continue
                 size = int(getattr(router, "n_battles_", len(battles)))  # what it trained on (classifier: strong vs weak only)

@@ -1,8 +1,13 @@
-"""Wiring: config -> store, embedder, routers, controller. Shared by the app, the server and the CLI."""
+"""Wiring: config -> store, embedder, routers, controller, and the background work that keeps a
+long-running process's routers current (change feed, refits, warm-up). Shared by the app, the server
+and the CLI."""
 
 from __future__ import annotations
 
+import logging
+import threading
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from routellm_demo.changes import DEFAULT_INTERVAL_S, ChangeFollower
 from routellm_demo.config import Config, load_config
@@ -13,6 +18,11 @@ from routellm_demo.routers import check_router
 from routellm_demo.seed import seed_store
 from routellm_demo.store import Store
 from routellm_demo.router_set import RouterSet
+
+if TYPE_CHECKING:
+    from routellm_demo.arena import Arena
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -36,6 +46,48 @@ class Runtime:
             self.follower.add_listener(self.refresher.notify_changes)
             self.follower.start()
         return self
+
+    def connect_arena(self, arena: "Arena", refresher: Refresher | None = None) -> Refresher:
+        """Hook ``arena`` up to this process's background learning; returns the :class:`Refresher` that
+        counts its votes (mf and classifier refit every ``DEFAULT_EVERY`` of them).
+
+        Following the store (:meth:`follow_store`, called first): the change feed already counts every
+        process's votes, this arena's included, so the runtime's refresher is returned as it is; the
+        arena hears of deletes made elsewhere (they make its running tally stale). Otherwise (a lone
+        process, a test) the arena's own votes are counted, by one refresher per runtime created on
+        first use. Either way :meth:`close` stops it. A ``refresher`` passed in counts this arena's
+        votes instead; whoever made it closes it.
+        """
+        if refresher is None and self.follower is not None and self.refresher is not None:
+            refresher = self.refresher
+        else:
+            if refresher is None:
+                if self.refresher is None:
+                    self.refresher = Refresher(self.routers, self.store, self.embedder)
+                refresher = self.refresher
+            arena.add_vote_listener(refresher.notify_vote)
+        if self.follower is not None:
+            self.follower.add_listener(arena.notify_changes)  # a delete elsewhere resets the arena's tally
+        return refresher
+
+    def warm_up(self) -> None:
+        """Start the embedded models and load the default router in the background, so the first
+        visitor does not wait for them (failures surface on the first request instead)."""
+
+        def run():
+            try:
+                self.routers.score(self.config.router, self.embedder.embed(["warm up"]), ["warm up"])
+            except Exception as e:  # noqa: BLE001
+                logger.warning("warm-up: router %s not loaded: %s", self.config.router, e)
+            for role in ("strong", "weak"):
+                server = getattr(self.controller.endpoint(role), "server", None)
+                if server is not None:
+                    try:
+                        server.ensure_running()
+                    except Exception as e:  # noqa: BLE001
+                        logger.error("warm-up: the %s model did not start: %s", role, e)
+
+        threading.Thread(target=run, daemon=True, name="warm-up").start()
 
     def close(self) -> None:
         if self.follower is not None:

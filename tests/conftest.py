@@ -1,8 +1,6 @@
-"""Shared test set-up: offline hub, no seeding, the repo root on sys.path, and where the shared
-evaluation data lies."""
+"""Shared test set-up: offline hub, no seeding, and where the shared evaluation data lies."""
 
 import os
-import sys
 from pathlib import Path
 
 import pytest
@@ -16,8 +14,6 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("ROUTELLM_DEMO_SEED", "0")
 
 REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
 
 
 def find_shared_routellm() -> Path | None:
@@ -38,9 +34,9 @@ def shared_routellm() -> Path:
 
 def assistant_text(history) -> str:
     """The last real answer in a Gradio Chatbot value, read as the app itself reads its history."""
-    import app
+    from routellm_demo.ui import last_answer
 
-    return app.last_answer(history)
+    return last_answer(history)
 
 
 PUBLIC_LEAKS = ("127.0.0.1", "http", "INFO", "Uvicorn", "server output", "Traceback")

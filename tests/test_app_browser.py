@@ -27,9 +27,9 @@ if not Path(CHROMIUM).exists():
 
 from playwright.sync_api import expect, sync_playwright  # noqa: E402
 
-import app  # noqa: E402
 from routellm_demo.config import load_config  # noqa: E402
 from routellm_demo.runtime import build_runtime  # noqa: E402
+from routellm_demo.ui import build_demo, launch_options  # noqa: E402
 
 pytestmark = [pytest.mark.browser, pytest.mark.llm, pytest.mark.slow]
 ARTIFACTS = Path(__file__).parent / "artifacts"
@@ -82,10 +82,10 @@ def served(tmp_path_factory):
     # same in the background): embedding model, router, both model servers.
     for threshold in (0.0, 1.0):
         rt.controller.complete("Hello", router="sw_ranking", threshold=threshold, session_id="warm-up", max_tokens=2)
-    demo = app.build_demo(rt)
+    demo = build_demo(rt)
     demo.queue(default_concurrency_limit=4)
     port = free_port()
-    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, **app.launch_options())
+    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, **launch_options())
     try:
         yield f"http://127.0.0.1:{port}/", rt
     finally:
@@ -221,10 +221,10 @@ def first_visit(served, page, tmp_path_factory):
     rt = build_runtime(cfg)
     rt.controller = Controller(cfg, rt.store, rt.embedder, rt.routers,
                                {role: warm.controller.endpoint(role) for role in ("strong", "weak")})
-    demo = app.build_demo(rt)
+    demo = build_demo(rt)
     demo.queue(default_concurrency_limit=4)
     port = free_port()
-    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, **app.launch_options())
+    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, **launch_options())
     pg = page.context.browser.new_page(viewport={"width": 1400, "height": 1000})
     pg.set_default_timeout(TIMEOUT_MS)
     try:

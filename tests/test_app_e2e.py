@@ -21,9 +21,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from gradio_client import Client  # noqa: E402
 
-import app  # noqa: E402
 from routellm_demo.config import load_config  # noqa: E402
 from routellm_demo.runtime import build_runtime  # noqa: E402
+from routellm_demo.ui import build_demo, launch_options  # noqa: E402
 from conftest import assistant_text  # noqa: E402
 
 pytestmark = [pytest.mark.llm, pytest.mark.slow]
@@ -59,10 +59,10 @@ def served(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("app")
     rt = build_runtime(small_config(tmp, max_prompt_chars=300, eval_dir=tmp / "eval"))
     seed(rt.store)
-    demo = app.build_demo(rt)
+    demo = build_demo(rt)
     demo.queue(default_concurrency_limit=4)
     port = free_port()
-    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, **app.launch_options())
+    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, **launch_options())
     url = f"http://127.0.0.1:{port}/"
     try:
         yield url, rt

@@ -1,6 +1,9 @@
-"""The app's pure formatting helpers (no server, no browser)."""
+"""The app's pure formatting helpers (no server, no browser), and its entry point."""
 
-import app
+import runpy
+
+from conftest import REPO
+from routellm_demo.ui import format as fmt
 
 
 def row(player, n, low=900.0, high=1100.0):
@@ -9,8 +12,8 @@ def row(player, n, low=900.0, high=1100.0):
 
 
 def test_leaderboard_shows_no_interval_for_a_handful_of_battles():
-    frame = app.leaderboard_frame({"rows": [row("big", app.MIN_CI_BATTLES), row("tiny", 1, 1340, 1340)]})
-    assert list(frame["95% CI"]) == ["900 – 1100", f"too few battles (< {app.MIN_CI_BATTLES})"]
+    frame = fmt.leaderboard_frame({"rows": [row("big", fmt.MIN_CI_BATTLES), row("tiny", 1, 1340, 1340)]})
+    assert list(frame["95% CI"]) == ["900 – 1100", f"too few battles (< {fmt.MIN_CI_BATTLES})"]
 
 
 def test_the_routing_card_says_when_old_turns_were_left_out():
@@ -18,5 +21,12 @@ def test_the_routing_card_says_when_old_turns_were_left_out():
 
     d = Decision("mf", 0.5, 0.7, "strong", "Strong", 12.0, "0" * 64)
     a = Answer("Hi", d, "Strong", "strong", 1900, 10, "tokenizer", 1e-4, 1e-4, 900.0, 120.0, dropped_messages=4)
-    assert "The 4 oldest message(s) of this conversation were left out" in app.decision_card(d, a)
-    assert "left out" not in app.decision_card(d, Answer("Hi", d, "Strong", "strong", 10, 1, "api", 0, 0, 1, None))
+    assert "The 4 oldest message(s) of this conversation were left out" in fmt.decision_card(d, a)
+    assert "left out" not in fmt.decision_card(d, Answer("Hi", d, "Strong", "strong", 10, 1, "api", 0, 0, 1, None))
+
+
+def test_app_py_is_the_spaces_entry_point():
+    """A Space runs ``app.py`` (README's ``app_file``): it must still start :func:`routellm_demo.ui.main`."""
+    from routellm_demo.ui import main
+
+    assert runpy.run_path(str(REPO / "app.py"), run_name="not_main")["main"] is main

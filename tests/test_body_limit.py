@@ -66,13 +66,14 @@ def test_default_limit_leaves_room_for_the_longest_chat():
 
 @pytest.mark.llm
 def test_the_launched_app_refuses_an_oversized_post_and_keeps_serving(tmp_path):
-    from test_app_e2e import app, build_runtime, free_port, small_config
+    from routellm_demo.ui import build_demo, launch_options
+    from test_app_e2e import build_runtime, free_port, small_config
 
     rt = build_runtime(small_config(tmp_path))
-    demo = app.build_demo(rt)
+    demo = build_demo(rt)
     demo.queue()
     port = free_port()
-    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, **app.launch_options())
+    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, **launch_options())
     try:
         # announce 2 MiB and send none of it: the answer must come from the Content-Length alone (sending
         # the body too races the server's close against the client's writes)

@@ -151,3 +151,32 @@ def test_a_runtime_that_follows_the_store_counts_another_processs_votes(tmp_path
     finally:
         rt.close()
     assert not rt.follower._thread.is_alive()
+
+
+def test_an_arena_is_connected_to_the_refits_its_runtime_owns(tmp_path):
+    """Runtime.connect_arena (what the app's build_demo calls): following the store, the change feed
+    counts the arena's votes (not its vote listener too) and tells it of deletes made elsewhere; a lone
+    runtime counts the arena's own votes, with one refresher for the runtime. close() stops it."""
+    from dataclasses import replace
+
+    from routellm_demo.arena import Arena
+    from routellm_demo.config import load_config
+    from routellm_demo.runtime import build_runtime
+
+    cfg = replace(load_config(environ={}), db_path=tmp_path / "lone.db", checkpoint_dir=tmp_path / "none", seed=False)
+    lone = build_runtime(cfg)
+    arena = Arena.from_runtime(lone)
+    refresher = lone.connect_arena(arena)
+    assert refresher is lone.refresher and arena._listeners == [refresher.notify_vote]
+    assert lone.connect_arena(Arena.from_runtime(lone)) is refresher
+    lone.close()
+    assert refresher._closed
+
+    following = build_runtime(replace(cfg, db_path=tmp_path / "following.db")).follow_store(interval=60)
+    try:
+        arena = Arena.from_runtime(following)
+        assert following.connect_arena(arena) is following.refresher and arena._listeners == []
+        assert arena.notify_changes in following.follower._listeners
+    finally:
+        following.close()
+    assert following.refresher._closed

@@ -77,14 +77,15 @@ def test_the_running_tally_gives_the_ratings_of_a_full_refit():
 
 
 def test_learning_tab_helpers_render_votes_and_router_versions():
-    import app
     from routellm_demo.refresh import RouterVersion
+    from routellm_demo.ui.format import learning_summary, router_versions_frame, sources_frame
+    from routellm_demo.ui.plots import prequential_plot
 
     rows = [vote(i, "model_a" if i % 3 else "model_b", "a", 0.6) for i in range(1, 30)]
     preq = prequential(rows, window=10)
-    fig = app.prequential_plot(preq)
+    fig = prequential_plot(preq)
     assert fig.axes and fig.axes[0].get_lines()
-    assert app.prequential_plot(prequential([])).axes
+    assert prequential_plot(prequential([])).axes
 
     class FakeRefresher:
         every, rounds, last_error = 50, 2, "ValueError: <b>boom</b>"
@@ -92,9 +93,9 @@ def test_learning_tab_helpers_render_votes_and_router_versions():
         def votes_until_refit(self):
             return 7
 
-    text = app.learning_summary(preq, 31, FakeRefresher())
+    text = learning_summary(preq, 31, FakeRefresher())
     assert "**31** arena votes" in text and "next in 7" in text and "<b>" not in text
-    frame = app.router_versions_frame([RouterVersion("mf", 3, 1200, "2025-01-01T10:00:00.000+00:00", 12.5, "refit"),
-                                       RouterVersion("sw_ranking", 0, 1300, None, None, "online")])
+    frame = router_versions_frame([RouterVersion("mf", 3, 1200, "2025-01-01T10:00:00.000+00:00", 12.5, "refit"),
+                                   RouterVersion("sw_ranking", 0, 1300, None, None, "online")])
     assert frame.values.tolist()[0][:3] == ["mf", 3, 1200] and frame.values.tolist()[1][3] == "every vote (online)"
-    assert app.sources_frame({"import:mmlu": 10, "arena-vote": 3}).values.tolist()[0] == ["arena-vote", 3]
+    assert sources_frame({"import:mmlu": 10, "arena-vote": 3}).values.tolist()[0] == ["arena-vote", 3]

@@ -293,7 +293,7 @@ def test_app_start_with_a_bad_config_exits_with_one_line(tmp_path):
     ("bad_router", "unknown router"),
 ])
 def test_app_main_refuses_to_start_with_one_line(tmp_path, monkeypatch, capsys, setup, message):
-    import app
+    from routellm_demo.ui import main
 
     for k in [k for k in __import__("os").environ if k.startswith("ROUTELLM_DEMO_")]:
         monkeypatch.delenv(k)
@@ -313,7 +313,7 @@ def test_app_main_refuses_to_start_with_one_line(tmp_path, monkeypatch, capsys, 
     monkeypatch.setenv("ROUTELLM_DEMO_CHECKPOINT_DIR", str(tmp_path / "ckpt"))
     digest = file_digest(db) if db.exists() else None
     with pytest.raises(SystemExit) as e:
-        app.main()
+        main()
     assert e.value.code == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and err.startswith("routellm_demo: error:") and message in err, err

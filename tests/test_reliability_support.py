@@ -4,7 +4,7 @@
   make the real local pair show on demand: hanging, refusing (connection reset), answering garbage,
   HTTP errors, and answers full of HTML/script. Its behaviour is chosen per model id, and can be
   changed while an app is running (``fake.modes[model] = "hang"``).
-- ``serve_app``: the real Gradio app (``app.build_demo``) started in-process on 127.0.0.1.
+- ``serve_app``: the real Gradio app (``routellm_demo.ui.build_demo``) started in-process on 127.0.0.1.
 - ``small_config``: the default local-pair config with a tmp database and tiny answers.
 
 Every address here is loopback; every loop is bounded.
@@ -105,12 +105,12 @@ def local_pair_endpoints(max_tokens: int = 2) -> dict:
 @contextlib.contextmanager
 def serve_app(runtime, *, concurrency: int = 4, **build_kw):
     """The real app over ``runtime``, launched on 127.0.0.1; yields its URL."""
-    import app
+    from routellm_demo.ui import build_demo, launch_options
 
-    demo = app.build_demo(runtime, **build_kw)
+    demo = build_demo(runtime, **build_kw)
     demo.queue(default_concurrency_limit=concurrency)
     port = free_port()
-    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, **app.launch_options())
+    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, **launch_options())
     try:
         yield f"http://127.0.0.1:{port}/"
     finally:

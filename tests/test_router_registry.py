@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import inspect
 import subprocess
 import sys
 from pathlib import Path
@@ -92,9 +93,9 @@ def test_adding_a_router_is_one_registration(double, tmp_path):
     # eval scores it
     assert DOUBLE in EVAL_ROUTERS and fitter_for(DOUBLE).__name__ == f"fit_{DOUBLE}"
     # the app's help beside the router choice
-    import app
+    from routellm_demo.ui import chat
 
-    assert DOUBLE in app.ROUTER_NAMES and app.router_help(DOUBLE) == DOUBLE_HELP
+    assert DOUBLE in chat.ROUTER_NAMES and chat.router_help(DOUBLE) == DOUBLE_HELP
 
 
 def test_a_removed_router_is_gone_everywhere(double):
@@ -224,3 +225,13 @@ def test_each_router_module_imports_first_in_a_fresh_interpreter(module):
 @pytest.mark.parametrize("module", sorted(_module_name(p) for p in PACKAGE.rglob("*.py") if p.name != "__main__.py"))
 def test_each_module_imports_first_in_a_fresh_interpreter(module):  # __main__ runs the CLI: not imported
     _import_alone(module)
+
+
+@pytest.mark.parametrize("name", [s.name for s in registry.specs()])
+def test_get_params_reads_back_what_init_took(name):
+    """scikit-learn's contract: the hyperparameters are ``__init__``'s keywords, and an unfitted copy
+    made from them has the same ones (the refresher and the checkpoints rely on it)."""
+    cls = registry.get(name).cls
+    params = cls().get_params()
+    assert set(params) == set(inspect.signature(cls.__init__).parameters) - {"self"}
+    assert type(cls())(**params).get_params() == params

@@ -1,0 +1,269 @@
+"""Library objects turned into what the page shows: HTML snippets and tables.
+
+Pure functions, no Gradio: each takes what the library returns (a Decision, a VoteResult, a
+leaderboard, a store count) and gives back a string or a DataFrame, so each can be tested without a
+server. Everything a visitor or a model wrote goes through :func:`h` (HTML) or :func:`esc` (Markdown).
+"""
+
+from __future__ import annotations
+
+import html
+import math
+import re
+
+import pandas as pd
+
+from routellm_demo.arena import OUTCOME_TEXT, VoteResult
+from routellm_demo.controller import Answer, Decision
+from routellm_demo.evals.results import COLUMN_TITLES, EvalRun
+from routellm_demo.learning import Prequential
+from routellm_demo.refresh import Refresher, RouterVersion
+from routellm_demo.store import ARENA_SOURCE
+
+ROUTE_BADGE = {"strong": "STRONG", "weak": "WEAK"}  # no emoji: many servers/browsers lack the font
+ROUTE_COLOR = {"strong": "#7c3aed", "weak": "#059669"}
+MIN_CI_BATTLES = 5  # below this a bootstrap resamples the same few battles: its interval means nothing
+HOW_IT_LEARNS = {"online": "every vote (online)", "loaded": "as loaded (checkpoint or first fit)",
+                 "refit": "refit in the background", "not loaded": "not loaded yet"}
+
+
+def esc(text, limit: int | None = None) -> str:
+    """User or model text made safe for HTML (and inert as Markdown), optionally shortened."""
+    return re.sub(r"([\\`*_{}\[\]()#+!|~>-])", r"\\\1", h(text, limit))
+
+
+def h(text, limit: int | None = None) -> str:
+    """Text for gr.HTML: escaped, whitespace collapsed, optionally shortened."""
+    s = " ".join(str(text).split())
+    if limit is not None and len(s) > limit:
+        s = s[: limit - 1] + "…"
+    return html.escape(s)
+
+
+def money(x: float | None) -> str:
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "–"
+    return f"${x:.7f}" if x < 0.001 else f"${x:.4f}"
+
+
+def score_bar(score: float, threshold: float, role: str) -> str:
+    """A bar showing the router's score against the threshold (numbers only: nothing to escape)."""
+    s, t = max(0.0, min(1.0, score)), max(0.0, min(1.0, threshold))
+    return (
+        '<div style="position:relative;height:14px;background:#e5e7eb;border-radius:7px;margin:6px 0 2px">'
+        f'<div style="width:{100 * s:.1f}%;height:100%;background:{ROUTE_COLOR[role]};border-radius:7px"></div>'
+        f'<div title="threshold" style="position:absolute;left:{100 * t:.1f}%;top:-4px;width:3px;height:22px;'
+        'background:#111827"></div></div>'
+        '<div class="muted" style="display:flex;justify-content:space-between"><span>0 → weak</span>'
+        f'<span>▮ threshold {t:.3f}</span><span>strong ← 1</span></div>'
+    )
+
+
+def decision_card(d: Decision | None, answer: Answer | None = None, error: str | None = None) -> str:
+    """The routing card for the latest answer."""
+    if d is None:
+        return f'<div class="route-card">❌ {h(error)}</div>' if error else ""
+    cmp = "≥" if d.role == "strong" else "<"
+    parts = [
+        '<div class="route-card" id="route-card">',
+        f'<div style="font-size:1.15em;font-weight:600;color:{ROUTE_COLOR[d.role]}">● Routed to the '
+        f'{ROUTE_BADGE[d.role]} model: {h(d.model)}</div>',
+        f"<div>Router <b>{h(d.router)}</b> gave this prompt a score of <b>{d.score:.3f}</b> "
+        f"(its estimate that the strong model's answer would win) {cmp} threshold <b>{d.threshold:.3f}</b>, "
+        f"so the <b>{d.role}</b> model answers. Routing took <b>{d.routing_ms:.0f} ms</b>.</div>",
+        score_bar(d.score, d.threshold, d.role),
+    ]
+    if answer is not None:
+        if answer.fallback_note:  # one sentence; the cause is in the server log
+            parts.append(f"<div>⚠️ {h(answer.fallback_note)}</div>")
+        if answer.dropped_messages:
+            parts.append(f"<div>✂️ The {answer.dropped_messages} oldest message(s) of this conversation were left out "
+                         f"to fit {h(answer.model)}'s context window.</div>")
+        ttft = f"first token after {answer.ttft_ms:.0f} ms, " if answer.ttft_ms is not None else ""
+        saved = answer.strong_cost - answer.cost
+        parts.append(
+            f"<div style='margin-top:6px'><b>This answer:</b> {answer.prompt_tokens} prompt + {answer.completion_tokens} "
+            f"completion tokens ({h(answer.usage_source)}) · {ttft}done in {answer.latency_ms / 1000:.1f} s<br>"
+            f"<b>Cost {money(answer.cost)}</b> · the strong model would have cost {money(answer.strong_cost)} · "
+            f"saved <b>{money(saved)}</b></div>")
+    if error:
+        parts.append(f"<div>❌ {h(error)}</div>")
+    parts.append("</div>")
+    return "".join(parts)
+
+
+def outcome_of(player_a: str, player_b: str, outcome: float) -> str:
+    if outcome == 1.0:
+        return f"{player_a} won"
+    if outcome == 0.0:
+        return f"{player_b} won"
+    return "tie"
+
+
+def why_panel(store, d: Decision | None) -> str:
+    """sw_ranking's reasons: the most similar past battles, with their prompts."""
+    if d is None or d.router != "sw_ranking":
+        return ('<div class="muted">Choose the <b>sw_ranking</b> router to see, for each prompt, the past battles '
+                "that weighed most in its score.</div>")
+    if not d.explanation:
+        return '<div class="muted">No past battles yet: sw_ranking says 0.5 until it has some.</div>'
+    rows = []
+    for e in d.explanation:
+        battle = store.battle(e["battle_id"]) if e.get("battle_id", -1) >= 0 else None
+        prompt = h(battle["prompt"], 140) if battle else "<i>(not stored)</i>"
+        source = h(battle["source"]) if battle else ""
+        rows.append(
+            f"<tr><td>{e['similarity']:.2f}</td><td>{e['weight']:.0f}</td><td>{prompt}"
+            f"<div class='muted'>{source}</div></td>"
+            f"<td>{h(outcome_of(e['player_a'], e['player_b'], e['outcome']))}</td></tr>")
+    return (
+        "<div><b>Why this score?</b> sw_ranking refits strong-vs-weak ratings for this prompt, weighting every "
+        "past battle by how similar its prompt is. These weighed most:</div>"
+        '<table class="why-table"><tr><th>similarity</th><th>weight</th><th>past prompt</th><th>result</th></tr>'
+        + "".join(rows) + "</table>")
+
+
+def totals_html(session: dict, overall: dict) -> str:
+    def line(title: str, s: dict) -> str:
+        if not s.get("requests"):
+            return f"<div><b>{title}:</b> no answers yet.</div>"
+        n = s["requests"]
+        return (f"<div><b>{title}:</b> {n} request{'s' if n != 1 else ''} · {100 * s['strong_share']:.0f}% to strong · "
+                f"spent {money(s['spent'])} · always-strong would cost {money(s['all_strong_cost'])} · "
+                f"<b>saved {money(s['saved'])} ({s['saved_pct']:.1f}%)</b></div>")
+
+    return '<div id="totals">' + line("This session", session) + line("All visitors", overall) + "</div>"
+
+
+def answers_frame(rows: list[dict]) -> pd.DataFrame:
+    """The routing log of this session, newest first, as a table."""
+    cols = ["#", "routed to", "model", "router", "score", "threshold", "tokens in+out", "cost", "saved"]
+    data = []
+    for r in rows:
+        if r.get("error"):
+            continue
+        nan = r.get("score") is None
+        data.append([
+            r["id"], ROUTE_BADGE.get(r["chosen_role"], r["chosen_role"]), r["chosen_model"], r["router"],
+            "–" if nan else f"{r['score']:.3f}", "–" if r.get("threshold") is None else f"{r['threshold']:.3f}",
+            f"{r.get('prompt_tokens') or 0}+{r.get('completion_tokens') or 0}", money(r.get("cost")),
+            money((r.get("strong_cost") or 0) - (r.get("cost") or 0)),
+        ])
+    return pd.DataFrame(data, columns=cols)
+
+
+def vote_html(r: VoteResult) -> str:
+    """What the vote changed, in words."""
+    role_of = {r.strong_model: "strong", r.weak_model: "weak"}
+    if r.winner_model:
+        verdict = f"<b>{h(r.winner_model)}</b> (the {role_of[r.winner_model]} model) wins."
+    else:
+        verdict = "a tie." if r.outcome == "tie" else "both were bad (a tie)."
+    delta = r.sw_after - r.sw_before
+    lean = "the strong model" if delta > 0 else "the weak model" if delta < 0 else "neither side"
+    ratings = " · ".join(
+        f"{h(m)} ({role_of[m]}): {r.ratings_before.get(m, 1000):.0f} → {r.ratings_after.get(m, 1000):.0f} "
+        f"(<b>{r.rating_change(m):+.0f}</b>)" for m in (r.model_a, r.model_b))
+    return (
+        '<div class="route-card" id="vote-result">'
+        f"<div style='font-size:1.1em'>You voted <b>{h(OUTCOME_TEXT[r.outcome])}</b>: {verdict}</div>"
+        f"<div>Model A was <b>{h(r.model_a)}</b> ({role_of[r.model_a]}), "
+        f"Model B was <b>{h(r.model_b)}</b> ({role_of[r.model_b]}).</div>"
+        "<div style='margin-top:6px'><b>What changed</b></div><ul>"
+        f"<li>sw_ranking score for this prompt (chance the strong model wins), when the answers came in → after "
+        f"your vote: <b>{r.sw_before:.3f} → {r.sw_after:.3f}</b> ({delta:+.3f}): prompts like this now lean a little "
+        f"more to {lean}.</li>"
+        f"<li>Arena ratings (Bradley-Terry, arena votes only): {ratings}</li>"
+        f"<li>Stored as battle #{r.battle_row_id} (source <code>arena-vote</code>); the router took it in "
+        f"{r.absorb_ms:.0f} ms.</li></ul></div>")
+
+
+def leaderboard_frame(board: dict) -> pd.DataFrame:
+    cols = ["rank", "model", "rating", "95% CI", "battles", "wins", "losses", "ties"]
+
+    def ci(r):
+        if r["n_battles"] < MIN_CI_BATTLES:
+            return f"too few battles (< {MIN_CI_BATTLES})"
+        return f"{r['ci_low']:.0f} – {r['ci_high']:.0f}"
+
+    rows = [[i + 1, r["player"], round(r["rating"]), ci(r), r["n_battles"], r["wins"], r["losses"], r["ties"]]
+            for i, r in enumerate(board["rows"])]
+    return pd.DataFrame(rows, columns=cols)
+
+
+def matrix_frame(board: dict) -> pd.DataFrame:
+    players = board["players"]
+    rows = []
+    for i, p in enumerate(players):
+        cells = []
+        for j in range(len(players)):
+            n = int(board["games"][i, j])
+            cells.append("–" if n == 0 else f"{100 * board['win_rate'][i, j]:.0f}% (n={n})")
+        rows.append([p, *cells])
+    return pd.DataFrame(rows, columns=["model ↓ beats →", *players])
+
+
+def store_counts_frame(counts: dict, pending: dict) -> pd.DataFrame:
+    rows = [[src, n] for src, n in counts.items()]
+    rows.append(["total", sum(counts.values())])
+    label = {"asked": "arena rounds being answered", "answered": "arena rounds awaiting a vote",
+             "failed": "arena rounds failed", "voted": "arena rounds voted"}
+    for status, n in pending.items():
+        rows.append([label.get(status, status), n])
+    return pd.DataFrame(rows, columns=["source", "count"])
+
+
+def votes_frame(rows: list[dict]) -> pd.DataFrame:
+    vote_name = {"model_a": "A is better", "model_b": "B is better", "tie": "Tie", "tie (bothbad)": "Both are bad"}
+    def winner(r):
+        side = {"model_a": "a", "model_b": "b"}.get(r["winner"])
+        if side is None:
+            return "–"
+        return f"{r['model_' + side]} ({'strong' if side == r['strong_side'] else 'weak'})"
+
+    data = [[r["created_at"][:19].replace("T", " "), " ".join(r["prompt"].split())[:90], r["model_a"], r["model_b"],
+             vote_name.get(r["winner"], r["winner"]), winner(r)] for r in rows]
+    return pd.DataFrame(data, columns=["when (UTC)", "prompt", "model A", "model B", "vote", "winner"])
+
+
+def learning_summary(preq: Prequential, n_votes: int, refresher: Refresher) -> str:
+    s = preq.summary()
+    if not preq.points:
+        head = f"**{n_votes}** arena votes, none scored yet (ties and votes stored before this panel are not)."
+    else:
+        head = (f"**{n_votes}** arena votes; **{s['scored_votes']}** scored ({s['ties']} ties and {s['unscored']} "
+                f"without a recorded score left out). Before each vote, sw_ranking's score (≥ 0.5: the strong model "
+                f"wins) was right on **{100 * s['accuracy']:.0f}%** of them, **{100 * s['last_window']:.0f}%** of the "
+                f"last {min(preq.window, s['scored_votes'])}; the prompt-blind baseline on **"
+                f"{100 * s['baseline_accuracy']:.0f}%**.")
+    refit = (f"mf and classifier are refit from every stored battle in the background every {refresher.every} votes "
+             f"(next in {refresher.votes_until_refit()}); {refresher.rounds} refit(s) so far.")
+    error = f" ❌ Last refit failed: {esc(refresher.last_error)}" if refresher.last_error else ""
+    return f"{head}\n\n{refit}{error}"
+
+
+def sources_frame(counts: dict) -> pd.DataFrame:
+    rows = sorted(counts.items(), key=lambda kv: (kv[0] != ARENA_SOURCE, -kv[1]))
+    return pd.DataFrame(rows, columns=["source", "battles"])
+
+
+def router_versions_frame(status: list[RouterVersion]) -> pd.DataFrame:
+    rows = [[v.name, v.version, v.n_battles, HOW_IT_LEARNS.get(v.origin, v.origin),
+             (v.trained_at or "–")[:19].replace("T", " "), "–" if v.fit_seconds is None else f"{v.fit_seconds:.2f}"]
+            for v in status]
+    return pd.DataFrame(rows, columns=["router", "version", "training-set size", "learns", "trained at (UTC)",
+                                       "fit s"])
+
+
+def eval_frame(run: EvalRun) -> pd.DataFrame:
+    def cell(key, value):
+        if value is None:
+            return "–"
+        if key == "apgr_ci95":
+            return f"{value[0]:.3f}–{value[1]:.3f}" if isinstance(value, list) and len(value) == 2 else "–"
+        return f"{value:.3f}" if key in ("apgr", "auc") else f"{value:.1f}"
+
+    rows = run.table()
+    columns = ["router", *(k for k in COLUMN_TITLES if any(r.get(k) is not None for r in rows))]
+    return pd.DataFrame([[r["router"], *(cell(k, r.get(k)) for k in columns[1:])] for r in rows],
+                        columns=["router", *(COLUMN_TITLES[k] for k in columns[1:])])

@@ -1,0 +1,61 @@
+"""The page's two charts (matplotlib Figures for gr.Plot): arena ratings with their intervals, and
+whether sw_ranking predicted each vote before learning it.
+
+Apart from the HTML helpers only because they draw: same idea as :mod:`routellm_demo.ui.format`,
+a library object in, something to show out, no Gradio.
+"""
+
+from __future__ import annotations
+
+from matplotlib.figure import Figure
+
+from routellm_demo.learning import Prequential
+from routellm_demo.ui.format import ROUTE_COLOR
+
+
+def ratings_plot(boards: list[tuple[str, dict]]) -> Figure:
+    """Ratings with their 95% intervals, one panel per scope."""
+    fig = Figure(figsize=(11, 3.2), layout="constrained")
+    axes = fig.subplots(1, len(boards))
+    for ax, (title, board) in zip(axes, boards):
+        rows = board["rows"][::-1]
+        n = board["n_battles"]
+        ax.set_title(f"{title} ({n} battle{'s' if n != 1 else ''})", fontsize=10)
+        if not rows:
+            ax.text(0.5, 0.5, "no battles yet", ha="center", va="center", transform=ax.transAxes)
+            ax.set_yticks([])
+            continue
+        y = list(range(len(rows)))
+        rating = [r["rating"] for r in rows]
+        err = [[max(0.0, r["rating"] - r["ci_low"]) for r in rows], [max(0.0, r["ci_high"] - r["rating"]) for r in rows]]
+        ax.barh(y, [v - 1000 for v in rating], left=1000, color="#a78bfa", height=0.5)
+        ax.errorbar(rating, y, xerr=err, fmt="o", color="#111827", capsize=4)
+        ax.axvline(1000, color="#9ca3af", lw=0.8)
+        ax.set_yticks(y, [r["player"][:34] for r in rows], fontsize=8)
+        ax.set_xlabel("Bradley-Terry rating (Elo scale), 95% CI", fontsize=8)
+    return fig
+
+
+def prequential_plot(preq: Prequential) -> Figure:
+    """Was sw_ranking right before each vote? Rolling and overall, against a prompt-blind baseline."""
+    fig = Figure(figsize=(9, 3.2), layout="constrained")
+    ax = fig.subplots()
+    if not preq.points:
+        ax.text(0.5, 0.5, "No scored votes yet: vote in the Arena (ties are not scored).", ha="center",
+                va="center", transform=ax.transAxes)
+        ax.set_xticks([])
+        ax.set_yticks([])
+        return fig
+    n = [p.n for p in preq.points]
+    ax.plot(n, [p.rolling for p in preq.points], "o-", ms=2, color=ROUTE_COLOR["strong"],
+            label=f"sw_ranking, last {preq.window} votes")
+    ax.plot(n, [p.cumulative for p in preq.points], "--", color="#a78bfa", label="sw_ranking, all votes so far")
+    ax.plot(n, [p.baseline_rolling for p in preq.points], ":", color="#6b7280",
+            label=f"baseline: the side that won most earlier votes (last {preq.window})")
+    ax.axhline(0.5, color="#d1d5db", lw=0.8)
+    ax.set_ylim(0.0, 1.02)
+    ax.set_xlabel("arena votes with a winner, oldest first", fontsize=8)
+    ax.set_ylabel("share predicted right", fontsize=8)
+    ax.legend(fontsize=7, loc="lower right")
+    return fig
+
