@@ -256,8 +256,15 @@ def cmd_chat(args) -> int:
             print(piece, end="", flush=True)
         a = response.answer()
         print()
-        print(f"[{a.model}: {a.prompt_tokens}+{a.completion_tokens} tokens, ${a.cost:.8f}, "
-              f"saved ${a.saved:.8f} vs strong]", file=sys.stderr)
+        if a.is_fallback:  # the operator's detail: which model failed and why (a visitor sees one sentence)
+            cause = (a.fallback_error or "").removeprefix(f"{a.fallback_from}: ")
+            print(f"[fallback: the {d.role} model {a.fallback_from} failed ({a.fallback_kind}: {cause}); "
+                  f"the {a.role} model {a.model} answered; not counted as a routing saving]", file=sys.stderr)
+            print(f"[{a.model}: {a.prompt_tokens}+{a.completion_tokens} tokens, ${a.cost:.8f}; fallback, "
+                  f"not a saving: ${a.fallback_cost_difference:.8f} under strong]", file=sys.stderr)
+        else:
+            print(f"[{a.model}: {a.prompt_tokens}+{a.completion_tokens} tokens, ${a.cost:.8f}, "
+                  f"saved ${a.saved:.8f} vs strong]", file=sys.stderr)
     finally:
         rt.close()
     return 0

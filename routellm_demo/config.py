@@ -41,7 +41,7 @@ DEFAULT_CONFIG_NAME = "routellm_demo.toml"
 ENV_PREFIX = "ROUTELLM_DEMO_"
 
 APIS = ("chat", "completion")
-PROMPT_FORMATS = ("fewshot",)
+PROMPT_FORMATS = ("fewshot",)  # each rendered, with its own stop strings, by llm.endpoints.PROMPT_FORMATS
 ROLES = ("strong", "weak")
 
 DEFAULT_ROLE_MAP = {"gpt-4-1106-preview": "strong", "mistralai/Mixtral-8x7B-Instruct-v0.1": "weak"}

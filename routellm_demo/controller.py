@@ -93,7 +93,12 @@ class Decision:
 
 @dataclass
 class Answer:
-    """One finished answer with its accounting."""
+    """One finished answer with its accounting.
+
+    A fallback answer (the routed model failed, the other one answered: ``fallback_from`` set) is
+    not a routing saving: its ``saved`` is 0 and what it cost less than the strong model would have
+    is ``fallback_cost_difference``, reported apart (as :meth:`Store.savings` does).
+    """
 
     text: str
     decision: Decision
@@ -107,18 +112,33 @@ class Answer:
     latency_ms: float
     ttft_ms: float | None
     finish_reason: str | None = None
-    fallback_from: str | None = None
+    fallback_from: str | None = None  # display name of the routed model that failed
     fallback_note: str | None = None  # the visitor's one sentence about the fallback, no detail
     log_id: int | None = None
     dropped_messages: int = 0  # oldest messages left out to fit the model's context window
+    # The routed model's failure, for the operator only (the CLI, the log; never a visitor or an API
+    # caller: it may hold URLs and variable names): its kind (EndpointError.kind) and message.
+    fallback_kind: str | None = None
+    fallback_error: str | None = None
+
+    @property
+    def is_fallback(self) -> bool:
+        return self.fallback_from is not None
 
     @property
     def saved(self) -> float:
-        return self.strong_cost - self.cost
+        """What routing saved on this answer (strong_cost - cost); 0.0 for a fallback answer."""
+        return 0.0 if self.is_fallback else self.strong_cost - self.cost
+
+    @property
+    def fallback_cost_difference(self) -> float:
+        """For a fallback answer, strong_cost - cost (not a saving: the routed model failed); else 0.0."""
+        return self.strong_cost - self.cost if self.is_fallback else 0.0
 
     def to_dict(self) -> dict:
         d = asdict(self)
         d["saved"] = self.saved
+        d["fallback_cost_difference"] = self.fallback_cost_difference
         return d
 
 
@@ -325,6 +345,8 @@ class Controller:
             fallback_from=errors[0].model if errors else None,
             fallback_note=self._fallback_note(decision.role, role, errors),
             dropped_messages=completion.dropped_messages,
+            fallback_kind=errors[0].kind if errors else None,
+            fallback_error=str(errors[0]) if errors else None,
         )
         answer.log_id = self.store.log_decision(
             **self._log_fields(decision, session_id, source),

@@ -408,25 +408,56 @@ class Store:
             return list(db.query(sql, params))
 
     def savings(self, session_id: str | None = None) -> dict:
-        """What routing saved versus sending every successful request to the strong model.
+        """What routing saved versus sending every answered request to the strong model, with the
+        answers a fallback gave counted apart: a fallback is a failure, not a routing saving.
 
-        ``all_strong_cost`` falls back to ``cost`` where ``strong_cost`` is unknown (a request that
-        went to the strong model costs the same either way). ``saved_pct`` is in percent.
+        Only answered requests count (a row with an ``error`` is no answer). An answer is *routed*
+        when the model the router chose gave it, a *fallback* when that model failed and the other
+        one answered (``fallback_from`` set). ``strong_cost`` is what the strong model would have
+        cost for the same answer; where it is unknown it is taken as ``cost`` (a strong answer costs
+        the same either way). Amounts in USD, percentages in percent:
+
+        - ``requests``, ``strong_requests``, ``strong_share``: answers, those the strong model gave
+          (fallbacks included), and their share.
+        - ``spent``: what every answer cost. ``all_strong_cost``: what every answer would have cost
+          from the strong model. ``all_strong_cost == spent + saved + fallback_cost_difference``.
+        - ``routed_requests``, ``routed_spent``, ``routed_all_strong_cost``: the same over routed answers.
+        - ``saved``: the routing saving, ``routed_all_strong_cost - routed_spent``: routed answers only.
+        - ``saved_pct``: ``saved`` as a percentage of ``routed_all_strong_cost`` (0 when there is none).
+        - ``fallback_requests``: answers given by the other model after the routed one failed;
+          ``fallback_to_weak`` of them the weak model gave (the strong one failed), ``fallback_to_strong``
+          the strong one (the weak one failed).
+        - ``fallback_spent``: what the fallback answers cost. ``fallback_cost_difference``: their
+          all-strong cost minus ``fallback_spent``: the money a failed strong model left unspent,
+          which is not a saving (0 for a strong model standing in for a failed weak one).
         """
         sql = """SELECT count(*) AS requests,
                         coalesce(sum(chosen_role = 'strong'), 0) AS strong_requests,
+                        coalesce(sum(fb), 0) AS fallback_requests,
+                        coalesce(sum(fb AND chosen_role = 'weak'), 0) AS fallback_to_weak,
                         coalesce(sum(cost), 0.0) AS spent,
-                        coalesce(sum(coalesce(strong_cost, cost)), 0.0) AS all_strong_cost
-                 FROM routing_log WHERE error IS NULL"""
+                        coalesce(sum(all_strong), 0.0) AS all_strong_cost,
+                        coalesce(sum(CASE WHEN NOT fb THEN cost END), 0.0) AS routed_spent,
+                        coalesce(sum(CASE WHEN NOT fb THEN all_strong END), 0.0) AS routed_all_strong_cost,
+                        coalesce(sum(CASE WHEN fb THEN cost END), 0.0) AS fallback_spent,
+                        coalesce(sum(CASE WHEN fb THEN all_strong END), 0.0) AS fallback_all_strong_cost
+                 FROM (SELECT chosen_role, coalesce(cost, 0.0) AS cost,
+                              coalesce(strong_cost, cost, 0.0) AS all_strong,
+                              (fallback_from IS NOT NULL) AS fb
+                       FROM routing_log WHERE error IS NULL{where})"""
         params: list = []
+        where = ""
         if session_id is not None:
-            sql += " AND session_id = ?"
+            where = " AND session_id = ?"
             params.append(session_id)
         with self._access() as db:
-            r = next(db.query(sql, params))
+            r = next(db.query(sql.format(where=where), params))
         requests, strong = int(r["requests"]), int(r["strong_requests"])
+        fallbacks, to_weak = int(r["fallback_requests"]), int(r["fallback_to_weak"])
         spent, all_strong = float(r["spent"]), float(r["all_strong_cost"])
-        saved = all_strong - spent
+        fb_spent, fb_all_strong = float(r["fallback_spent"]), float(r["fallback_all_strong_cost"])
+        routed_spent, routed_all_strong = float(r["routed_spent"]), float(r["routed_all_strong_cost"])
+        saved = routed_all_strong - routed_spent
         return {
             "requests": requests,
             "strong_requests": strong,
@@ -434,7 +465,15 @@ class Store:
             "spent": spent,
             "all_strong_cost": all_strong,
             "saved": saved,
-            "saved_pct": 100.0 * saved / all_strong if all_strong > 0 else 0.0,
+            "saved_pct": 100.0 * saved / routed_all_strong if routed_all_strong > 0 else 0.0,
+            "routed_requests": requests - fallbacks,
+            "routed_spent": routed_spent,
+            "routed_all_strong_cost": routed_all_strong,
+            "fallback_requests": fallbacks,
+            "fallback_to_weak": to_weak,
+            "fallback_to_strong": fallbacks - to_weak,
+            "fallback_spent": fb_spent,
+            "fallback_cost_difference": fb_all_strong - fb_spent,
         }
 
     # -- arena: pending battles and votes --------------------------------------------------------

@@ -332,12 +332,15 @@ def test_embedding_cache_roundtrip(store):
 
 def test_savings_on_hand_made_rows(store):
     assert store.savings() == {"requests": 0, "strong_requests": 0, "strong_share": 0.0, "spent": 0.0,
-                               "all_strong_cost": 0.0, "saved": 0.0, "saved_pct": 0.0}
+                               "all_strong_cost": 0.0, "saved": 0.0, "saved_pct": 0.0,
+                               "routed_requests": 0, "routed_spent": 0.0, "routed_all_strong_cost": 0.0,
+                               "fallback_requests": 0, "fallback_to_weak": 0, "fallback_to_strong": 0,
+                               "fallback_spent": 0.0, "fallback_cost_difference": 0.0}
     store.log_decision(session_id="s1", chosen_role="weak", cost=0.5, strong_cost=4.5, source="app")
     store.log_decision(session_id="s1", chosen_role="strong", cost=3.0, strong_cost=3.0, source="app")
     store.log_decision(session_id="s2", chosen_role="strong", cost=2.0, source="server")  # strong_cost unknown
     store.log_decision(session_id="s2", chosen_role="weak", cost=0.1, strong_cost=1.0, source="server",
-                       fallback_from="local-strong")
+                       fallback_from="local-strong")  # the strong model failed: not a routing saving
     store.log_decision(session_id="s1", chosen_role="weak", cost=9.0, strong_cost=9.0, source="app",
                        error="timeout")  # failed requests do not count
     total = store.savings()
@@ -345,10 +348,13 @@ def test_savings_on_hand_made_rows(store):
     assert total["strong_share"] == 0.5
     assert total["spent"] == pytest.approx(5.6)
     assert total["all_strong_cost"] == pytest.approx(10.5)
-    assert total["saved"] == pytest.approx(4.9)
-    assert total["saved_pct"] == pytest.approx(100 * 4.9 / 10.5)
+    assert total["saved"] == pytest.approx(4.0)  # the fallback's 0.9 is reported apart
+    assert total["routed_all_strong_cost"] == pytest.approx(9.5)
+    assert total["saved_pct"] == pytest.approx(100 * 4.0 / 9.5)
+    assert (total["fallback_requests"], total["fallback_to_weak"], total["fallback_to_strong"]) == (1, 1, 0)
+    assert total["fallback_spent"] == pytest.approx(0.1) and total["fallback_cost_difference"] == pytest.approx(0.9)
     s1 = store.savings("s1")
-    assert (s1["requests"], s1["spent"], s1["saved"]) == (2, 3.5, 4.0)
+    assert (s1["requests"], s1["spent"], s1["saved"], s1["fallback_requests"]) == (2, 3.5, 4.0, 0)
     assert store.savings("nobody")["saved_pct"] == 0.0
 
 

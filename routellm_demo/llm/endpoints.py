@@ -11,7 +11,8 @@ Two modes:
 - ``api="chat"``: ``/v1/chat/completions`` with the messages as they are.
 - ``api="completion"``: for base models without a usable chat template (the embedded Gemma 3 270M):
   the conversation is rendered as a few-shot "User: / Assistant:" transcript
-  (:func:`fewshot_prompt`) and sent to ``/v1/completions``, cut at the spec's stop strings.
+  (:func:`fewshot_prompt`) and sent to ``/v1/completions``, cut at the format's stop strings
+  (:data:`PROMPT_FORMATS`) and the spec's.
 
 Token usage comes from the API when it reports it (``source="api"``). llama.cpp's server reports no
 usage when streaming, so for embedded models the text is counted with the model's own tokenizer
@@ -29,7 +30,7 @@ import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
-from typing import Iterator, Mapping, Sequence
+from typing import Callable, Iterator, Mapping, Sequence
 
 import openai
 
@@ -139,11 +140,48 @@ def fewshot_prompt(messages: Sequence[Mapping[str, str]]) -> str:
     return "\n".join(parts) + "\nAssistant:"
 
 
+@dataclass(frozen=True)
+class PromptFormat:
+    """A completion-mode prompt format: how a conversation is rendered, and the stop strings that
+    end the answer where the transcript's next turn would begin. The stops belong to the format, so
+    every endpoint using it sends them, merged with its own ``stop`` and the caller's."""
+
+    render: Callable[[Sequence[Mapping[str, str]]], str]
+    stop: tuple[str, ...]
+
+
+# Each name in config.PROMPT_FORMATS. Few-shot: a base model that goes on past its answer writes the
+# next "User:" turn (after a blank line, and "\nUser:" is inside "\n\nUser:").
+PROMPT_FORMATS: Mapping[str, PromptFormat] = {
+    "fewshot": PromptFormat(fewshot_prompt, ("\nUser:",)),
+}
+
+
+def prompt_format(spec: ModelEndpoint) -> PromptFormat | None:
+    """The prompt format of a completion-mode endpoint (few-shot unless it says otherwise); None in chat mode."""
+    if spec.api != "completion":
+        return None
+    try:
+        return PROMPT_FORMATS[spec.prompt_format or "fewshot"]
+    except KeyError:
+        raise ValueError(f"unknown prompt_format {spec.prompt_format!r}") from None
+
+
 def render_prompt(spec: ModelEndpoint, messages: Sequence[Mapping[str, str]]) -> str:
     """The completion-mode prompt for ``spec``'s prompt format."""
-    if spec.prompt_format in (None, "fewshot"):
-        return fewshot_prompt(messages)
-    raise ValueError(f"unknown prompt_format {spec.prompt_format!r}")
+    try:
+        return PROMPT_FORMATS[spec.prompt_format or "fewshot"].render(messages)
+    except KeyError:
+        raise ValueError(f"unknown prompt_format {spec.prompt_format!r}") from None
+
+
+def stop_strings(spec: ModelEndpoint, extra: Sequence[str] = ()) -> list[str]:
+    """The stop strings a request to ``spec`` sends: its prompt format's, its own ``stop``, then the
+    caller's, without duplicates or strings that contain another one (a stop at "\nUser:" already
+    ends "\n\nUser:"; OpenAI's API takes at most four)."""
+    fmt = prompt_format(spec)
+    merged = list(dict.fromkeys([*(fmt.stop if fmt else ()), *spec.stop, *extra]))
+    return [s for s in merged if s and not any(o != s and o and o in s for o in merged)]
 
 
 def warmup_prompt(spec: ModelEndpoint) -> str:
@@ -377,7 +415,7 @@ class Endpoint:
             request["temperature"] = self.spec.temperature
         extra = request.pop("stop", None)
         extra = [extra] if isinstance(extra, str) else list(extra or [])
-        stop = list(dict.fromkeys([*self.spec.stop, *extra]))
+        stop = stop_strings(self.spec, extra)
         if stop:
             request["stop"] = stop
         if self.spec.api == "completion":

@@ -80,12 +80,16 @@ def decision_card(d: Decision | None, answer: Answer | None = None, error: str |
             parts.append(f"<div>✂️ The {answer.dropped_messages} oldest message(s) of this conversation were left out "
                          f"to fit {h(answer.model)}'s context window.</div>")
         ttft = f"first token after {answer.ttft_ms:.0f} ms, " if answer.ttft_ms is not None else ""
-        saved = answer.strong_cost - answer.cost
+        if answer.is_fallback:  # the routed model failed: the difference is not a routing saving
+            saving = (f"fallback answer, not a saving ({money(answer.fallback_cost_difference)} under the strong "
+                      "model's cost)")
+        else:
+            saving = f"saved <b>{money(answer.saved)}</b>"
         parts.append(
             f"<div style='margin-top:6px'><b>This answer:</b> {answer.prompt_tokens} prompt + {answer.completion_tokens} "
             f"completion tokens ({h(answer.usage_source)}) · {ttft}done in {answer.latency_ms / 1000:.1f} s<br>"
             f"<b>Cost {money(answer.cost)}</b> · the strong model would have cost {money(answer.strong_cost)} · "
-            f"saved <b>{money(saved)}</b></div>")
+            f"{saving}</div>")
     if error:
         parts.append(f"<div>❌ {h(error)}</div>")
     parts.append("</div>")
@@ -128,9 +132,14 @@ def totals_html(session: dict, overall: dict) -> str:
         if not s.get("requests"):
             return f"<div><b>{title}:</b> no answers yet.</div>"
         n = s["requests"]
-        return (f"<div><b>{title}:</b> {n} request{'s' if n != 1 else ''} · {100 * s['strong_share']:.0f}% to strong · "
+        text = (f"<b>{title}:</b> {n} request{'s' if n != 1 else ''} · {100 * s['strong_share']:.0f}% to strong · "
                 f"spent {money(s['spent'])} · always-strong would cost {money(s['all_strong_cost'])} · "
-                f"<b>saved {money(s['saved'])} ({s['saved_pct']:.1f}%)</b></div>")
+                f"<b>saved {money(s['saved'])} ({s['saved_pct']:.1f}% on routed answers)</b>")
+        fallbacks = s.get("fallback_requests") or 0
+        if fallbacks:
+            text += (f" · {fallbacks} fallback answer{'s' if fallbacks != 1 else ''} (the routed model failed): "
+                     f"{money(s['fallback_cost_difference'])} under the strong model's cost, not counted as a saving")
+        return f"<div>{text}</div>"
 
     return '<div id="totals">' + line("This session", session) + line("All visitors", overall) + "</div>"
 
@@ -138,16 +147,18 @@ def totals_html(session: dict, overall: dict) -> str:
 def answers_frame(rows: list[dict]) -> pd.DataFrame:
     """The routing log of this session, newest first, as a table."""
     cols = ["#", "routed to", "model", "router", "score", "threshold", "tokens in+out", "cost", "saved"]
+    # a fallback answer (the routed model failed, the other answered) saves nothing: marked, 0 saved
     data = []
     for r in rows:
         if r.get("error"):
             continue
         nan = r.get("score") is None
         data.append([
-            r["id"], ROUTE_BADGE.get(r["chosen_role"], r["chosen_role"]), r["chosen_model"], r["router"],
+            r["id"], ROUTE_BADGE.get(r["chosen_role"], r["chosen_role"]) + (" (fallback)" if r.get("fallback_from") else ""),
+            r["chosen_model"], r["router"],
             "–" if nan else f"{r['score']:.3f}", "–" if r.get("threshold") is None else f"{r['threshold']:.3f}",
             f"{r.get('prompt_tokens') or 0}+{r.get('completion_tokens') or 0}", money(r.get("cost")),
-            money((r.get("strong_cost") or 0) - (r.get("cost") or 0)),
+            money(0.0 if r.get("fallback_from") else (r.get("strong_cost") or 0) - (r.get("cost") or 0)),
         ])
     return pd.DataFrame(data, columns=cols)
 
