@@ -12,22 +12,30 @@ from __future__ import annotations
 import json
 
 MAX_BODY_BYTES = 1 << 20
+# Gradio's file upload (the What-if tab's prompt file) has a cap of its own, the what-if's file cap plus
+# room for the multipart envelope; every other route keeps MAX_BODY_BYTES.
+UPLOAD_PATH = "/gradio_api/upload"
+UPLOAD_ENVELOPE_BYTES = 64 * 1024
 
 
 class BodyLimit:
     """ASGI middleware: refuse HTTP request bodies over ``max_bytes`` with 413."""
 
-    def __init__(self, app, max_bytes: int = MAX_BODY_BYTES):
+    def __init__(self, app, max_bytes: int = MAX_BODY_BYTES, upload_max_bytes: int | None = None):
         self.app = app
         self.max_bytes = int(max_bytes)
+        self.upload_max_bytes = None if upload_max_bytes is None else int(upload_max_bytes) + UPLOAD_ENVELOPE_BYTES
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        limit = self.max_bytes
+        if self.upload_max_bytes is not None and scope.get("path", "").endswith(UPLOAD_PATH):
+            limit = self.upload_max_bytes
         declared = dict(scope.get("headers") or []).get(b"content-length", b"")
-        if declared.isdigit() and int(declared) > self.max_bytes:
-            await self._refuse(send)
+        if declared.isdigit() and int(declared) > limit:
+            await self._refuse(send, limit)
             return
         size = 0
         response_started = refused = False
@@ -39,10 +47,10 @@ class BodyLimit:
             message = await receive()
             if message["type"] == "http.request":
                 size += len(message.get("body", b""))
-                if size > self.max_bytes:
+                if size > limit:
                     refused = True
                     if not response_started:
-                        await self._refuse(send)
+                        await self._refuse(send, limit)
                     return {"type": "http.disconnect"}
             return message
 
@@ -56,9 +64,9 @@ class BodyLimit:
 
         await self.app(scope, limited_receive, guarded_send)
 
-    async def _refuse(self, send) -> None:
+    async def _refuse(self, send, limit: int) -> None:
         # OpenAI's error shape, so the API server's clients read it like any other refusal
-        body = json.dumps({"error": {"message": f"the request body is larger than {self.max_bytes:,} bytes",
+        body = json.dumps({"error": {"message": f"the request body is larger than {limit:,} bytes",
                                      "type": "invalid_request_error", "param": None,
                                      "code": "request_too_large"}}).encode()
         await send({"type": "http.response.start", "status": 413,

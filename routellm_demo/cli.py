@@ -232,6 +232,109 @@ def _read_prompt_file(path: Path) -> list[str]:
     return [line for line in text.splitlines() if line.strip()]
 
 
+class _StageProgress:
+    """``progress(done, total, stage)`` printed to stderr: one rewritten line on a terminal, else a
+    line per 10% (a log stays short)."""
+
+    def __init__(self, quiet: bool):
+        self.quiet = quiet
+        self.tty = sys.stderr.isatty()
+        self.shown: tuple[str, int] = ("", -1)
+
+    def __call__(self, done: int, total: int, stage: str) -> None:
+        if self.quiet or total <= 0:
+            return
+        tenth = 10 * done // total
+        if self.tty:
+            print(f"\r{stage}: {done:,}/{total:,} prompts", end="\n" if done >= total else "", file=sys.stderr,
+                  flush=True)
+        elif stage != self.shown[0] or tenth > self.shown[1]:
+            print(f"{stage}: {done:,}/{total:,} prompts", file=sys.stderr, flush=True)
+            self.shown = (stage, tenth)
+
+
+def cmd_whatif(args) -> int:
+    """What-if on your own traffic: a prompt file scored by a router, priced, with quality estimated
+    from a benchmark's held-out curve (routellm_demo/whatif.py does the work)."""
+    from routellm_demo import whatif
+
+    if not 0 < args.step <= 100:
+        raise CLIError(f"--step {args.step:g} must be above 0 and at most 100 (percent of strong calls)")
+    config = _config(args)
+    if args.file == "-":
+        if not args.format:
+            raise CLIError("reading prompts from stdin needs --format txt, jsonl or csv")
+        source = sys.stdin.buffer.read(whatif.WHATIF_MAX_BYTES + 1)
+    else:
+        source = Path(args.file)
+        if not source.is_file():
+            raise CLIError(f"{source} is not a file; give a .txt, .jsonl or .csv file of prompts")
+    # The file is checked before anything else is opened: a bad one changes nothing.
+    prompts = whatif.read_prompts(source, name=None if args.file == "-" else source.name, fmt=args.format,
+                                  max_chars=config.max_prompt_chars)
+    rt = _runtime(args)
+    try:
+        result = whatif.what_if(
+            rt, prompts, router=args.router, strong_price=args.strong_price, weak_price=args.weak_price,
+            strong_output_price=args.strong_output_price, weak_output_price=args.weak_output_price,
+            answer_tokens=args.answer_tokens, benchmark=args.benchmark, thresholds=args.thresholds,
+            progress=_StageProgress(args.quiet),
+        )
+    finally:
+        rt.close()
+    if args.out:
+        result.write_csv(args.out)
+    if args.plot:
+        result.write_plot(args.plot)
+    if args.json:
+        print(json.dumps(result.to_dict(), indent=2, ensure_ascii=False))
+    else:
+        _print_whatif(result, args)
+    return 0
+
+
+def _print_whatif(result, args) -> None:
+    p = result.prices.to_dict()
+    s = result.score_summary()
+    print(f"what-if: {result.n_prompts:,} prompts from {result.file_name}, router {result.router}")
+    print(f"prices (USD per 1M tokens): strong {p['strong_input']:g} in / {p['strong_output']:g} out, weak "
+          f"{p['weak_input']:g} in / {p['weak_output']:g} out; answers assumed {result.answer_tokens:,} tokens; "
+          f"prompts ~{result.prompt_tokens.mean():.0f} tokens on average (estimated)")
+    print(f"always strong: ${result.always_strong_per_1k:.4g} per 1,000 requests; always weak: "
+          f"${result.always_weak_per_1k:.4g}")
+    print(f"scores: min {s['min']:.3f}  p10 {s['p10']:.3f}  p25 {s['p25']:.3f}  median {s['median']:.3f}  "
+          f"p75 {s['p75']:.3f}  p90 {s['p90']:.3f}  max {s['max']:.3f}  (mean {s['mean']:.3f}, "
+          f"{s['distinct']:,} distinct)")
+    hist = result.histogram(10)
+    top = max(hist["counts"]) or 1
+    for lo, hi, n in zip(hist["edges"], hist["edges"][1:], hist["counts"]):
+        print(f"  {lo:.1f}-{hi:.1f}  {'#' * round(40 * n / top):<40}  {n:,}")
+    print()
+    rows = ([result.row_at(t) for t in args.thresholds] if args.thresholds else result.by_share(args.step))
+    table = [{"target %": r.get("target_pct"), "threshold": r["threshold"], "strong %": round(r["strong_pct"], 1),
+              "$ per 1k requests": round(r["cost_per_1k"], 4),
+              "saved %": None if r["savings_pct"] is None else round(r["savings_pct"], 1),
+              "est. quality*": None if r["est_quality"] is None else round(r["est_quality"], 3)} for r in rows]
+    columns = [*([] if args.thresholds else ["target %"]), "threshold", "strong %", "$ per 1k requests", "saved %",
+               "est. quality*"]
+    _print_table(table, columns)
+    q = result.quality
+    if q is not None:
+        from routellm_demo.whatif import QUALITY_UNITS
+
+        ends = (f": strong alone {q.q_strong:.3f}, weak alone {q.q_weak:.3f}"
+                if q.q_strong is not None and q.q_weak is not None else "")
+        print(f"* {q.label} ({q.router}'s curve at the same share of strong calls; {QUALITY_UNITS[q.benchmark]}{ends})")
+    else:
+        print("* no quality estimate")
+    for note in result.notes:
+        print(f"note: {note}")
+    if args.out:
+        print(f"wrote per-prompt scores to {args.out}")
+    if args.plot:
+        print(f"wrote the plot to {args.plot}")
+
+
 def cmd_savings(args) -> int:
     from routellm_demo.store import Store
 
@@ -398,6 +501,36 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--out", help="output folder (default: data/seed, where the app reads it)")
     b.add_argument("--quiet", action="store_true", help="no progress bars")
     b.set_defaults(func=cmd_seed)
+
+    from routellm_demo import whatif
+
+    s = sub.add_parser("whatif", help="what routing your own prompt file would cost and keep (nothing is stored)",
+                       description="Score a file of prompts with a router and project, per threshold, the share of "
+                       "strong calls, the cost per 1,000 requests and the saving against always-strong, with the "
+                       "quality estimated from a benchmark's held-out evaluation at the same share of strong calls. "
+                       "The prompts are not written to the store.")
+    s.add_argument("file", help='a .txt (one prompt per line), .jsonl ("prompt" field) or .csv ("prompt" column) '
+                   'file, or "-" for stdin with --format')
+    s.add_argument("--format", choices=whatif.FORMATS, help="the file's format (default: from its suffix)")
+    s.add_argument("--router", choices=ROUTER_NAMES, help="default: the configured router")
+    s.add_argument("--benchmark", choices=whatif.BENCHMARKS, default="mmlu",
+                   help="whose held-out quality curve the estimate is read from (default mmlu)")
+    s.add_argument("--strong-price", type=float, default=whatif.DEFAULT_STRONG_PRICE,
+                   help="strong model, USD per 1M tokens (input; output too unless --strong-output-price)")
+    s.add_argument("--weak-price", type=float, default=whatif.DEFAULT_WEAK_PRICE,
+                   help="weak model, USD per 1M tokens (input; output too unless --weak-output-price)")
+    s.add_argument("--strong-output-price", type=float, help="strong model's output price, if it differs")
+    s.add_argument("--weak-output-price", type=float, help="weak model's output price, if it differs")
+    s.add_argument("--answer-tokens", type=int, default=whatif.DEFAULT_ANSWER_TOKENS,
+                   help=f"assumed answer length in tokens (default {whatif.DEFAULT_ANSWER_TOKENS})")
+    s.add_argument("--thresholds", type=float, nargs="+", metavar="T",
+                   help="print rows at these thresholds (default: at each --step %% of strong calls)")
+    s.add_argument("--step", type=float, default=10, help="strong-share step of the printed table, in percent")
+    s.add_argument("--out", help="write the per-prompt scores (CSV) here")
+    s.add_argument("--plot", help="write a PNG of the score histogram and the saving/quality curves here")
+    s.add_argument("--json", action="store_true", help="print the full result as JSON")
+    s.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    s.set_defaults(func=cmd_whatif)
 
     s = sub.add_parser("savings", help="running totals from the routing log")
     s.add_argument("--session")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import functools
 import threading
-from typing import TYPE_CHECKING, Iterable
+from typing import TYPE_CHECKING, Callable, Iterable
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -91,6 +91,26 @@ class Embedder:
         for i, s in enumerate(shas):
             out[i] = vectors[s]
         return out
+
+    def embed_private(self, texts: Iterable[str], *, on_batch: Callable[[int, int], None] | None = None) -> np.ndarray:
+        """Like :meth:`embed`, but the store is never read or written: for texts that must leave no
+        trace in it (a visitor's uploaded prompts, the what-if). Encoded in batches, longest last;
+        ``on_batch(done, total)`` after each one."""
+        if isinstance(texts, str):
+            raise TypeError("embed_private() takes a list of strings")
+        texts = list(texts)
+        for t in texts:
+            if not isinstance(t, str):
+                raise TypeError(f"texts must be strings, got {type(t).__name__}")
+        unique = sorted(set(texts), key=len)  # duplicates encoded once; similar lengths pad little
+        vectors = np.zeros((len(unique), self.dim), dtype=np.float32)
+        for start in range(0, len(unique), self.batch_size):
+            vectors[start:start + self.batch_size] = self._encode(unique[start:start + self.batch_size])
+            self.encoded += len(vectors[start:start + self.batch_size])
+            if on_batch is not None:
+                on_batch(min(start + self.batch_size, len(unique)), len(unique))
+        row = {t: i for i, t in enumerate(unique)}
+        return vectors[[row[t] for t in texts]] if texts else np.zeros((0, self.dim), dtype=np.float32)
 
     def embed_one(self, text: str) -> np.ndarray:
         """(384,) vector for one prompt (the per-request path: one cache lookup, maybe one encode)."""

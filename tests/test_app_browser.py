@@ -207,6 +207,38 @@ def test_evaluation_tab_shows_the_shipped_results(page, served):
     page.screenshot(path=str(ARTIFACTS / "evaluation_tab.png"), full_page=True)
 
 
+def test_whatif_tab_projects_a_real_prompt_file_and_refuses_a_bad_one(page, served, tmp_path, shared_routellm):
+    """A stakeholder's file (real MMLU and GSM8K prompts from ../shared) gives the plot and the table; a
+    file with an empty prompt gives one line naming the row; the store gains nothing either way."""
+    from routellm_demo.evals.benchmarks import load_benchmark
+
+    data = shared_routellm
+    prompts = list(load_benchmark(data, "mmlu").prompts[:60]) + list(load_benchmark(data, "gsm8k").prompts[:40])
+    good = tmp_path / "my_prompts.jsonl"
+    good.write_text("".join(json.dumps({"prompt": p}) + "\n" for p in prompts), encoding="utf-8")
+    bad = tmp_path / "bad.csv"
+    bad.write_text('id,prompt\n1,"What is 2+2?"\n2,""\n', encoding="utf-8")
+    rt = served[1]
+    before = (rt.store.count_battles(), len(rt.store.decisions()))
+
+    page.get_by_role("tab", name="What-if").click()
+    page.locator("#whatif-file input[type=file]").set_input_files(str(good))
+    page.locator("#whatif-run").click()
+    expect(page.locator("#whatif-summary")).to_contain_text("100 prompts", timeout=3 * TIMEOUT_MS)
+    expect(page.locator("#whatif-summary")).to_contain_text("not measured on your prompts")
+    expect(page.locator("#whatif-table")).to_contain_text("cost per 1,000 requests")
+    page.wait_for_selector("#whatif-plot img")  # matplotlib arrives as an image
+    expect(page.locator("#whatif-download")).to_contain_text("whatif_scores")  # (Gradio splits the suffix)
+    page.screenshot(path=str(ARTIFACTS / "whatif_tab.png"), full_page=True)
+
+    page.locator("#whatif-file button[aria-label='Clear']").first.click()
+    page.locator("#whatif-file input[type=file]").set_input_files(str(bad))
+    page.locator("#whatif-run").click()
+    expect(page.locator("#whatif-summary")).to_contain_text("row 3", timeout=TIMEOUT_MS)
+    expect(page.locator("#whatif-summary")).to_contain_text("empty")
+    assert (rt.store.count_battles(), len(rt.store.decisions())) == before  # nothing stored
+
+
 @pytest.fixture(scope="module")
 def first_visit(served, page, tmp_path_factory):
     """A FRESH start with seeding on, as a Hugging Face Space's first visitor finds it: an empty store

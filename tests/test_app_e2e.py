@@ -119,6 +119,27 @@ def test_threshold_extremes_pick_the_model(client, served):
         assert badge in card and name in card
 
 
+def test_whatif_projects_an_uploaded_file_and_stores_nothing(client, served, tmp_path):
+    from gradio_client import handle_file
+
+    url, rt = served
+    f = tmp_path / "traffic.txt"
+    f.write_text("What is 2+2?\nProve Fermat's little theorem.\nName a fruit.\n", encoding="utf-8")
+    logged = len(rt.store.decisions())
+    summary, plot, table, csv = client.predict(handle_file(str(f)), "sw_ranking", "gsm8k", 10, 0.6, 200,
+                                               api_name="/whatif")
+    assert "3 prompts" in summary  # (this app's eval folder is empty: no quality estimate, and a note says so)
+    assert plot and table["data"] and "cost per 1,000 requests (USD)" in table["headers"]
+    assert Path(csv).read_text(encoding="utf-8").count("\n") == 4  # a header and a row per prompt
+    from routellm_demo.store import prompt_sha256
+
+    shas = [prompt_sha256(p) for p in f.read_text(encoding="utf-8").splitlines()]
+    cached = rt.store.db.execute(f"SELECT count(*) FROM embeddings WHERE sha256 IN ({','.join('?' * 3)})",
+                                 shas).fetchone()[0]
+    assert cached == 0  # embedded without the cache: the prompts' hashes are not in the store either
+    assert len(rt.store.decisions()) == logged
+
+
 def test_calibrate_sets_the_threshold(client, served):
     threshold, note = client.predict("sw_ranking", 30, api_name="/calibrate")
     assert 0.0 <= threshold <= 1.0 and "stored battle prompts" in note

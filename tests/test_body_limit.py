@@ -15,7 +15,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 from starlette.testclient import TestClient
 
-from routellm_demo.body_limit import MAX_BODY_BYTES, BodyLimit
+from routellm_demo.body_limit import MAX_BODY_BYTES, UPLOAD_ENVELOPE_BYTES, UPLOAD_PATH, BodyLimit
 
 LIMIT = 1000
 
@@ -57,6 +57,24 @@ def test_a_chunked_body_is_cut_off_once_it_passes_the_limit():
         r = client.post("/echo", content=chunks())
     assert r.status_code == 413 and r.json()["error"]["code"] == "request_too_large"
     assert seen == []  # the handler never got the body
+
+
+def test_the_file_upload_has_a_cap_of_its_own_and_other_routes_keep_theirs():
+    seen = []
+
+    async def echo(request: Request):
+        body = await request.body()
+        seen.append(len(body))
+        return JSONResponse({"bytes": len(body)})
+
+    app = Starlette(routes=[Route("/echo", echo, methods=["POST"]), Route(UPLOAD_PATH, echo, methods=["POST"])],
+                    middleware=[Middleware(BodyLimit, max_bytes=LIMIT, upload_max_bytes=5 * LIMIT)])
+    with TestClient(app) as client:
+        assert client.post(UPLOAD_PATH, content=b"x" * (5 * LIMIT)).status_code == 200  # a what-if file
+        assert client.post("/echo", content=b"x" * (5 * LIMIT)).status_code == 413  # a chat body is not
+        too_big = 5 * LIMIT + UPLOAD_ENVELOPE_BYTES + 1
+        r = client.post(UPLOAD_PATH, content=b"x" * too_big)
+    assert r.status_code == 413 and seen == [5 * LIMIT]
 
 
 def test_default_limit_leaves_room_for_the_longest_chat():

@@ -26,6 +26,7 @@ from routellm_demo.routers import UnknownRouterError
 from routellm_demo.seed import SeedError
 from routellm_demo.store import Store, StoreError
 from routellm_demo.router_set import NoCheckpointError, TrainingError
+from routellm_demo.whatif import WhatIfError
 
 PACKAGE = Path(server.__file__).parent
 
@@ -34,7 +35,7 @@ USER_ERRORS = {
     AdminError: 403, AnswerError: 502, ArenaError: 502, BadRequestError: 400, CLIError: 400, ConfigError: 500,
     DataFormatError: 400, DownloadError: 502, EvalError: 400, ExportError: 400, ExportLimitError: 429,
     LeakageError: 400, LimitError: 400, NoCheckpointError: 503, ReplayError: 400, SeedError: 400, StoreError: 503,
-    TrainingError: 400, UnknownRouterError: 400, VoteError: 400, server.APIError: 400,
+    TrainingError: 400, UnknownRouterError: 400, VoteError: 400, WhatIfError: 400, server.APIError: 400,
 }
 # internal: wrapped into a UserError before a user sees them (EndpointError, LocalModelError -> AnswerError)
 # or reported by the doctor command itself (DoctorError)

@@ -18,7 +18,7 @@ import numpy as np
 from routellm_demo.evals.benchmarks import (
     EvalError, available_benchmarks, check_data_dir, concat, load_benchmark, with_embeddings,
 )
-from routellm_demo.evals.metrics import baseline_summary, bootstrap_apgr, summarize
+from routellm_demo.evals.metrics import baseline_summary, bootstrap_apgr, curve_points, summarize
 from routellm_demo.evals.protocol import Scores, cross_validated_scores, train_test_scores
 from routellm_demo.evals.report import TABLE_COLUMNS, format_table, plot_curves, write_metrics, write_prompts, write_scores
 from routellm_demo.evals.routers import EVAL_ROUTERS, fitter_for
@@ -169,6 +169,14 @@ def average_draws(rows: dict[str, dict], draws: list[Scores], **prices) -> None:
         row["cpt50_by_draw"] = [r["cpt50"] for r in runs]
 
 
+def held_out_curves(draws: list[Scores]) -> dict:
+    """Per router, its held-out quality at strong shares 0, 1, ..., 100% (the curve its metrics read,
+    mean over the fold draws): what the what-if reads an estimated quality from at a given share."""
+    return {name: curve_points([(d.scores[name], d.evalset.strong_quality, d.evalset.weak_quality, d.folds)
+                                for d in draws])
+            for name in draws[0].scores}
+
+
 def run_eval(
     benchmark: str, data_dir, out_dir, routers=("random", "elo", "sw_ranking", "mf", "classifier"), *,
     train_dir=None, folds: int = 5, split: str = "group", combine: bool = False, params: dict | None = None,
@@ -224,6 +232,7 @@ def run_eval(
         metrics["repeats"] = repeats
         metrics["fold_seeds"] = list(range(seed, seed + repeats))
         metrics["protocol"] += f", mean of {repeats} fold draws (seeds {seed}-{seed + repeats - 1})"
+    metrics["curves"] = held_out_curves(draws)
     scored = result.evalset
     write_scores(out / "scores.csv", scored.prompts, result.scores)
     write_prompts(out / "prompts.csv", scored, result.folds)

@@ -188,6 +188,16 @@ def router_curve(scores, strong_quality, weak_quality, folds=None) -> Curve:
     return fold_curve(scores, strong_quality, weak_quality, folds)
 
 
+def curve_points(runs, grid=GRID) -> dict:
+    """A router's held-out quality at each strong share of ``grid``, averaged over ``runs`` (one
+    ``(scores, strong_quality, weak_quality, folds)`` per CV fold draw): the curve its metrics are read
+    from, as metrics.json stores it for the what-if ({"strong_pct": [0..100], "quality": [...]})."""
+    grid = np.asarray(grid, dtype=np.float64)
+    ys = [router_curve(s, sq, wq, folds).at(grid) for s, sq, wq, folds in runs]
+    return {"strong_pct": [round(float(100 * x), 6) for x in grid],
+            "quality": [round(float(y), 6) for y in np.mean(ys, axis=0)]}
+
+
 def summarize_curve(
     curve: Curve, q_weak: float, q_strong: float, *, strong_price: float = 1.0, weak_price: float = 0.0,
     keep: float = 0.95,

@@ -54,6 +54,23 @@ class EvalRun:
                 rows.append(row)
         return rows
 
+    def curve_routers(self) -> list[str]:
+        """The routers whose held-out quality-vs-strong-share curve this run stored (runs written
+        before curves were stored have none)."""
+        return [name for name in (self.metrics.get("curves") or {}) if self.curve(name) is not None]
+
+    def curve(self, router: str) -> tuple[list[float], list[float]] | None:
+        """``router``'s held-out curve: (strong share in percent, ascending; quality at it), or None."""
+        points = (self.metrics.get("curves") or {}).get(router)
+        if not isinstance(points, dict):
+            return None
+        x, y = points.get("strong_pct"), points.get("quality")
+        if not (isinstance(x, list) and isinstance(y, list) and len(x) == len(y) >= 2):
+            return None
+        if not all(isinstance(v, (int, float)) for v in (*x, *y)) or any(b <= a for a, b in zip(x, x[1:])):
+            return None
+        return [float(v) for v in x], [float(v) for v in y]
+
     def summary(self) -> str:
         m = self.metrics
         when = self.finished_at.strftime("%Y-%m-%d %H:%M UTC")

@@ -24,14 +24,16 @@ HEAD = """<meta http-equiv="Content-Security-Policy" content="img-src 'self' dat
 
 
 def launch_options() -> dict:
-    """``demo.launch(**launch_options())``, in :func:`routellm_demo.ui.main` and in the tests: the look, the CSP head, and a 1 MiB cap
-    on request bodies (:mod:`routellm_demo.body_limit`). A fresh dict per launch: Gradio edits its
-    app_kwargs in place."""
+    """``demo.launch(**launch_options())``, in :func:`routellm_demo.ui.main` and in the tests: the look, the
+    CSP head, and a 1 MiB cap on request bodies (:mod:`routellm_demo.body_limit`) except the file upload,
+    capped at the what-if's file size. A fresh dict per launch: Gradio edits its app_kwargs in place."""
     from starlette.middleware import Middleware
 
     from routellm_demo.body_limit import BodyLimit
+    from routellm_demo.whatif import WHATIF_MAX_BYTES
 
-    return {"css": CSS, "theme": THEME, "head": HEAD, "app_kwargs": {"middleware": [Middleware(BodyLimit)]}}
+    return {"css": CSS, "theme": THEME, "head": HEAD, "max_file_size": WHATIF_MAX_BYTES,
+            "app_kwargs": {"middleware": [Middleware(BodyLimit, upload_max_bytes=WHATIF_MAX_BYTES)]}}
 
 
 def tab_intro(text: str) -> gr.Button:

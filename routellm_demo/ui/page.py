@@ -23,6 +23,7 @@ from routellm_demo.ui.chat import chat_tab
 from routellm_demo.ui.evaluation import evaluation_tab
 from routellm_demo.ui.format import ROUTE_COLOR, h
 from routellm_demo.ui.learning import learning_tab
+from routellm_demo.ui.whatif import whatif_tab
 
 
 def new_session_id() -> str:
@@ -62,7 +63,8 @@ def build_demo(runtime: Runtime, *, arena: Arena | None = None, limits: Limits |
     export_dir = export_dir or tempfile.mkdtemp(prefix="routellm_demo_export_")
     admin_enabled = cfg.admin_token() is not None
 
-    with gr.Blocks(title="routellm_demo: an open LLM router") as demo:
+    # delete_cache: uploads and downloads Gradio keeps (a what-if file, an export) go after an hour
+    with gr.Blocks(title="routellm_demo: an open LLM router", delete_cache=(600, 3600)) as demo:
         session = gr.State(new_session_id)  # server-side, one per visitor; never shown
         header(cfg)
         chat_tab(demo, runtime, limits, session)
@@ -71,4 +73,5 @@ def build_demo(runtime: Runtime, *, arena: Arena | None = None, limits: Limits |
         data_tab(arena, runtime.store, export_dir, admin_enabled)
         learning_tab(arena, refresher)
         evaluation_tab(cfg.eval_dir)
+        whatif_tab(runtime)
     return demo
