@@ -128,6 +128,13 @@ SW_NORMALIZE = ("max", "one")
 # more help GSM8K further but cost MMLU's eval .017 and more.
 SW_TEXT_WEIGHT = 0.3
 
+# What a router reads of a conversation (routellm_demo/conversation.py defines the rule; here because the
+# config selects it): "last_turn" (RouteLLM's: the last user message alone) or "context" (the last user
+# message's embedding combined with the earlier user messages'). "last_turn" stays the default: on
+# MT-Bench's second turns "context" did not win a paired bootstrap over questions (README, issue #16).
+ROUTING_CONTEXTS = ("last_turn", "context")
+DEFAULT_ROUTING_CONTEXT = "last_turn"
+
 
 def default_db_path(data_root: Path = Path("/data")) -> Path:
     """``/data/routellm_demo.db`` when a writable /data exists (Hugging Face Spaces persistent
@@ -169,6 +176,14 @@ class Config:
     router: str = _setting("router", "ROUTER", lambda v: None if v else "must not be empty", default="classifier")
     threshold: float = _setting("threshold", "THRESHOLD",
                                 lambda v: None if 0.0 <= v <= 1.0 else f"must be between 0 and 1, got {v}", default=0.5)
+    # Budget mode (budget.py): how many of the latest requests a budget's threshold is read from. Smaller
+    # follows a change in the traffic sooner; larger holds the share steadier.
+    budget_window: int = _setting("budget.window", "BUDGET_WINDOW", _at_least(10), default=100)
+    # What the router reads of a conversation: the last user turn, or it plus the earlier user turns.
+    routing_context: str = _setting(
+        "routing.context", "ROUTING_CONTEXT",
+        lambda v: None if v in ROUTING_CONTEXTS else f"must be one of {', '.join(ROUTING_CONTEXTS)}, got {v!r}",
+        default=DEFAULT_ROUTING_CONTEXT)
     db_path: Path = _setting("db_path", "DB", default_factory=default_db_path)
     checkpoint_dir: Path = _setting("checkpoint_dir", "CHECKPOINT_DIR", default=REPO_ROOT / "data" / "checkpoints")
     # Where `eval` writes its runs by default, and where the app's Evaluation tab looks for them.

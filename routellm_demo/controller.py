@@ -16,6 +16,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Iterator, Mapping, Sequence
 
 from routellm_demo.battles import STRONG, WEAK
+from routellm_demo.budget import BudgetThresholds
+from routellm_demo.conversation import ROUTED_ON, earlier_user_turns, routed_on, routing_vectors, used_context
 from routellm_demo.errors import UserError
 from routellm_demo.llm.costs import cost_usd, other_prompt_tokens
 from routellm_demo.llm.endpoints import Completion, Endpoint, EndpointError, make_endpoints
@@ -86,6 +88,10 @@ class Decision:
     routing_ms: float
     prompt_sha256: str
     explanation: list = field(default_factory=list)
+    budget: float | None = None  # the target share of strong calls, in budget mode (the threshold is its)
+    # What the score was computed on (config routing.context): "last turn", or "last turn + context" when
+    # earlier user turns were read too; None when routing was bypassed.
+    routed_on: str | None = ROUTED_ON["last_turn"]
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -204,6 +210,7 @@ class Controller:
         self.specs = {STRONG: config.strong, WEAK: config.weak}
         self._endpoints = dict(endpoints or {})
         self._endpoint_lock = threading.Lock()
+        self.budgets = BudgetThresholds(store, self._prior_scores, window=config.budget_window)
 
     def endpoint(self, role: str):
         """The endpoint for a role, built on first use (embedded servers start lazily)."""
@@ -233,10 +240,18 @@ class Controller:
                 "(limits.max_prompt_chars x limits.max_turns): shorten them")
 
     # --- routing -------------------------------------------------------------------------------
-    def decide(self, prompt: str, router: str | None = None, threshold: float | None = None, *, explain: int = 0) -> Decision:
-        """Score one prompt and pick a role; no model is called."""
+    def decide(self, prompt: str, router: str | None = None, threshold: float | None = None, *, explain: int = 0,
+               budget: float | None = None, context: Sequence[str] = ()) -> Decision:
+        """Score one prompt and pick a role; no model is called. With ``budget`` (a target share of
+        strong calls) the threshold is the budget's, read from recent traffic (:mod:`routellm_demo.budget`).
+        ``context``: the conversation's earlier user turns (oldest first); read only when the config's
+        ``routing.context`` is "context" (:mod:`routellm_demo.conversation`), and then only through the
+        embedding: text features read ``prompt``, and the routing log keeps ``prompt``'s hash."""
         name = check_router(router or self.config.router)
-        t = check_threshold(self.config.threshold if threshold is None else threshold)
+        if budget is not None:
+            t = self.budgets.decide(name, budget).threshold  # before this prompt is scored: past scores only
+        else:
+            t = check_threshold(self.config.threshold if threshold is None else threshold)
         if not isinstance(prompt, str) or not prompt.strip():
             raise BadRequestError("the prompt is empty; type a question")
         self.check_size(len(prompt))
@@ -244,13 +259,15 @@ class Controller:
         # embedder loads its own model (an injected one may have none, or another)
         getattr(self.embedder, "load", lambda: None)()
         self.routers.get(name)
+        mode = self.config.routing_context
         start = time.perf_counter()
-        vector = self.embedder.embed([prompt])
+        vector = routing_vectors(self.embedder, [prompt], [used_context(mode, context)], mode)
         score = float(self.routers.score(name, vector, [prompt])[0])
         routing_ms = (time.perf_counter() - start) * 1000
         role = STRONG if bool(routes_to_strong(score, t)) else WEAK
         explanation = self.routers.explain(name, vector[0], k=explain, prompt=prompt) if explain else []
-        return Decision(name, t, score, role, self.specs[role].name, routing_ms, sha256(prompt), explanation)
+        return Decision(name, t, score, role, self.specs[role].name, routing_ms, sha256(prompt), explanation,
+                        budget=None if budget is None else float(budget), routed_on=routed_on(mode, context))
 
     # --- answering -----------------------------------------------------------------------------
     def complete(self, messages, **kwargs) -> Answer:
@@ -258,13 +275,14 @@ class Controller:
         return self.respond(messages, stream=False, **kwargs).answer()
 
     def respond(self, messages, *, router=None, threshold=None, session_id=None, source="sdk", model_role=None,
-                explain: int = 0, stream: bool = True, **params) -> Response:
+                explain: int = 0, stream: bool = True, budget: float | None = None, **params) -> Response:
         """Route one turn: the :class:`Response` carries the decision at once; iterating it streams
         the answer's text, ``.answer()`` finishes it. A bad request raises here, before any model is
         called.
 
         ``model_role`` ("strong"/"weak") bypasses routing (a request for a configured model by name):
-        the decision then has no score or threshold. On an endpoint failure before any text was sent,
+        the decision then has no score or threshold. ``budget`` routes in budget mode (see :meth:`decide`).
+        On an endpoint failure before any text was sent,
         falls back to the other model when the config allows it. Every outcome, failures included,
         is logged. ``stream=False`` asks the model for the whole answer at once (one piece).
         """
@@ -272,11 +290,13 @@ class Controller:
         prompt = last_user_turn(msgs)
         self.check_size(sum(len(m["content"]) for m in msgs))
         if model_role is None:
-            decision = self.decide(prompt, router, threshold, explain=explain)
+            decision = self.decide(prompt, router, threshold, explain=explain, budget=budget,
+                                   context=earlier_user_turns(msgs))
         else:
             if model_role not in (STRONG, WEAK):
                 raise BadRequestError(f"unknown model role {model_role!r}")
-            decision = Decision("none", None, None, model_role, self.specs[model_role].name, 0.0, sha256(prompt))
+            decision = Decision("none", None, None, model_role, self.specs[model_role].name, 0.0, sha256(prompt),
+                                routed_on=None)
         return Response(decision, self._answer(decision, msgs, session_id, source, stream, params))
 
     def _answer(self, decision: Decision, msgs, session_id, source, stream: bool, params) -> Iterator[TextPiece]:
@@ -391,10 +411,15 @@ class Controller:
             score=decision.score,
             routing_ms=decision.routing_ms,
             source=source,
+            budget=decision.budget,
         )
 
     def savings(self, session_id: str | None = None) -> dict:
         return self.store.savings(session_id)
+
+    def _prior_scores(self, router: str) -> list[float]:
+        """Budget mode before traffic: the router's scores on a sample of stored battle prompts."""
+        return self.calibration_scores(router, "battles")[0]
 
     def calibration_scores(self, router: str, prompts="auto", *, min_traffic: int = 30,
                            sample: int = 300) -> tuple[list[float], str]:

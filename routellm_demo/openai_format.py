@@ -15,15 +15,16 @@ from routellm_demo.battles import STRONG, WEAK
 from routellm_demo.routers import parse_router_model
 
 
-def resolve_model(model: str, config) -> tuple[str | None, float | None, str | None]:
-    """``(router, threshold, None)`` for ``router-<name>-<threshold>``, ``(None, None, role)`` for a
-    configured model's name or id (which bypasses routing). Raises UnknownRouterError."""
+def resolve_model(model: str, config) -> dict:
+    """The routing keywords of :meth:`Controller.respond` for an OpenAI ``model`` name:
+    ``router-<name>-<threshold>``, ``router-<name>-budget<percent>`` (budget mode), or a configured
+    model's name or id (which bypasses routing). Raises UnknownRouterError."""
     for role in (STRONG, WEAK):
         spec = config.endpoint(role)
         if model in (spec.name, spec.model):
-            return None, None, role
+            return {"model_role": role}
     choice = parse_router_model(model)
-    return choice.name, choice.threshold, None
+    return {"router": choice.name, "threshold": choice.threshold, "budget": choice.budget}
 
 
 def new_id() -> tuple[str, int]:
@@ -34,6 +35,8 @@ def new_id() -> tuple[str, int]:
 def routing(decision, answer=None) -> dict:
     out = {"router": decision.router, "threshold": decision.threshold, "score": decision.score,
            "routed_to": decision.role, "routing_ms": round(decision.routing_ms, 2)}
+    if decision.budget is not None:
+        out["budget"] = decision.budget
     if answer is not None:
         out.update(model=answer.model, cost_usd=answer.cost, strong_cost_usd=answer.strong_cost,
                    fallback_from=answer.fallback_from, dropped_messages=answer.dropped_messages)

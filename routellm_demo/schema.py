@@ -106,6 +106,13 @@ _STEPS: list[tuple[str, list[str]]] = [
         """CREATE TRIGGER battles_deleted AFTER DELETE ON battles
            BEGIN INSERT INTO battle_changes (battle_id, op) VALUES (OLD.id, 'delete'); END""",
     ]),
+    # Budget mode (budget.py) reads a router's most recent scores on every request, and the share of
+    # strong calls its own requests realised: the target share each request was routed for, and an
+    # index that makes "the last N rows of this router" a short range scan at any log size.
+    ("0007_routing_log_budget", [
+        "ALTER TABLE routing_log ADD COLUMN budget REAL",
+        "CREATE INDEX idx_routing_log_router ON routing_log (router, id)",
+    ]),
 ]
 SCHEMA_VERSION = len(_STEPS)
 STEP_NAMES = tuple(name for name, _ in _STEPS)

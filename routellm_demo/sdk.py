@@ -23,9 +23,8 @@ class _Completions:
         self._rt = runtime
 
     def create(self, *, model: str, messages, stream: bool = False, **params):
-        router, threshold, role = openai_format.resolve_model(model, self._rt.config)
-        response = self._rt.controller.respond(messages, router=router, threshold=threshold, model_role=role,
-                                               source="sdk", stream=stream, **params)
+        route = openai_format.resolve_model(model, self._rt.config)
+        response = self._rt.controller.respond(messages, **route, source="sdk", stream=stream, **params)
         if not stream:
             return ChatCompletion.model_validate(openai_format.completion(response))
         return _chunks(response)

@@ -1,8 +1,10 @@
 """An OpenAI-compatible router server: a drop-in for ``python -m routellm.openai_server``.
 
-Clients send ``model="router-<router>-<threshold>"`` (RouteLLM's naming) or a configured model's
-name to bypass routing. Every request goes through the same controller, and so into the same routing
-log, as the app. Errors come in OpenAI's JSON error shape with the right status.
+Clients send ``model="router-<router>-<threshold>"`` (RouteLLM's naming),
+``"router-<router>-budget<percent>"`` (budget mode: that share of calls to the strong model, the
+threshold following the traffic; see budget.py) or a configured model's name to bypass routing.
+Every request goes through the same controller, and so into the same routing log, as the app.
+Errors come in OpenAI's JSON error shape with the right status.
 """
 
 from __future__ import annotations
@@ -66,8 +68,9 @@ def error_response(e: UserError) -> JSONResponse:
     return JSONResponse(error_body(e), status_code=e.status)
 
 
-def resolve_model(model: Any, config) -> tuple[str | None, float | None, str | None]:
-    """(router, threshold, None) for a router model name, (None, None, role) for a configured model."""
+def resolve_model(model: Any, config) -> dict:
+    """The routing keywords for a model name (:func:`routellm_demo.openai_format.resolve_model`), with
+    the API's errors."""
     if not isinstance(model, str) or not model:
         raise APIError(400, "'model' is required: router-<router>-<threshold> or a configured model's name",
                        param="model")
@@ -136,7 +139,8 @@ def create_app(runtime, *, api_token: str | None = None) -> FastAPI:
         check_auth(request)
         now = int(time.time())
         data = [{"id": f"router-{name}-{config.threshold:g}", "object": "model", "created": now, "owned_by": "routellm_demo",
-                 "description": f"router {name}; any threshold in [0, 1] works: router-{name}-<threshold>"}
+                 "description": f"router {name}; any threshold in [0, 1] works: router-{name}-<threshold>; "
+                                f"or a budget, a share of strong calls held on live traffic: router-{name}-budget<percent>"}
                 for name in ROUTER_NAMES]
         for role in (STRONG, WEAK):
             spec = config.endpoint(role)
@@ -153,7 +157,7 @@ def create_app(runtime, *, api_token: str | None = None) -> FastAPI:
             raise APIError(400, "the request body is not valid JSON") from None
         if not isinstance(body, dict):
             raise APIError(400, "the request body must be a JSON object")
-        router, threshold, role = resolve_model(body.get("model"), config)
+        route = resolve_model(body.get("model"), config)
         messages = body.get("messages")
         if not isinstance(messages, list) or not messages:
             raise APIError(400, "'messages' must be a non-empty list of {role, content} objects", param="messages")
@@ -165,8 +169,7 @@ def create_app(runtime, *, api_token: str | None = None) -> FastAPI:
         def start():
             # Route, and run to the first piece, before answering: a bad request or a failing upstream
             # still gets its proper status code, even when streaming (a UserError goes to the handler).
-            return controller.respond(messages, router=router, threshold=threshold, model_role=role,
-                                      source="server", stream=stream, **params).start()
+            return controller.respond(messages, **route, source="server", stream=stream, **params).start()
 
         response = await run_in_threadpool(start)
         if not stream:

@@ -46,7 +46,7 @@ _BATTLE_COLUMNS = (
 _LOG_COLUMNS = (
     "created_at", "session_id", "prompt_sha256", "router", "threshold", "score", "chosen_role",
     "chosen_model", "fallback_from", "prompt_tokens", "completion_tokens", "usage_source", "cost",
-    "strong_cost", "latency_ms", "ttft_ms", "routing_ms", "error", "source",
+    "strong_cost", "latency_ms", "ttft_ms", "routing_ms", "error", "source", "budget",
 )
 _BATTLE_FIELDS = {
     "prompt", "model_a", "model_b", "winner", "source", "strong_side", "uid", "session_id", "meta",
@@ -393,6 +393,32 @@ class Store:
                 f"INSERT INTO routing_log ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
                 [row[c] for c in cols])
             return cur.lastrowid
+
+    def recent_scores(self, router: str, limit: int) -> list[float]:
+        """The scores ``router`` gave the latest ``limit`` logged requests (every process's, any mode),
+        newest first: the traffic a budget threshold is read from."""
+        with self._access() as db:
+            rows = db.execute("SELECT score FROM routing_log WHERE router = ? AND score IS NOT NULL "
+                              "ORDER BY id DESC LIMIT ?", [router, int(limit)]).fetchall()
+        return [r[0] for r in rows]
+
+    def recent_budget_routes(self, router: str, budget: float, limit: int) -> list[bool]:
+        """For the latest ``limit`` requests ``router`` routed under the budget ``budget``: whether
+        each went to the strong model (newest first)."""
+        with self._access() as db:
+            rows = db.execute("SELECT score >= threshold FROM routing_log WHERE router = ? AND budget = ? "
+                              "AND score IS NOT NULL ORDER BY id DESC LIMIT ?",
+                              [router, float(budget), int(limit)]).fetchall()
+        return [bool(r[0]) for r in rows]
+
+    def budget_log(self, limit: int = 5000) -> list[dict]:
+        """The latest ``limit`` requests routed in budget mode, oldest first: id, created_at, router,
+        budget (the target share) and strong (whether it went to the strong model)."""
+        with self._access() as db:
+            rows = list(db.query("SELECT id, created_at, router, budget, score >= threshold AS strong FROM routing_log "
+                                 "WHERE budget IS NOT NULL AND score IS NOT NULL ORDER BY id DESC LIMIT ?",
+                                 [int(limit)]))
+        return rows[::-1]
 
     def decisions(self, *, session_id: str | None = None, limit: int | None = None) -> list[dict]:
         """Routing log rows, newest first."""

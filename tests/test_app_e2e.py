@@ -119,6 +119,22 @@ def test_threshold_extremes_pick_the_model(client, served):
         assert badge in card and name in card
 
 
+def test_budget_mode_routes_on_a_share_and_charts_it(client, served):
+    url, rt = served
+    client.predict(True, 100, api_name="/budget_mode")  # this visitor's switch and share (kept server-side)
+    for _ in range(2):
+        history, _, card, *_ = client.predict("Name a fruit.", [], "elo", 0.5, api_name="/chat")
+        assert "Budget mode" in card and "100% of calls to the strong model" in card
+        assert "STRONG" in card  # a 100% budget sends everything strong, whatever the threshold slider says
+    rows = rt.store.budget_log()
+    assert len(rows) >= 2 and all(r["budget"] == 1.0 and r["strong"] for r in rows[-2:])
+    chart = client.predict(api_name="/budget_view")
+    assert chart  # a plot of target vs realised share
+    client.predict(False, 100, api_name="/budget_mode")
+    *_, card, _, _, _ = client.predict("Name a fruit.", [], "elo", 1.0, api_name="/chat")
+    assert "Budget mode" not in card and "WEAK" in card  # switched off: the threshold rules again
+
+
 def test_whatif_projects_an_uploaded_file_and_stores_nothing(client, served, tmp_path):
     from gradio_client import handle_file
 

@@ -19,6 +19,8 @@ TYPE_WORDS = {str: "a string", float: "a number", int: "an integer", bool: "true
 SCALARS = [
     ("router", "ROUTER", "router", "elo", "elo"),
     ("threshold", "THRESHOLD", "threshold", "0.25", 0.25),
+    ("budget.window", "BUDGET_WINDOW", "budget_window", "50", 50),
+    ("routing.context", "ROUTING_CONTEXT", "routing_context", "context", "context"),
     ("db_path", "DB", "db_path", "/srv/x.db", Path("/srv/x.db")),
     ("checkpoint_dir", "CHECKPOINT_DIR", "checkpoint_dir", "/srv/ckpt", Path("/srv/ckpt")),
     ("eval_dir", "EVAL_DIR", "eval_dir", "/srv/eval", Path("/srv/eval")),

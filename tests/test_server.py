@@ -102,6 +102,14 @@ def test_configured_model_name_bypasses_routing(client, base_url):
     assert routing["router"] == "none" and routing["score"] is None and routing["threshold"] is None
 
 
+def test_a_budget_model_name_routes_in_budget_mode(client, base_url):
+    r = client.chat.completions.create(model="router-random-budget30", messages=MSG, max_tokens=5)
+    routing = r.model_extra["routing"]
+    assert routing["budget"] == 0.3 and 0.0 <= routing["threshold"] <= 1.0
+    row = base_url[1].store.decisions(limit=1)[0]
+    assert row["budget"] == 0.3 and row["router"] == "random"  # the next budget request reads it back
+
+
 def test_requests_land_in_the_shared_routing_log(client, base_url):
     rt = base_url[1]
     before = len(rt.store.decisions())

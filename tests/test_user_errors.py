@@ -22,6 +22,7 @@ from routellm_demo.importers import DataFormatError, DownloadError
 from routellm_demo.limits import LimitError
 from routellm_demo.llm.endpoints import EndpointError
 from routellm_demo.replay import ReplayError
+from routellm_demo.budget import BudgetError
 from routellm_demo.routers import UnknownRouterError
 from routellm_demo.seed import SeedError
 from routellm_demo.store import Store, StoreError
@@ -32,7 +33,8 @@ PACKAGE = Path(server.__file__).parent
 
 # every error class a user can meet, and the HTTP status a server answers it with
 USER_ERRORS = {
-    AdminError: 403, AnswerError: 502, ArenaError: 502, BadRequestError: 400, CLIError: 400, ConfigError: 500,
+    AdminError: 403, AnswerError: 502, ArenaError: 502, BadRequestError: 400, BudgetError: 400, CLIError: 400,
+    ConfigError: 500,
     DataFormatError: 400, DownloadError: 502, EvalError: 400, ExportError: 400, ExportLimitError: 429,
     LeakageError: 400, LimitError: 400, NoCheckpointError: 503, ReplayError: 400, SeedError: 400, StoreError: 503,
     TrainingError: 400, UnknownRouterError: 400, VoteError: 400, WhatIfError: 400, server.APIError: 400,

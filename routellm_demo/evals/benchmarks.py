@@ -5,6 +5,11 @@ alike); this module only turns their rows into per-prompt quality: MMLU and GSM8
 model), MT-Bench the judge's mean score over both turns. Contamination lists are applied as RouteLLM
 does (an MT-Bench question goes if either turn is listed), so no router is scored on a prompt that
 its Arena training data may hold.
+
+MT-Bench can also be read one turn at a time (``turn=1`` or ``turn=2``: that turn's judge scores). A
+second turn is a follow-up ("Rewrite your previous response..."): its prompt is the second user
+message and its :attr:`EvalSet.contexts` holds the first, so a router can be scored on the
+conversation (:mod:`routellm_demo.conversation`) as well as on the last turn alone.
 """
 
 from __future__ import annotations
@@ -15,9 +20,12 @@ from pathlib import Path
 import numpy as np
 
 from routellm_demo.battles import STRONG, WEAK, Battles
+from routellm_demo.conversation import CONTEXT_WEIGHT, DEFAULT_MODE, routing_vectors
 from routellm_demo.errors import UserError
-from routellm_demo.importers import BENCHMARKS, load_contamination
-from routellm_demo.importers import _DIRS, _READERS, _listed, _strip_set  # noqa: PLC2701 (shared parsers)
+from routellm_demo.importers import BENCHMARKS, STRONG_MODEL, WEAK_MODEL, DataFormatError, load_contamination
+from routellm_demo.importers import _DIRS, _READERS, _listed, _prompt, _read_jsonl, _strip_set  # noqa: PLC2701
+
+MT_BENCH_TURNS = (1, 2)  # ``load_benchmark("mt-bench", turn=...)``; None: the question, both turns' mean
 
 
 class EvalError(UserError, ValueError):
@@ -36,6 +44,8 @@ class EvalSet:
     row), prefixed by the benchmark ("mmlu:anatomy"); identical prompt texts always share a label, so
     a fold split never puts one prompt on both sides.
     embeddings: (n, d) prompt embeddings once computed (:func:`with_embeddings`), else None.
+    contexts: per prompt, the earlier user turns of its conversation (oldest first; () for a single
+    turn), or None when every prompt stands alone (MMLU, GSM8K, MT-Bench read as questions).
     """
 
     benchmark: str
@@ -45,6 +55,7 @@ class EvalSet:
     groups: np.ndarray
     skipped_contaminated: int = 0
     embeddings: np.ndarray | None = None
+    contexts: list[tuple[str, ...]] | None = None
 
     def __post_init__(self) -> None:
         self.strong_quality = np.asarray(self.strong_quality, dtype=np.float64)
@@ -55,6 +66,10 @@ class EvalSet:
             raise ValueError("EvalSet arrays differ in length")
         if self.embeddings is not None and len(self.embeddings) != n:
             raise ValueError(f"{len(self.embeddings)} embeddings for {n} prompts")
+        if self.contexts is not None:
+            self.contexts = [tuple(c) for c in self.contexts]
+            if len(self.contexts) != n:
+                raise ValueError(f"{len(self.contexts)} contexts for {n} prompts")
 
     def __len__(self) -> int:
         return len(self.prompts)
@@ -73,13 +88,16 @@ class EvalSet:
             self.benchmark, [self.prompts[i] for i in idx], self.strong_quality[idx], self.weak_quality[idx],
             self.groups[idx], self.skipped_contaminated,
             None if self.embeddings is None else self.embeddings[idx],
+            None if self.contexts is None else [self.contexts[i] for i in idx],
         )
 
     def by_prompt(self) -> "EvalSet":
         """The same set with one CV group per distinct prompt text (MMLU's subjects then appear on both
-        sides of a split, as in RouteLLM's own setting, which trained on MMLU's validation questions)."""
+        sides of a split, as in RouteLLM's own setting, which trained on MMLU's validation questions;
+        conversations that share a turn stay together)."""
         out = self.subset(slice(None))
-        out.groups = np.array([f"{self.benchmark}:{p.strip()}" for p in self.prompts], dtype=object)
+        out.groups = merge_duplicate_groups(
+            self.prompts, [f"{b}:{p.strip()}" for b, p in zip(self.benchmarks(), self.prompts)], self.contexts)
         return out
 
     def benchmarks(self) -> np.ndarray:
@@ -102,13 +120,37 @@ def concat(sets: list[EvalSet]) -> EvalSet:
         np.concatenate([s.groups for s in sets]),
         sum(s.skipped_contaminated for s in sets),
         np.concatenate([s.embeddings for s in sets]) if all(with_emb) else None,
+        None if all(s.contexts is None for s in sets)
+        else [c for s in sets for c in (s.contexts if s.contexts is not None else [()] * len(s))],
     )
 
 
-def with_embeddings(evalset: EvalSet, embedder, *, progress: bool = False) -> EvalSet:
-    """The same set with its prompts embedded (through the embedder's cache)."""
-    evalset.embeddings = embedder.embed(evalset.prompts, progress=progress)
+def with_embeddings(evalset: EvalSet, embedder, *, context: str = DEFAULT_MODE, weight: float = CONTEXT_WEIGHT,
+                    progress: bool = False) -> EvalSet:
+    """The same set with its prompts' routing vectors (through the embedder's cache): each prompt's
+    embedding, or in ``context`` mode "context" its conversation's (:mod:`routellm_demo.conversation`,
+    the earlier turns weighing ``weight``)."""
+    evalset.embeddings = routing_vectors(embedder, evalset.prompts, evalset.contexts, context, weight=weight,
+                                         progress=progress)
     return evalset
+
+
+def context_leaks(evalset: EvalSet, train_prompts) -> np.ndarray:
+    """Mask over ``evalset``: True where an earlier turn of the prompt's conversation is itself a
+    training prompt (e.g. MT-Bench's first turns in another folder's gold data). Routed on the
+    conversation, such a prompt's vector holds a training prompt's embedding, so it must not be scored."""
+    if evalset.contexts is None:
+        return np.zeros(len(evalset), dtype=bool)
+    train = {str(p).strip() for p in train_prompts}
+    return np.array([any(t.strip() in train for t in c) for c in evalset.contexts], dtype=bool)
+
+
+def without_context_turns(train: EvalSet, evalset: EvalSet) -> EvalSet:
+    """``train`` without the prompts that are an earlier turn of one of ``evalset``'s conversations."""
+    if evalset.contexts is None:
+        return train
+    turns = {t.strip() for c in evalset.contexts for t in c}
+    return train.subset(np.array([p.strip() not in turns for p in train.prompts], dtype=bool))
 
 
 def benchmark_dir(data_dir: str | Path, benchmark: str) -> Path:
@@ -152,8 +194,10 @@ def _group(bench: str, row: dict) -> str:
     return f"{bench}:{meta[key]}"
 
 
-def merge_duplicate_groups(prompts: list[str], groups) -> np.ndarray:
-    """Relabel groups so that identical prompts share one (the first label seen wins)."""
+def merge_duplicate_groups(prompts: list[str], groups, contexts=None) -> np.ndarray:
+    """Relabel groups so that identical prompts share one (the first label seen wins). With
+    ``contexts`` (each prompt's earlier turns), a text that is one prompt's earlier turn and another's
+    prompt or earlier turn joins their groups too: a conversation's vector holds its earlier turns'."""
     parent: dict = {}
 
     def find(g):
@@ -163,22 +207,55 @@ def merge_duplicate_groups(prompts: list[str], groups) -> np.ndarray:
         return g
 
     first: dict[str, object] = {}
-    for p, g in zip(prompts, groups):
-        if p in first:
-            ra, rb = find(first[p]), find(g)
-            if ra != rb:
-                parent[rb] = ra
-        else:
-            first[p] = g
+    for i, (p, g) in enumerate(zip(prompts, groups)):
+        for text in (p, *(() if contexts is None else contexts[i])):
+            if text in first:
+                ra, rb = find(first[text]), find(g)
+                if ra != rb:
+                    parent[rb] = ra
+            else:
+                first[text] = g
     return np.array([find(g) for g in groups], dtype=object)
 
 
-def load_benchmark(data_dir: str | Path, benchmark: str, *, progress: bool = False) -> EvalSet:
-    """Read one benchmark from RouteLLM's layout, contamination lists applied."""
+def _mt_bench_turn_rows(bench_dir: Path, turn: int) -> list[dict]:
+    """One row per MT-Bench question judged on ``turn`` for both models: that turn's user message as the
+    prompt, the earlier ones as ``_context``, each model's judge score of that turn (-1, a failed
+    judgement, drops the question)."""
+    qpath, jpath = bench_dir / "question.jsonl", bench_dir / "judgements.jsonl"
+    questions = {q.get("question_id"): q for q in _read_jsonl(qpath)}
+    scores: dict[tuple, float] = {}
+    for n, j in enumerate(_read_jsonl(jpath), 1):
+        if not {"question_id", "model", "score"} <= j.keys():
+            raise DataFormatError(f"{jpath}: line {n} lacks question_id/model/score")
+        if "turn" not in j:
+            raise DataFormatError(f"{jpath}: line {n} has no turn; per-turn evaluation needs judgements by turn")
+        if j["model"] in (STRONG_MODEL, WEAK_MODEL) and int(j["turn"]) == turn:
+            scores[(j["question_id"], j["model"])] = float(j["score"])
+    rows = []
+    for qid, q in questions.items():
+        turns = q.get("turns")
+        strong, weak = scores.get((qid, STRONG_MODEL)), scores.get((qid, WEAK_MODEL))
+        if strong is None or weak is None or min(strong, weak) < 0 or not isinstance(turns, list) or len(turns) < turn:
+            continue
+        texts = [t for t in turns if isinstance(t, str)]
+        rows.append({"prompt": _prompt(turns[turn - 1], qpath, qid), "_context": tuple(texts[:turn - 1]),
+                     "_turns": texts, "meta": {"question_id": qid, "score_a": strong, "score_b": weak}})
+    return rows
+
+
+def load_benchmark(data_dir: str | Path, benchmark: str, *, turn: int | None = None,
+                   progress: bool = False) -> EvalSet:
+    """Read one benchmark from RouteLLM's layout, contamination lists applied. ``turn`` (MT-Bench only):
+    score that turn alone, as a conversation (see the module docstring); the set is then named
+    ``mt-bench-turn<turn>`` while its groups stay ``mt-bench:<question id>``."""
     check_data_dir(data_dir, benchmark)
     bench_dir = benchmark_dir(data_dir, benchmark)
+    if turn is not None and (benchmark != "mt-bench" or turn not in MT_BENCH_TURNS):
+        raise EvalError(f"--turn is for mt-bench only and must be one of {', '.join(map(str, MT_BENCH_TURNS))}; "
+                        f"got {benchmark} turn {turn}")
     try:
-        rows = _READERS[benchmark](bench_dir, progress)
+        rows = _READERS[benchmark](bench_dir, progress) if turn is None else _mt_bench_turn_rows(bench_dir, turn)
     except FileNotFoundError as exc:
         raise EvalError(f"{bench_dir}: missing file {Path(exc.filename or '?').name}") from None
     listed = _contaminated_eval_prompts(bench_dir)
@@ -188,7 +265,11 @@ def load_benchmark(data_dir: str | Path, benchmark: str, *, progress: bool = Fal
                         f"({len(rows)} read, {len(rows) - len(keep)} contaminated)")
     prompts = [r["prompt"] for r in keep]
     quality = np.array([_quality(benchmark, r) for r in keep], dtype=np.float64)
-    groups = merge_duplicate_groups(prompts, [_group(benchmark, r) for r in keep])
+    contexts = None if turn is None else [r["_context"] for r in keep]
+    groups = merge_duplicate_groups(prompts, [_group(benchmark, r) for r in keep], contexts)
+    if turn is not None:
+        return EvalSet(f"{benchmark}-turn{turn}", prompts, quality[:, 0], quality[:, 1], groups,
+                       len(rows) - len(keep), contexts=contexts)
     return EvalSet(benchmark, prompts, quality[:, 0], quality[:, 1], groups, len(rows) - len(keep))
 
 

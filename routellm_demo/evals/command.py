@@ -15,8 +15,10 @@ from pathlib import Path
 
 import numpy as np
 
+from routellm_demo.conversation import CONTEXT_WEIGHT, DEFAULT_MODE, ROUTING_CONTEXTS
 from routellm_demo.evals.benchmarks import (
-    EvalError, available_benchmarks, check_data_dir, concat, load_benchmark, with_embeddings,
+    MT_BENCH_TURNS, EvalError, available_benchmarks, check_data_dir, concat, context_leaks, load_benchmark,
+    with_embeddings, without_context_turns,
 )
 from routellm_demo.evals.metrics import baseline_summary, bootstrap_apgr, curve_points, summarize
 from routellm_demo.evals.protocol import Scores, cross_validated_scores, train_test_scores
@@ -52,6 +54,13 @@ def register(subparsers) -> argparse.ArgumentParser:
                         "prompt (MMLU subjects then on both sides, like RouteLLM's setting: easier)")
     s.add_argument("--combine", action="store_true",
                    help="CV: also train on the gold battles of the other benchmarks in --data-dir")
+    s.add_argument("--turn", type=int, choices=MT_BENCH_TURNS,
+                   help="mt-bench: score one turn on its own judge scores (2: the follow-up, routed as a "
+                        "conversation per --context; default: each question once, its first turn's text, both "
+                        "turns' mean score); writes to <eval_dir>/mt-bench-turn<N> by default")
+    s.add_argument("--context", choices=ROUTING_CONTEXTS, default=DEFAULT_MODE,
+                   help="what routers read of a conversation (--turn 2): the last user turn, or with the earlier "
+                        f"user turns' embedding (routellm_demo/conversation.py; default {DEFAULT_MODE})")
     s.add_argument("--params", default="{}", help='router hyperparameters as JSON, e.g. \'{"mf": {"dim": 32}}\'')
     s.add_argument("--cache-db", default=str(DEFAULT_CACHE_DB), help="embedding cache (SQLite store)")
     s.add_argument("--strong-price", type=float, default=DEFAULT_STRONG_PRICE, help="per call or per 1M tokens")
@@ -88,24 +97,32 @@ def collect_scores(
     benchmark: str, data_dir, fitters: dict, *, train_dir=None, folds: int = 5, split: str = "group",
     combine: bool = False,
     limit: int | None = None, seed: int = 0, cache_db=DEFAULT_CACHE_DB, progress: bool = True,
+    turn: int | None = None, context: str = DEFAULT_MODE, context_weight: float = CONTEXT_WEIGHT,
 ) -> tuple[Scores, dict]:
     """Out-of-sample scores of every fitter on ``benchmark`` (train/test or grouped CV), and the
-    embedding cache's statistics."""
+    embedding cache's statistics. ``turn``/``context``: see :func:`load_benchmark` and
+    :mod:`routellm_demo.conversation`; a prompt whose earlier turn is a training prompt is not scored
+    (or, for ``--combine``, that training prompt is left out), in either context mode."""
     from routellm_demo.embeddings import Embedder
     from routellm_demo.store import Store
 
     with Store(cache_db) as store:
         embedder = Embedder(store)
-        evalset = load_benchmark(data_dir, benchmark)
+        evalset = load_benchmark(data_dir, benchmark, turn=turn)
         if limit is not None:
             evalset = evalset.subset(slice(0, int(limit)))
-        evalset = with_embeddings(evalset, embedder, progress=progress)
+        evalset = with_embeddings(evalset, embedder, context=context, weight=context_weight, progress=progress)
         if train_dir is not None:
             train = concat(_load_all(train_dir, available_benchmarks(train_dir), embedder, progress))
+            leaks = context_leaks(evalset, train.prompts)
+            evalset = evalset.subset(~leaks)
             result = train_test_scores(evalset, train, fitters, progress=progress)
+            result.report["eval_prompts_dropped_as_context_in_training"] = int(leaks.sum())
         else:
             others = [b for b in available_benchmarks(data_dir) if b != benchmark] if combine else []
             extra = concat(_load_all(data_dir, others, embedder, progress)) if others else None
+            if extra is not None:
+                extra = without_context_turns(extra, evalset)
             if split == "prompt":
                 evalset = evalset.by_prompt()
             result = cross_validated_scores(evalset, fitters, k=folds, seed=seed, extra=extra, progress=progress)
@@ -182,11 +199,12 @@ def run_eval(
     train_dir=None, folds: int = 5, split: str = "group", combine: bool = False, params: dict | None = None,
     cache_db=DEFAULT_CACHE_DB, strong_price: float = DEFAULT_STRONG_PRICE,
     weak_price: float = DEFAULT_WEAK_PRICE, limit: int | None = None, seed: int = 0, bootstrap: int = 200,
-    repeats: int = 1, progress: bool = True,
+    repeats: int = 1, progress: bool = True, turn: int | None = None, context: str = DEFAULT_MODE,
 ) -> dict:
     """Evaluate ``routers`` on ``benchmark``; writes OUT/metrics.json, scores.csv, curve.png and
     returns the metrics dict (what metrics.json holds). Also writes prompts.csv (group, fold and both
-    models' quality per prompt), so the metrics can be recomputed from the files alone."""
+    models' quality per prompt), so the metrics can be recomputed from the files alone. ``turn`` and
+    ``context``: MT-Bench's turn 1 or 2 alone, routed on the last turn or the conversation."""
     started = time.perf_counter()
     routers = list(dict.fromkeys(routers))
     if not routers:
@@ -210,11 +228,11 @@ def run_eval(
     result, embed_stats = collect_scores(
         benchmark, data_dir, fitters, train_dir=train_dir, folds=folds, split=split, combine=combine, limit=limit,
         seed=seed,
-        cache_db=cache_db, progress=progress,
+        cache_db=cache_db, progress=progress, turn=turn, context=context,
     )
     draws = [result] + [
         collect_scores(benchmark, data_dir, fitters, folds=folds, split=split, combine=combine, limit=limit,
-                       seed=seed + r, cache_db=cache_db, progress=progress)[0]
+                       seed=seed + r, cache_db=cache_db, progress=progress, turn=turn, context=context)[0]
         for r in range(1, repeats)
     ]
     metrics = {
@@ -223,6 +241,8 @@ def run_eval(
         "combined_benchmarks": bool(combine and train_dir is None),
         "split": None if train_dir is not None else split,
         "params": params,
+        "turn": turn,
+        "context": None if turn is None else context,
         **build_metrics(result, strong_price=strong_price, weak_price=weak_price, bootstrap=bootstrap, seed=seed),
         "embeddings": embed_stats,
         "tuning": {name: f.history for name, f in fitters.items() if hasattr(f, "history")},
@@ -248,13 +268,17 @@ def cmd_eval(args) -> int:
     if args.out is None:
         from routellm_demo.config import load_config
 
-        args.out = str(load_config().eval_dir / args.benchmark)
+        args.out = str(load_config().eval_dir / (args.benchmark if args.turn is None else
+                                                 f"{args.benchmark}-turn{args.turn}"))
     metrics = run_eval(
         args.benchmark, args.data_dir, args.out, args.routers, train_dir=args.train_dir, folds=args.folds,
         split=args.split, combine=args.combine, params=parse_params(args.params), cache_db=args.cache_db,
         strong_price=args.strong_price, weak_price=args.weak_price, limit=args.limit, seed=args.seed,
-        bootstrap=args.bootstrap, repeats=args.repeats, progress=not args.quiet,
+        bootstrap=args.bootstrap, repeats=args.repeats, progress=not args.quiet, turn=args.turn,
+        context=args.context,
     )
+    if metrics["context"]:
+        print(f"routed on: {metrics['context']} (routellm_demo/conversation.py)")
     print(f"{metrics['benchmark']}: {metrics['n_prompts']} prompts ({metrics['skipped_contaminated']} contaminated "
           f"skipped), {metrics['protocol']}; strong {metrics['q_strong']:.4f}, weak {metrics['q_weak']:.4f}")
     for warning in metrics["warnings"]:

@@ -9,16 +9,22 @@ from dataclasses import dataclass
 from routellm_demo.routers import registry
 from routellm_demo.routers.registry import ROUTER_NAMES, UnknownRouterError, router_help
 
-_MODEL_NAME = re.compile(r"^router-(?P<name>[a-z_]+)-(?P<threshold>[0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)$")
+_MODEL_NAME = re.compile(r"^router-(?P<name>[a-z_]+)-(?:(?P<threshold>[0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)"
+                         r"|budget(?P<budget>[0-9]*\.?[0-9]+))$")
 
 
 @dataclass(frozen=True)
 class RouterChoice:
+    """A router and either a fixed threshold or a budget (a target share of strong calls, 0..1)."""
+
     name: str
-    threshold: float
+    threshold: float | None
+    budget: float | None = None
 
     @property
     def model_name(self) -> str:
+        if self.budget is not None:
+            return f"router-{self.name}-budget{100 * self.budget:g}"
         return f"router-{self.name}-{self.threshold:g}"
 
 
@@ -39,15 +45,23 @@ def check_threshold(threshold: float) -> float:
 
 
 def parse_router_model(model: str) -> RouterChoice:
-    """``"router-sw_ranking-0.3"`` -> RouterChoice("sw_ranking", 0.3), with clear errors."""
+    """``"router-sw_ranking-0.3"`` -> RouterChoice("sw_ranking", 0.3); ``"router-mf-budget30"`` ->
+    RouterChoice("mf", None, budget=0.3) (30% of calls to the strong model); with clear errors."""
     m = _MODEL_NAME.match(model or "")
     if not m:
         if (model or "").startswith("router-"):
             raise UnknownRouterError(
-                f"bad router model {model!r}: expected router-<name>-<threshold>, e.g. router-mf-0.5"
+                f"bad router model {model!r}: expected router-<name>-<threshold> (e.g. router-mf-0.5) "
+                "or router-<name>-budget<percent> (e.g. router-mf-budget30)"
             )
         raise UnknownRouterError(f"{model!r} is not a router model name (router-<name>-<threshold>)")
-    return RouterChoice(check_router(m["name"]), check_threshold(m["threshold"]))
+    name = check_router(m["name"])
+    if m["budget"] is not None:
+        pct = float(m["budget"])
+        if not 0.0 <= pct <= 100.0:
+            raise UnknownRouterError(f"budget {pct:g}% is outside 0-100%")
+        return RouterChoice(name, None, budget=pct / 100.0)
+    return RouterChoice(name, check_threshold(m["threshold"]))
 
 
 def make_router(name: str, **params):

@@ -18,7 +18,13 @@ from routellm_demo.limits import Limits
 from routellm_demo.routers import ROUTER_NAMES, router_help
 from routellm_demo.runtime import Runtime
 from routellm_demo.ui.format import ROUTE_BADGE, answers_frame, decision_card, esc, h, totals_html, why_panel
+from routellm_demo.ui.plots import budget_plot
 
+BUDGET_HELP = ("In budget mode the threshold follows the traffic: for each request it is the one that would "
+               "have sent the target share of the router's latest scores (every visitor's, "
+               "`budget.window` of them) to the strong model, corrected by how far the budget's own recent "
+               "requests missed the target. *Calibrate* above is its one-off counterpart: a fixed threshold "
+               "set once. The API asks for it with the model name `router-<name>-budget<percent>`.")
 CALIBRATION_MIN_TRAFFIC = 30  # fewer logged requests than this: calibrate on stored battle prompts
 CALIBRATION_SAMPLE = 300  # battle prompts scored when calibrating on them
 CHAT_EXAMPLES = ["What is the capital of Japan?", "Prove that the square root of 2 is irrational.",
@@ -52,7 +58,7 @@ def chat_tab(demo: gr.Blocks, runtime: Runtime, limits: Limits, session: gr.Stat
         except UserError as e:
             return f'<div id="totals">❌ {h(e.public)}</div>'
 
-    def chat(message, history, router, threshold, session_id):
+    def chat(message, history, router, threshold, session_id, budget):
         history = list(history or [])
         keep = gr.update()
         earlier = conversation(history)
@@ -67,7 +73,7 @@ def chat_tab(demo: gr.Blocks, runtime: Runtime, limits: Limits, session: gr.Stat
         yield history, "", '<div class="route-card">Routing…</div>', keep, keep, keep
         decision = None
         try:
-            response = ctl.respond(messages, router=router, threshold=threshold, session_id=session_id,
+            response = ctl.respond(messages, router=router, threshold=threshold, session_id=session_id, budget=budget,
                                    source="app", explain=5 if router == "sw_ranking" else 0)
             decision = d = response.decision
             history.append({"role": "assistant", "content": (
@@ -95,6 +101,10 @@ def chat_tab(demo: gr.Blocks, runtime: Runtime, limits: Limits, session: gr.Stat
                 return
             history = history[: len(history) - (3 if decision else 1)]
             yield history, message, decision_card(None, error=e.public), keep, keep, keep
+
+    def set_budget(on, pct):
+        """The share of strong calls to hold (0..1), or None for the threshold."""
+        return float(pct) / 100.0 if on else None
 
     def new_chat():
         return [], "", "", ""
@@ -136,6 +146,11 @@ def chat_tab(demo: gr.Blocks, runtime: Runtime, limits: Limits, session: gr.Stat
                 threshold = gr.Slider(0.0, 1.0, value=cfg.threshold, step=0.001, label="Threshold",
                                       info="the strong model answers when the score is at or above this",
                                       elem_id="threshold")
+                with gr.Row():
+                    budget_on = gr.Checkbox(False, label="Budget mode", scale=1, elem_id="budget-on",
+                                            info="hold a share of strong calls on live traffic instead")
+                    budget_pct = gr.Slider(0, 100, value=30, step=1, label="Budget: % of calls to strong", scale=2,
+                                           visible=False, elem_id="budget-pct")
                 with gr.Accordion("Calibrate: send X% of traffic to the strong model", open=False):
                     with gr.Row():
                         target = gr.Slider(0, 100, value=50, step=1, label="% to strong", scale=3)
@@ -148,14 +163,26 @@ def chat_tab(demo: gr.Blocks, runtime: Runtime, limits: Limits, session: gr.Stat
                 why = gr.HTML(why_panel(store, None), elem_id="why")
         with gr.Accordion("Every answer in this session", open=False):
             answers = gr.Dataframe(answers_frame([]), interactive=False, elem_id="answers", wrap=True)
+        with gr.Accordion("Budget mode: target vs realised share of strong calls", open=False):
+            gr.Markdown(BUDGET_HELP)
+            budget_chart = gr.Plot(show_label=False, elem_id="budget-chart")
+            budget_refresh = gr.Button("Refresh", size="sm")
 
     # -- events (every one named, so gradio_client can call it)
     chat_out = [chatbot, prompt, card, why, totals_box, answers]
-    chat_in = [prompt, chatbot, router, threshold, session]
+    # the budget is this visitor's setting, kept server-side: the chat API keeps its four values
+    budget = gr.State(None)
+    chat_in = [prompt, chatbot, router, threshold, session, budget]
     prompt.submit(chat, chat_in, chat_out, api_name="chat", show_progress="hidden", concurrency_id="generate")
     send.click(chat, chat_in, chat_out, api_name="chat_send", show_progress="hidden", concurrency_id="generate")
     clear.click(new_chat, None, [chatbot, prompt, card, why], api_name="new_chat")
     router.change(lambda r: gr.update(info=router_help(r)), router, router, api_name="router_info",
                   show_progress="hidden")
     calib.click(calibrate, [router, target], [threshold, calib_note], api_name="calibrate")
+    budget_on.change(lambda on: (gr.update(interactive=not on), gr.update(visible=on)), budget_on,
+                     [threshold, budget_pct], api_name="budget_toggle", show_progress="hidden")
+    for control in (budget_on, budget_pct):  # one API call sets both: /budget_mode(on, percent)
+        control.change(set_budget, [budget_on, budget_pct], budget, api_name="budget_mode" if control is budget_on
+                       else "budget_share", show_progress="hidden")
+    budget_refresh.click(lambda: budget_plot(store.budget_log()), None, budget_chart, api_name="budget_view")
     demo.load(totals, session, totals_box, api_name="totals")

@@ -73,6 +73,13 @@ def decision_card(d: Decision | None, answer: Answer | None = None, error: str |
         f"so the <b>{d.role}</b> model answers. Routing took <b>{d.routing_ms:.0f} ms</b>.</div>",
         score_bar(d.score, d.threshold, d.role),
     ]
+    if d.budget is not None:
+        parts.append(f"<div>💰 <b>Budget mode</b>: {100 * d.budget:.0f}% of calls to the strong model. The threshold "
+                     "is the one that would have sent that share of the router's latest scores (every visitor's "
+                     "requests) to the strong model, corrected by how far the budget's own recent requests "
+                     "missed it.</div>")
+    if d.routed_on:  # the last user turn alone, or with the conversation before it (config routing.context)
+        parts.append(f"<div>Routed on: <b>{h(d.routed_on)}</b>.</div>")
     if answer is not None:
         if answer.fallback_note:  # one sentence; the cause is in the server log
             parts.append(f"<div>⚠️ {h(answer.fallback_note)}</div>")

@@ -1,5 +1,5 @@
-"""The page's two charts (matplotlib Figures for gr.Plot): arena ratings with their intervals, and
-whether sw_ranking predicted each vote before learning it.
+"""The page's charts (matplotlib Figures for gr.Plot): arena ratings with their intervals, whether
+sw_ranking predicted each vote before learning it, and budget mode's target against its realised share.
 
 Apart from the HTML helpers only because they draw: same idea as :mod:`routellm_demo.ui.format`,
 a library object in, something to show out, no Gradio.
@@ -59,3 +59,27 @@ def prequential_plot(preq: Prequential) -> Figure:
     ax.legend(fontsize=7, loc="lower right")
     return fig
 
+
+def budget_plot(rows: list[dict], window: int = 50) -> Figure:
+    """Budget mode over time: for each router and target, the share of its requests that went to the
+    strong model over the last ``window`` of them (rolling), against the target (dashed)."""
+    fig = Figure(figsize=(6, 2.6), layout="constrained")
+    ax = fig.subplots()
+    series: dict[tuple[str, float], list[int]] = {}
+    for r in rows:
+        series.setdefault((r["router"], r["budget"]), []).append(int(r["strong"]))
+    if not series:
+        ax.text(0.5, 0.5, "no budget-mode requests yet", ha="center", va="center", transform=ax.transAxes)
+        ax.set_xticks([])
+        ax.set_yticks([])
+        return fig
+    for (router, budget), strong in sorted(series.items()):
+        rolling = [100 * sum(strong[max(0, i + 1 - window):i + 1]) / len(strong[max(0, i + 1 - window):i + 1])
+                   for i in range(len(strong))]
+        line, = ax.plot(range(1, len(strong) + 1), rolling, lw=1.4, label=f"{router}, target {100 * budget:g}%")
+        ax.axhline(100 * budget, color=line.get_color(), ls="--", lw=0.9)
+    ax.set_ylim(0, 100)
+    ax.set_xlabel("budget-mode requests (every visitor's), oldest first", fontsize=8)
+    ax.set_ylabel(f"% to strong (last {window})", fontsize=8)
+    ax.legend(fontsize=7, loc="upper right")
+    return fig
