@@ -17,6 +17,9 @@ uploaded file after the run; nothing here writes anywhere except :meth:`WhatIfRe
 
 What it projects is routing only: every request is answered by the model the router picks, once
 (no fallback to the other model, no retries), with the answer length the caller assumes.
+
+Past 500 lines because reading the file, pricing, the quality estimate and the result's views (table,
+histogram, CSV, plot) are one feature that the CLI and the app share; each part is short.
 """
 
 from __future__ import annotations

@@ -4,7 +4,8 @@ Why one path: OpenAI, OpenRouter, Together, vLLM, Ollama and llama.cpp (the embe
 the OpenAI API, so one client with a ``base_url`` covers them all, and the controller above sees
 one result type (:class:`Completion`) and one error type (:class:`EndpointError`) whatever the
 backend. The client never retries (``max_retries=0``): retrying or falling back to the other model
-is the controller's decision, made once, and logged.
+is the controller's decision, made once, and logged. Past 500 lines because both modes, streaming
+and not, and the classification of every failure into one error type belong to that one path.
 
 Two modes:
 

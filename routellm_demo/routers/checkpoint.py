@@ -119,7 +119,7 @@ def write_model_card(
            f"{len(CHOICE_FEATURE_NAMES)} multiple-choice features ("
            + ", ".join(f"`{n}`" for n in CHOICE_FEATURE_NAMES)
            + f") and the embedding's first {params.get('components')} principal axes"] if params.get("tree_weight") else []),
-        f"- Hyperparameters: " + ", ".join(f"`{k}={_fmt(v)}`" for k, v in params.items()),
+        "- Hyperparameters: " + ", ".join(f"`{k}={_fmt(v)}`" for k, v in params.items()),
         f"- Command: `{command}`",
     ]
     if checkpoint:
