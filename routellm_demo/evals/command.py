@@ -115,6 +115,9 @@ def collect_scores(
         if train_dir is not None:
             train = concat(_load_all(train_dir, available_benchmarks(train_dir), embedder, progress))
             leaks = context_leaks(evalset, train.prompts)
+            if leaks.all():
+                raise EvalError(f"every one of the {len(evalset)} conversations has an earlier turn in --train-dir's "
+                                "training prompts: train on a folder without these MT-Bench questions")
             evalset = evalset.subset(~leaks)
             result = train_test_scores(evalset, train, fitters, progress=progress)
             result.report["eval_prompts_dropped_as_context_in_training"] = int(leaks.sum())
