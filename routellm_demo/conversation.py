@@ -16,8 +16,9 @@ Choices, made before any measurement and not tuned on the benchmark that measure
   offline evaluation (MT-Bench, where each model's second turn follows its own first answer) would
   have no single context to route on. System messages are left out too.
 - ``CONTEXT_WEIGHT = 1``: the conversation so far counts as much as the new turn. MT-Bench's 42
-  two-turn questions are too few to choose it on without fitting their noise (README: a sweep is shown
-  for information only). The decay over several earlier turns is untested (MT-Bench has one).
+  two-turn questions (39 after the contamination list) are too few to choose it on without fitting
+  their noise (``benchmarks/context_routing.py --weights 0.5 1 2`` prints other weights for
+  information only). The decay over several earlier turns is untested (MT-Bench has one).
 - Text features (``sw_ranking``'s ``text_weight``, the classifier's counts and trees) read the last
   turn's text only: they describe the request's surface (its numbers, its length, its options), and a
   concatenated conversation would shift them out of the range they were trained on. The context

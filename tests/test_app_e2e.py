@@ -11,6 +11,7 @@ import os
 import socket
 import statistics
 import time
+import uuid
 from dataclasses import replace
 from pathlib import Path
 
@@ -140,7 +141,9 @@ def test_whatif_projects_an_uploaded_file_and_stores_nothing(client, served, tmp
 
     url, rt = served
     f = tmp_path / "traffic.txt"
-    f.write_text("What is 2+2?\nProve Fermat's little theorem.\nName a fruit.\n", encoding="utf-8")
+    tag = uuid.uuid4().hex[:8]  # prompts no other test has asked (a chat turn caches its prompt's embedding)
+    f.write_text(f"What is 2+2? ({tag})\nProve Fermat's little theorem. ({tag})\nName a fruit. ({tag})\n",
+                 encoding="utf-8")
     logged = len(rt.store.decisions())
     summary, plot, table, csv = client.predict(handle_file(str(f)), "sw_ranking", "gsm8k", 10, 0.6, 200,
                                                api_name="/whatif")
