@@ -72,12 +72,7 @@ class Embedder:
 
     def embed(self, texts: Iterable[str], *, progress: bool = False) -> np.ndarray:
         """(n, 384) float32, one unit-length row per text, in input order."""
-        if isinstance(texts, str):
-            raise TypeError("embed() takes a list of strings; use embed_one() for a single text")
-        texts = list(texts)
-        for t in texts:
-            if not isinstance(t, str):
-                raise TypeError(f"texts must be strings, got {type(t).__name__}")
+        texts = _text_list(texts, "embed() takes a list of strings; use embed_one() for a single text")
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
         if not texts:
             return out
@@ -96,12 +91,7 @@ class Embedder:
         """Like :meth:`embed`, but the store is never read or written: for texts that must leave no
         trace in it (a visitor's uploaded prompts, the what-if). Encoded in batches, longest last;
         ``on_batch(done, total)`` after each one."""
-        if isinstance(texts, str):
-            raise TypeError("embed_private() takes a list of strings")
-        texts = list(texts)
-        for t in texts:
-            if not isinstance(t, str):
-                raise TypeError(f"texts must be strings, got {type(t).__name__}")
+        texts = _text_list(texts, "embed_private() takes a list of strings")
         unique = sorted(set(texts), key=len)  # duplicates encoded once; similar lengths pad little
         vectors = np.zeros((len(unique), self.dim), dtype=np.float32)
         for start in range(0, len(unique), self.batch_size):
@@ -156,3 +146,14 @@ class Embedder:
                 normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False,
             )
         return np.asarray(vecs, dtype=np.float32)
+
+
+def _text_list(texts, single_message: str) -> list[str]:
+    """``texts`` as a list, every item a string (a lone string is refused with ``single_message``)."""
+    if isinstance(texts, str):
+        raise TypeError(single_message)
+    texts = list(texts)
+    for t in texts:
+        if not isinstance(t, str):
+            raise TypeError(f"texts must be strings, got {type(t).__name__}")
+    return texts
