@@ -39,6 +39,30 @@ def assistant_text(history) -> str:
     return last_answer(history)
 
 
+def launch_local(demo, *, concurrency: int | None = 4) -> str:
+    """Queue and launch a built app on a free 127.0.0.1 port as ``routellm_demo.ui.main`` does; its URL.
+
+    Gradio's launch gives up when one 3-second HEAD of the new page times out ("When localhost is not
+    accessible, a shareable link must be created"), which a busy two-core CI machine can cause: such a
+    launch is closed and tried again on another port."""
+    from routellm_demo.llm.local import free_port
+    from routellm_demo.ui import launch_options
+
+    if concurrency is not None:
+        demo.queue(default_concurrency_limit=concurrency)
+    for attempt in range(3):
+        port = free_port()
+        try:
+            demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True,
+                        **launch_options())
+            return f"http://127.0.0.1:{port}/"
+        except ValueError as e:
+            if "localhost is not accessible" not in str(e) or attempt == 2:
+                raise
+            demo.close()
+    raise AssertionError("unreachable")
+
+
 PUBLIC_LEAKS = ("127.0.0.1", "http", "INFO", "Uvicorn", "server output", "Traceback")
 
 

@@ -9,7 +9,6 @@ Waits are for ``domcontentloaded`` and for elements, never ``networkidle`` (a Gr
 
 import json
 import os
-import socket
 import sqlite3
 import statistics
 from dataclasses import replace
@@ -29,7 +28,8 @@ from playwright.sync_api import expect, sync_playwright  # noqa: E402
 
 from routellm_demo.config import load_config  # noqa: E402
 from routellm_demo.runtime import build_runtime  # noqa: E402
-from routellm_demo.ui import build_demo, launch_options  # noqa: E402
+from routellm_demo.ui import build_demo  # noqa: E402
+from conftest import launch_local  # noqa: E402
 
 pytestmark = [pytest.mark.browser, pytest.mark.llm, pytest.mark.slow]
 ARTIFACTS = Path(__file__).parent / "artifacts"
@@ -60,12 +60,6 @@ INSTRUMENT_JS = """(answersBefore) => {
 }"""
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
     cfg = load_config(environ={})
@@ -83,11 +77,9 @@ def served(tmp_path_factory):
     for threshold in (0.0, 1.0):
         rt.controller.complete("Hello", router="sw_ranking", threshold=threshold, session_id="warm-up", max_tokens=2)
     demo = build_demo(rt)
-    demo.queue(default_concurrency_limit=4)
-    port = free_port()
-    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, **launch_options())
+    url = launch_local(demo)
     try:
-        yield f"http://127.0.0.1:{port}/", rt
+        yield url, rt
     finally:
         demo.close()
         rt.close()
@@ -254,13 +246,11 @@ def first_visit(served, page, tmp_path_factory):
     rt.controller = Controller(cfg, rt.store, rt.embedder, rt.routers,
                                {role: warm.controller.endpoint(role) for role in ("strong", "weak")})
     demo = build_demo(rt)
-    demo.queue(default_concurrency_limit=4)
-    port = free_port()
-    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, **launch_options())
+    url = launch_local(demo)
     pg = page.context.browser.new_page(viewport={"width": 1400, "height": 1000})
     pg.set_default_timeout(TIMEOUT_MS)
     try:
-        pg.goto(f"http://127.0.0.1:{port}/", wait_until="domcontentloaded")
+        pg.goto(url, wait_until="domcontentloaded")
         pg.wait_for_selector("#prompt textarea")
         yield pg, rt
     finally:

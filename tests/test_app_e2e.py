@@ -8,7 +8,6 @@ streamed token, and the routing's share of it; written to tests/artifacts/timing
 
 import json
 import os
-import socket
 import statistics
 import time
 import uuid
@@ -24,8 +23,8 @@ from gradio_client import Client  # noqa: E402
 
 from routellm_demo.config import load_config  # noqa: E402
 from routellm_demo.runtime import build_runtime  # noqa: E402
-from routellm_demo.ui import build_demo, launch_options  # noqa: E402
-from conftest import assistant_text  # noqa: E402
+from routellm_demo.ui import build_demo  # noqa: E402
+from conftest import assistant_text, launch_local  # noqa: E402
 
 pytestmark = [pytest.mark.llm, pytest.mark.slow]
 ARTIFACTS = Path(__file__).parent / "artifacts"
@@ -35,12 +34,6 @@ SEED_BATTLES = [
     ("Write a haiku about autumn.", "model_b"),
     ("Integrate x^2 from 0 to 1.", "model_a"),
 ]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def small_config(tmp, **over):
@@ -61,10 +54,7 @@ def served(tmp_path_factory):
     rt = build_runtime(small_config(tmp, max_prompt_chars=300, eval_dir=tmp / "eval"))
     seed(rt.store)
     demo = build_demo(rt)
-    demo.queue(default_concurrency_limit=4)
-    port = free_port()
-    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, **launch_options())
-    url = f"http://127.0.0.1:{port}/"
+    url = launch_local(demo)
     try:
         yield url, rt
     finally:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import http.client
 import select
 import socket
+from urllib.parse import urlsplit
 
 import pytest
 from starlette.applications import Starlette
@@ -15,6 +16,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 from starlette.testclient import TestClient
 
+from conftest import launch_local
 from routellm_demo.body_limit import MAX_BODY_BYTES, UPLOAD_ENVELOPE_BYTES, UPLOAD_PATH, BodyLimit
 
 LIMIT = 1000
@@ -84,14 +86,12 @@ def test_default_limit_leaves_room_for_the_longest_chat():
 
 @pytest.mark.llm
 def test_the_launched_app_refuses_an_oversized_post_and_keeps_serving(tmp_path):
-    from routellm_demo.ui import build_demo, launch_options
-    from test_app_e2e import build_runtime, free_port, small_config
+    from routellm_demo.ui import build_demo
+    from test_app_e2e import build_runtime, small_config
 
     rt = build_runtime(small_config(tmp_path))
     demo = build_demo(rt)
-    demo.queue()
-    port = free_port()
-    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, **launch_options())
+    port = urlsplit(launch_local(demo)).port
     try:
         # announce 2 MiB and send none of it: the answer must come from the Content-Length alone (sending
         # the body too races the server's close against the client's writes)

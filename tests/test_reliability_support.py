@@ -33,7 +33,8 @@ from routellm_demo.controller import Controller  # noqa: E402
 from routellm_demo.embeddings import Embedder  # noqa: E402
 from routellm_demo.runtime import Runtime  # noqa: E402
 from routellm_demo.store import Store  # noqa: E402
-from conftest import assistant_text  # noqa: E402
+from conftest import assistant_text, launch_local  # noqa: E402
+from routellm_demo.llm.local import free_port  # noqa: E402
 from routellm_demo.router_set import RouterSet  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -48,12 +49,6 @@ XSS_PAYLOADS = (
     '**bold** `code` # heading',
 )
 XSS_TEXT = " ".join(XSS_PAYLOADS)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def small_config(tmp: Path, *, max_tokens: int = 2, **over):
@@ -105,14 +100,12 @@ def local_pair_endpoints(max_tokens: int = 2) -> dict:
 @contextlib.contextmanager
 def serve_app(runtime, *, concurrency: int = 4, **build_kw):
     """The real app over ``runtime``, launched on 127.0.0.1; yields its URL."""
-    from routellm_demo.ui import build_demo, launch_options
+    from routellm_demo.ui import build_demo
 
     demo = build_demo(runtime, **build_kw)
-    demo.queue(default_concurrency_limit=concurrency)
-    port = free_port()
-    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, **launch_options())
+    url = launch_local(demo, concurrency=concurrency)
     try:
-        yield f"http://127.0.0.1:{port}/"
+        yield url
     finally:
         demo.close()
 

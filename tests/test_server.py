@@ -12,18 +12,13 @@ import pytest
 import uvicorn
 
 from routellm_demo.config import ModelEndpoint, load_config
+from routellm_demo.llm.local import free_port
 from routellm_demo.runtime import build_runtime
 from routellm_demo.server import create_app
 
 pytestmark = pytest.mark.llm
 TOKEN = "test-token-123"
 MSG = [{"role": "user", "content": "Name a colour."}]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class ServerThread:

@@ -48,9 +48,17 @@ def main() -> None:
     demo.queue(default_concurrency_limit=4)
     # SIGTERM (kill, systemd, docker stop) as a normal exit, so atexit stops the embedded model
     # servers; Python's default action would end this process alone and leave them running.
-    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+    # A second SIGTERM (a supervisor repeating itself) must not interrupt that clean-up.
+    def exit_on_sigterm(signum, frame):
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        sys.exit(128 + signum)
+
+    signal.signal(signal.SIGTERM, exit_on_sigterm)
+    # Host and port: Gradio's own GRADIO_SERVER_NAME / GRADIO_SERVER_PORT (127.0.0.1:7860 by default;
+    # a Hugging Face Space sets 0.0.0.0 itself). The page is served before the background work starts:
+    # Gradio's launch gives up when its one 3-second check of the new page times out, which loading
+    # the models beside it on a small machine can cause.
+    demo.launch(prevent_thread_lock=True, **launch_options())
     runtime.warm_up()
     start_seed_update(runtime)  # a seeded store: RouteLLM's full public set, in the background when online
-    # Host and port: Gradio's own GRADIO_SERVER_NAME / GRADIO_SERVER_PORT (127.0.0.1:7860 by default;
-    # a Hugging Face Space sets 0.0.0.0 itself).
-    demo.launch(**launch_options())
+    demo.block_thread()
