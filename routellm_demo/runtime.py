@@ -104,7 +104,7 @@ def build_runtime(config: Config | None = None, *, config_path=None) -> Runtime:
     config = config or load_config(config_path)
     check_router(config.router)  # a typo in the config fails at start, not at the first chat
     store = Store(config.db_path)
-    embedder = Embedder(store)
+    embedder = Embedder(store, cache_dir=config.model_cache_dir)  # the ONNX export sits beside the models
     if config.seed:
         seed_store(store, embedder.cache_key)
     routers = RouterSet.from_config(store, embedder, config)

@@ -100,3 +100,43 @@ def test_read_only_cache_still_embeds(model, tmp_path):
         e = Embedder(ro)
         assert e.embed(["not cacheable here"]).shape == (1, DIM)
         assert "readonly" in e.last_cache_error
+
+
+def test_onnx_backend_gives_the_pytorch_vectors(tmp_path, shared_routellm):
+    """The default backend exports the shipped weights once into the cache folder and then encodes
+    real prompts (MMLU, GSM8K, MT-Bench from ../shared, plus edge cases) to the reference vectors."""
+    import csv
+    import json
+
+    from routellm_demo.minilm_onnx import onnx_path
+
+    prompts = [json.loads(line)["turns"][0] for line in open(shared_routellm / "mt_bench" / "question.jsonl")]
+    with open(shared_routellm / "gsm8k" / "gsm8k_responses.csv", newline="") as f:
+        prompts += [row["prompt"] for _, row in zip(range(40), csv.DictReader(f))]
+    for path in sorted((shared_routellm / "mmlu" / "responses").glob("*.csv"))[::8]:
+        with open(path, newline="") as f:
+            prompts += [row["prompt"] for _, row in zip(range(10), csv.DictReader(f))]
+    prompts += ["hi", "", "ünïcödé 😀 " * 60, "word " * 5000]
+    cache = tmp_path / "cache"
+    onnx = Embedder(cache_dir=cache)
+    reference = Embedder(backend="torch")
+    for length in (256, 32):
+        onnx.max_seq_length = reference.max_seq_length = length
+        a, b = onnx.embed_private(prompts), reference.embed_private(prompts)
+        assert np.allclose(np.linalg.norm(a, axis=1), 1.0, atol=1e-5)
+        assert (a * b).sum(axis=1).min() >= 0.9999, length
+    assert onnx_path(cache).is_file() and not list(onnx_path(cache).parent.glob("*.part"))
+
+
+def test_onnx_that_cannot_load_falls_back_to_pytorch_and_says_so(tmp_path, caplog):
+    """A cache folder that cannot be created (here: a file stands where it should be) costs the speed
+    of ONNX, never the answer; the log says why."""
+    blocked = tmp_path / "not-a-folder"
+    blocked.write_text("")
+    e = Embedder(cache_dir=blocked)
+    with caplog.at_level("WARNING", logger="routellm_demo.embeddings"):
+        v = e.embed_one("How do I bake bread at home?")
+    assert v.shape == (DIM,) and abs(np.linalg.norm(v) - 1) < 1e-5
+    assert "ONNX Runtime unavailable" in caplog.text and "using PyTorch" in caplog.text
+    with pytest.raises(ValueError, match="unknown embedding backend"):
+        Embedder(backend="tensorflow")
