@@ -34,12 +34,14 @@ def new_id() -> tuple[str, int]:
 
 def routing(decision, answer=None) -> dict:
     out = {"router": decision.router, "threshold": decision.threshold, "score": decision.score,
-           "routed_to": decision.role, "routing_ms": round(decision.routing_ms, 2)}
+           "routed_to": decision.role, "routed_on": decision.routed_on, "routing_ms": round(decision.routing_ms, 2)}
     if decision.budget is not None:
         out["budget"] = decision.budget
     if answer is not None:
+        # a fallback's lower cost is not a routing saving: saved_usd is 0 then, fallback_kind says why
         out.update(model=answer.model, cost_usd=answer.cost, strong_cost_usd=answer.strong_cost,
-                   fallback_from=answer.fallback_from, dropped_messages=answer.dropped_messages)
+                   saved_usd=answer.saved, fallback_from=answer.fallback_from, fallback_kind=answer.fallback_kind,
+                   dropped_messages=answer.dropped_messages)
     return out
 
 

@@ -81,12 +81,15 @@ def test_chunks_name_the_model_that_wrote_the_text_from_the_first_chunk():
     assert "".join(c["choices"][0]["delta"].get("content", "") for c in chunks if c["choices"]) == "Hello there"
     finish = chunks[-2]
     assert finish["choices"][0]["finish_reason"] == "stop" and finish["routing"]["fallback_from"] == "Strong"
+    # a fallback is not a routing saving: the payload says so, as the app's card and totals do
+    assert finish["routing"]["saved_usd"] == 0.0 and finish["routing"]["routed_on"] == "last turn"
     assert chunks[-1]["usage"] == {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5}
 
 
 def test_a_bypassed_route_has_no_score_and_serialises_as_null():
-    d = decision(router="none", threshold=None, score=None, role="weak", model="Weak")
+    d = decision(router="none", threshold=None, score=None, role="weak", model="Weak", routed_on=None)
     r = turn(d, [TextPiece("Hello there", "Weak")], answer(d, "Weak"))
     body = openai_format.completion(r)
     assert body["routing"]["score"] is None and body["routing"]["threshold"] is None
+    assert body["routing"]["routed_on"] is None and body["routing"]["saved_usd"] == pytest.approx(0.009)
     assert json.loads(json.dumps(body, allow_nan=False))["choices"][0]["message"]["content"] == "Hello there"
