@@ -57,12 +57,15 @@ class TrainingError(UserError, ValueError):
     """A router cannot be trained as asked (no battles in the store); the message says what to do."""
 
 
-def load_router(name: str, *, battles: Battles | None, checkpoint_dir: Path, params: Mapping | None = None):
+def load_router(name: str, *, battles: Battles | None, checkpoint_dir: Path, params: Mapping | None = None,
+                index_dir: Path | None = None):
     """A ready router of the given name.
 
     Checkpointed routers (mf, classifier) come from ``checkpoint_dir``; the others are fitted on
     ``battles`` (an empty store still gives an answer: elo and sw_ranking then say 0.5), built with
-    ``params`` (constructor arguments, e.g. sw_ranking's weighting from the config).
+    ``params`` (constructor arguments, e.g. sw_ranking's weighting from the config). A router that keeps
+    an index on disk (sw_ranking on a large store) keeps it in ``index_dir``/<name>, so a restart
+    reloads it instead of rebuilding it.
     """
     params = dict(params or {})
     check_router(name)
@@ -78,7 +81,10 @@ def load_router(name: str, *, battles: Battles | None, checkpoint_dir: Path, par
         )
     if battles is None:
         battles = empty_battles()
-    return make_router(name, **params).fit(battles)
+    router = make_router(name, **params)
+    if index_dir is not None and hasattr(router, "index_dir"):
+        router.index_dir = Path(index_dir) / name
+    return router.fit(battles)
 
 
 def empty_battles(dim: int = 384) -> Battles:
@@ -100,8 +106,9 @@ class RouterSet:
     """
 
     def __init__(self, store, embedder, *, checkpoint_dir: Path, role_map: Mapping[str, str] | None = None,
-                 router_params: Mapping[str, Mapping] | None = None):
+                 router_params: Mapping[str, Mapping] | None = None, index_dir: Path | None = None):
         self.store = store
+        self.index_dir = index_dir
         self.embedder = embedder
         self.checkpoint_dir = Path(checkpoint_dir)
         self.role_map = dict(role_map or {})
@@ -118,9 +125,11 @@ class RouterSet:
 
     @classmethod
     def from_config(cls, store, embedder, config) -> "RouterSet":
-        """The routers as the config describes them (checkpoints, role map, sw_ranking's weighting)."""
+        """The routers as the config describes them (checkpoints, role map, sw_ranking's weighting); a
+        large store's router index sits beside the database file (``<db>.index/``), one per store."""
+        db = Path(config.db_path)
         return cls(store, embedder, checkpoint_dir=config.checkpoint_dir, role_map=config.role_map,
-                   router_params=config.router_params)
+                   router_params=config.router_params, index_dir=db.with_name(db.name + ".index"))
 
     def _lock_of(self, name: str) -> threading.RLock:
         with self._lock:
@@ -153,7 +162,7 @@ class RouterSet:
                 from_checkpoint = name in CHECKPOINTED and checkpoint_path(self.checkpoint_dir, name).exists()
                 battles = None if from_checkpoint else self.battles()
                 router = load_router(name, battles=battles, checkpoint_dir=self.checkpoint_dir,
-                                     params=self.router_params.get(name))
+                                     params=self.router_params.get(name), index_dir=self.index_dir)
                 with self._lock:
                     if generation != self._generation:
                         continue  # battles were deleted while it loaded: load again from the store

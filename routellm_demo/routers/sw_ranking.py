@@ -22,11 +22,19 @@ Why it is fast enough to run per prompt (65k battles in a few ms):
 
 A vote is appended with :meth:`SWRankingRouter.partial_fit` in O(1) amortised: the embedding matrix is
 a capacity-doubling buffer, and nothing is rebuilt.
+
+From ``INDEX_MIN_BATTLES`` battles on, the float32 matrix no longer fits the time or memory budget (1.6 GB
+at a million battles): :meth:`fit` then builds, or reloads from ``index_dir``, the clustered int8 index of
+:mod:`routellm_demo.routers.sw_index`, which weighs the nearest battles one by one and far clusters at
+their centroids (scores within 0.002 of the exact computation under RouteLLM's kernel; sharper kernels
+err more: figures in SCALING.md).
 """
 
 from __future__ import annotations
 
+import logging
 import math
+from pathlib import Path
 
 import numpy as np
 
@@ -35,10 +43,16 @@ from routellm_demo.battles import STRONG, WEAK, Battles
 # are defined once, in the config: it selects them, and imports no router.
 from routellm_demo.config import SW_NORMALIZE as NORMALIZE_CHOICES
 from routellm_demo.config import SW_TEXT_WEIGHT as DEFAULT_TEXT_WEIGHT
-from routellm_demo.prompt_features import FEATURE_NAMES, text_vectors
+from routellm_demo.prompt_features import FEATURE_NAMES, REFERENCE_MEAN, REFERENCE_SCALE, prompt_features, text_vectors
 from routellm_demo.ratings import DEFAULT_L2, fit_bt, win_probability
 from routellm_demo.routers.base import Router
 from routellm_demo.routers.numeric import check_embeddings
+from routellm_demo.routers.sw_index import SWIndex, VectorSource
+
+log = logging.getLogger(__name__)
+
+INDEX_MIN_BATTLES = 200_000  # fit uses the clustered index from here on (the exact path below it)
+INDEX_CHECK_ROWS = 32  # stored vectors compared with fresh ones when an index is reloaded
 
 SIMILARITY_BLOCK = 4_000_000  # similarities computed per block of queries: at most ~16 MB of float32
 
@@ -76,6 +90,12 @@ class SWRankingRouter(Router):
     """Similarity-weighted Bradley-Terry over all stored battles (RouteLLM ``sw_ranking``)."""
 
     name = "sw_ranking"
+    # Not hyperparameters (get_params leaves them out): where the large-store index persists, and a
+    # ``progress(stage, done, total)`` callback for building or loading it (default: logged at INFO,
+    # every ~10%). Set by whoever owns the directories.
+    index_dir: Path | None = None
+    index_progress = None
+    index_ = None
 
     def __init__(self, base: float = 10.0, scale: float = 10.0, l2: float = DEFAULT_L2, normalize: str = "max",
                  text_weight: float = DEFAULT_TEXT_WEIGHT):
@@ -117,6 +137,10 @@ class SWRankingRouter(Router):
         self.cell_outcome_ = np.zeros(0, dtype=np.float64)
         self.cell_count_ = np.zeros(0, dtype=np.float64)
         self.global_beta_ = np.zeros(2)
+        self.index_ = None
+        if len(battles) >= INDEX_MIN_BATTLES:
+            self._fit_indexed(battles)
+            return self
         # Headroom so the first live votes after a bulk fit do not copy the whole matrix.
         self._append(battles, headroom=len(battles) // 8)
         return self
@@ -144,14 +168,17 @@ class SWRankingRouter(Router):
         if battles.embeddings is not None and self.dim_ is None:
             self.dim_ = int(battles.embeddings.shape[1])
 
-        ours = np.array([self._player_id(name) for name in battles.players], dtype=np.int64)
+        new_cells = self._cells_of(battles)
         if n_new == 0:
             self._refit_global()
             return
-        a, b, outcome = ours[battles.a], ours[battles.b], battles.outcome
-        cells, cell_of_new = np.unique(np.column_stack([a, b, outcome]), axis=0, return_inverse=True)
-        cell_ids = np.array([self._cell_id(int(ca), int(cb), float(co)) for ca, cb, co in cells], dtype=np.int64)
-        new_cells = cell_ids[cell_of_new.ravel()]
+        if self.index_ is not None:
+            self.index_.append(self._vectors(battles.embeddings, battles.prompts), new_cells, battles.ids,
+                               len(self.cell_a_))
+            self.cell_count_ += np.bincount(new_cells, minlength=len(self.cell_count_))
+            self.n_battles_ += n_new
+            self._refit_global()
+            return
 
         start, stop = self.n_battles_, self.n_battles_ + n_new
         self._reserve(stop, headroom)
@@ -161,6 +188,110 @@ class SWRankingRouter(Router):
         self.cell_count_ += np.bincount(new_cells, minlength=len(self.cell_count_))
         self.n_battles_ = stop
         self._refit_global()
+
+    def _cells_of(self, battles: Battles) -> np.ndarray:
+        """Each battle's cell code (players and cells unseen so far are added)."""
+        ours = np.array([self._player_id(name) for name in battles.players], dtype=np.int64)
+        if len(battles) == 0:
+            return np.zeros(0, dtype=np.int64)
+        # One integer per (a, b, outcome), in the same lexicographic order as the triples: a 1-D unique
+        # takes 0.1 s at a million battles where a row-wise one takes 4 s.
+        outcomes, outcome_code = np.unique(battles.outcome, return_inverse=True)
+        k, m = len(self.players_), len(outcomes)
+        codes = (ours[battles.a] * k + ours[battles.b]) * m + outcome_code.ravel()
+        cells, cell_of_new = np.unique(codes, return_inverse=True)
+        cell_ids = np.array([self._cell_id(int(c // m // k), int(c // m % k), float(outcomes[c % m])) for c in cells],
+                            dtype=np.int64)
+        return cell_ids[cell_of_new.ravel()]
+
+    # -- the large-store path: a clustered index -----------------------------------------------------
+    def _text_block(self, prompts) -> np.ndarray | None:
+        """``text_weight *`` standardised text features (float32), as :func:`text_vectors` computes them,
+        each distinct prompt read once (arena stores repeat prompts; synthetic ones repeat them a lot)."""
+        if not self.text_weight:
+            return None
+        distinct: dict = {}
+        inverse = np.fromiter((distinct.setdefault(p, len(distinct)) for p in prompts), dtype=np.int64,
+                              count=len(prompts))
+        z = (prompt_features(list(distinct)) - REFERENCE_MEAN) / REFERENCE_SCALE / np.sqrt(len(FEATURE_NAMES))
+        return (float(self.text_weight) * z).astype(np.float32)[inverse]
+
+    def _progress(self):
+        """The progress callback: the one set, else a log line per stage every ~10%."""
+        if self.index_progress is not None:
+            return self.index_progress
+        last: dict = {}
+
+        def logged(stage: str, done: int, total: int) -> None:
+            tenth = 10 * done // max(total, 1)
+            if last.get(stage) != tenth:
+                last[stage] = tenth
+                log.info("sw_ranking index: %s %d/%d", stage, done, total)
+        return logged
+
+    def _source(self, battles: Battles, rows: np.ndarray) -> VectorSource:
+        """The vectors of some battles, as the index stores them."""
+        texts = [battles.prompts[i] for i in rows] if self.text_weight else None
+        return VectorSource(battles.embeddings[rows], self._text_block(texts))
+
+    def _index_meta(self) -> dict:
+        return {"text_weight": float(self.text_weight), "dim": int(self.dim_)}
+
+    def _fit_indexed(self, battles: Battles) -> None:
+        """Fit on a large store: reuse the persisted index for the battles it holds, build it otherwise."""
+        if battles.embeddings is None:
+            raise ValueError("these battles carry no prompt embeddings; the sw_ranking router needs one per battle")
+        if self.text_weight and battles.prompts is None:
+            raise ValueError("these battles carry no prompt texts; sw_ranking reads them (text_weight > 0): "
+                             "load them with their prompts or use text_weight=0")
+        self.dim_ = int(battles.embeddings.shape[1])
+        cells = self._cells_of(battles)
+        ids = np.asarray(battles.ids, dtype=np.int64)
+        sorted_ids = np.sort(ids)
+        persist = self.index_dir is not None and sorted_ids[0] >= 0 and not (np.diff(sorted_ids) == 0).any()
+        index = self._reload_index(battles, cells, ids) if persist else None
+        if index is None:
+            source = VectorSource(battles.embeddings, self._text_block(battles.prompts))
+            index = SWIndex.build(source, ids, cells, len(self.cell_a_), progress=self._progress())
+            if persist:
+                index.save(self.index_dir, **self._index_meta())
+        self.index_ = index
+        self.cell_count_ = np.bincount(cells, minlength=len(self.cell_a_)).astype(np.float64)
+        self.n_battles_ = len(battles)
+        self._refit_global()
+
+    def _reload_index(self, battles: Battles, cells: np.ndarray, ids: np.ndarray) -> SWIndex | None:
+        """The persisted index, minus battles no longer stored, plus those it lacks; None to rebuild."""
+        directory = Path(self.index_dir)
+        if not SWIndex.exists(directory):
+            return None
+        try:
+            index, meta = SWIndex.load(directory, progress=self._progress())
+        except (OSError, ValueError, KeyError):
+            return None  # unreadable: rebuilt and saved again
+        if {k: meta.get(k) for k in self._index_meta()} != self._index_meta():
+            return None
+        by_id = np.argsort(ids)
+        pos = by_id[np.minimum(np.searchsorted(ids, index.ids, sorter=by_id), len(ids) - 1)]
+        stored = ids[pos] == index.ids
+        dropped = not stored.all()
+        index.keep(stored)  # deleted since: dropped here, and from the disk below (an admin delete)
+        pos = pos[stored]
+        if len(pos) < len(ids) // 2:
+            return None  # most of it is gone: clusters of a different store
+        check = np.linspace(0, len(pos) - 1, min(INDEX_CHECK_ROWS, len(pos))).astype(int)  # index rows
+        fresh = self._source(battles, pos[check]).rows(slice(None))
+        if np.abs(index.vectors(check) - fresh).max() > 0.02:
+            return None  # other embeddings (a new model) or other text features: rebuild
+        index.set_cells(cells[pos], len(self.cell_a_))
+        missing = np.ones(len(ids), dtype=bool)
+        missing[pos] = False
+        if missing.any():
+            new = np.flatnonzero(missing)
+            index.append(self._source(battles, new).rows(slice(None)), cells[new], ids[new], len(self.cell_a_))
+        if dropped or missing.any():
+            index.save(directory, **self._index_meta())
+        return index
 
     def _player_id(self, name: str) -> int:
         if name not in self.player_index_:
@@ -214,6 +345,9 @@ class SWRankingRouter(Router):
     @property
     def embeddings_(self) -> np.ndarray:
         """The stored battle vectors (embeddings, text-extended when text_weight > 0; a view, no copy)."""
+        if self.index_ is not None:
+            raise RuntimeError("this router holds its battles in a clustered int8 index (a large store); "
+                               "there is no float32 matrix to view")
         return self.embedding_buffer_[: self.n_battles_]
 
     def _check_queries(self, embeddings, prompts=None) -> np.ndarray:
@@ -239,6 +373,11 @@ class SWRankingRouter(Router):
         if self.n_battles_ == 0:
             return np.full(len(x), float(win_probability(self.global_beta_[0], self.global_beta_[1])))
         out = np.empty(len(x))
+        if self.index_ is not None:
+            for row, q in enumerate(x):
+                beta = fit_bt(self._counts(self._index_cell_weights(q)), l2=self.l2, init=self.global_beta_)
+                out[row] = win_probability(beta[0], beta[1])
+            return out
         block = max(1, SIMILARITY_BLOCK // self.n_battles_)
         stored = self.embeddings_
         for start in range(0, len(x), block):
@@ -248,6 +387,21 @@ class SWRankingRouter(Router):
                 out[row] = win_probability(beta[0], beta[1])
         return out
 
+    def _index_cell_weights(self, q: np.ndarray) -> np.ndarray:
+        weights = self.index_.cell_weights(q, math.log(self.base), math.log(self.scale), self.normalize)
+        return np.pad(weights, (0, len(self.cell_a_) - len(weights)))
+
+    def _candidates(self, q: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(sims, cells, ids)`` of every battle the similarity is taken with: all of them (exact path),
+        or the index's nearest clusters and its tail."""
+        if self.index_ is None:
+            n = self.n_battles_
+            return self.embeddings_ @ q, self.cell_buffer_[:n], self.id_buffer_[:n]
+        index = self.index_
+        _, rows, sims, _ = index.near(q)
+        return (np.concatenate([sims, index.tail_vectors @ q]), np.concatenate([index.cells[rows], index.tail_cells]),
+                np.concatenate([index.ids[rows], index.tail_ids]))
+
     def explain(self, embedding: np.ndarray, k: int = 5, prompt: str | None = None) -> list[dict]:
         """The k past battles most similar to the prompt: the ones that weigh most in its score."""
         x = self._check_queries(embedding, None if prompt is None else [prompt])
@@ -255,17 +409,17 @@ class SWRankingRouter(Router):
             raise ValueError(f"explain takes one prompt embedding, got {len(x)}")
         if self.n_battles_ == 0 or k <= 0:
             return []
-        sims = self.embeddings_ @ x[0]
+        sims, cells, ids = self._candidates(x[0])
         weights = similarity_weights(sims, self.base, self.scale, self.normalize)
-        k = min(k, self.n_battles_)
+        k = min(k, len(sims))
         top = np.argpartition(-sims, k - 1)[:k]
         top = top[np.argsort(-sims[top], kind="stable")]
         rows = []
         for i in top:
-            cell = self.cell_buffer_[i]
+            cell = cells[i]
             rows.append(
                 {
-                    "battle_id": int(self.id_buffer_[i]),
+                    "battle_id": int(ids[i]),
                     "similarity": float(sims[i]),
                     "weight": float(weights[i]),
                     "player_a": self.players_[self.cell_a_[cell]],
