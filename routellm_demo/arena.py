@@ -26,7 +26,9 @@ No Gradio here: the app only lays the results out.
 
 from __future__ import annotations
 
+import hashlib
 import hmac
+import json
 import logging
 import queue
 import random
@@ -34,17 +36,20 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterator
 
+from routellm_demo import __version__
 from routellm_demo.battles import STRONG, WEAK
 from routellm_demo.errors import UserError
 from routellm_demo.export import Exporter
+from routellm_demo.hygiene import vote_flags
 from routellm_demo.limits import check_prompt
 from routellm_demo.llm.endpoints import Completion, EndpointError
 from routellm_demo.ratings import LEADERBOARD_L2, PairTally, leaderboard, model_battles, win_rate_matrix
 from routellm_demo.response import ArenaAnswers
-from routellm_demo.store import ARENA_SOURCE
+from routellm_demo.store import ARENA_SOURCE, prompt_sha256
 
 OUTCOMES = {"A": "model_a", "B": "model_b", "tie": "tie", "bothbad": "tie (bothbad)"}
 OUTCOME_TEXT = {"A": "A is better", "B": "B is better", "tie": "Tie", "bothbad": "Both are bad"}
@@ -119,6 +124,8 @@ class VoteResult:
     ratings_before: dict[str, float] = field(default_factory=dict)  # arena-vote Elo of each model
     ratings_after: dict[str, float] = field(default_factory=dict)
     absorb_ms: float = 0.0
+    flags: list[str] = field(default_factory=list)  # routellm_demo.hygiene's flags (empty: a clean vote)
+    counted: bool = True  # False: stored, but it taught no router and moved no rating (a flagged vote)
 
     @property
     def strong_model(self) -> str:
@@ -171,38 +178,47 @@ class Arena:
         self._tally = PairTally()  # arena votes as pair counts, for the ratings shown with a vote
         self.listener_error: str | None = None  # the last listener failure, for the status page
         self._exporter = Exporter()
+        self._purged_at = 0.0  # monotonic time of the last purge of expired visitor keys
+        self._votes_since_check = 0  # counted votes since the last anomalous-voter check was started
+        self._checking = threading.Lock()  # held while a check runs: never two at once
+        self.check_error: str | None = None  # the last background check's failure
 
     @classmethod
     def from_runtime(cls, runtime, **kwargs) -> "Arena":
         return cls(runtime.config, runtime.store, runtime.embedder, runtime.routers, runtime.controller, **kwargs)
 
     # -- asking -----------------------------------------------------------------------------------
-    def new_battle(self, prompt: str, session_id: str) -> str:
-        """Create a pending battle with random positions; returns its id (uuid4 hex).
+    def new_battle(self, prompt: str, session_id: str, *, params: dict | None = None) -> str:
+        """Create a pending battle with random positions; returns its id (uuid4 hex). ``params``: the
+        generation settings :meth:`stream_answers` will be given (recorded with the vote).
 
         Only the id should reach the browser: which model sits on which side stays in the store.
         """
-        return self._add_pending(prompt, session_id, "a" if self._rng.random() < 0.5 else "b")
+        return self._add_pending(prompt, session_id, "a" if self._rng.random() < 0.5 else "b", params=params)
 
-    def record_round(self, prompt: str, session_id: str, *, answers: tuple[str, str], strong_side: str) -> str:
+    def record_round(self, prompt: str, session_id: str, *, answers: tuple[str, str], strong_side: str,
+                     trusted: str | None = "replay") -> str:
         """Register a battle whose two answers already exist (``answers`` = (side a, side b)); returns its id.
 
         It leaves the store exactly as :meth:`new_battle` followed by a finished
         :meth:`stream_answers` would (status "answered", votable once by ``session_id``), so that
         replayed or imported rounds are counted by the unchanged :meth:`vote`, the app's own path,
         without calling the models. ``strong_side`` ("a"/"b") says where the strong model sits.
+        ``trusted`` names the trusted source the round comes from (default "replay": gold labels
+        replayed or imported), whose vote is never flagged; None makes it an ordinary round.
         """
         if strong_side not in SIDES:
             raise ValueError(f"strong_side must be 'a' or 'b', got {strong_side!r}")
         if len(answers) != 2 or not all(isinstance(t, str) and t.strip() for t in answers):
             raise ValueError("answers must be two non-empty strings: (side a, side b)")
-        battle_id = self._add_pending(prompt, session_id, strong_side)
+        battle_id = self._add_pending(prompt, session_id, strong_side, trusted=trusted)
         if not self.store.finish_pending(battle_id, answer_a=answers[0], answer_b=answers[1],
                                          sw_score=self._sw_score(prompt)):
             raise ArenaError("the battle could not be marked answered")  # only if deleted meanwhile
         return battle_id
 
-    def _add_pending(self, prompt: str, session_id: str, strong_side: str) -> str:
+    def _add_pending(self, prompt: str, session_id: str, strong_side: str, *, trusted: str | None = None,
+                     params: dict | None = None) -> str:
         check_prompt(prompt, self.config.max_prompt_chars)
         if not isinstance(session_id, str) or not session_id:
             raise ValueError("session_id must be a non-empty string")
@@ -210,8 +226,18 @@ class Arena:
         model_a, model_b = (strong, weak) if strong_side == "a" else (weak, strong)
         battle_id = uuid.uuid4().hex
         self.store.add_pending(battle_id=battle_id, session_id=session_id, prompt=prompt, model_a=model_a,
-                               model_b=model_b, strong_side=strong_side)
+                               model_b=model_b, strong_side=strong_side, trusted=trusted,
+                               params=self._generation(params))
         return battle_id
+
+    def _generation(self, params: dict | None) -> dict:
+        """The generation settings of a round, per role: the endpoint's, overridden by ``params``."""
+        out = {}
+        for role in (STRONG, WEAK):
+            e = self.config.endpoint(role)
+            out[role] = {"model": e.model, "max_tokens": e.max_tokens, "temperature": e.temperature,
+                         "api": e.api, **{k: v for k, v in (params or {}).items() if isinstance(v, (int, float, str))}}
+        return out
 
     def stream_answers(self, battle_id: str, session_id: str, **params) -> ArenaAnswers:
         """Answer both sides at once: iterating the result yields ``(side, text_piece)`` with side
@@ -322,12 +348,14 @@ class Arena:
 
     def ask(self, prompt: str, session_id: str, **params) -> ArenaRound:
         """new_battle + stream_answers, not streamed (for scripts and tests)."""
-        battle_id = self.new_battle(prompt, session_id)
+        battle_id = self.new_battle(prompt, session_id, params=params)
         return self.stream_answers(battle_id, session_id, **params).round()
 
     # -- voting -----------------------------------------------------------------------------------
-    def vote(self, battle_id: str, outcome: str, session_id: str) -> VoteResult:
-        """Count one vote: store the battle, teach the routers, refit the ratings; see module doc."""
+    def vote(self, battle_id: str, outcome: str, session_id: str, *, visitor=None) -> VoteResult:
+        """Store one vote with its flags and provenance; when it counts (no flag, or flagged votes are
+        counted by configuration), teach the routers and refit the ratings; see module doc.
+        ``visitor``: a :class:`~routellm_demo.visitors.Visitor` (None: the session stands for it)."""
         if outcome not in OUTCOMES:
             raise VoteError("bad_outcome", f"outcome must be one of {', '.join(OUTCOMES)}, got {outcome!r}")
         if not isinstance(battle_id, str) or not battle_id:
@@ -341,28 +369,122 @@ class Arena:
             if sw_before is None:
                 sw_before = float(self.routers.score(SW_ROUTER, vector, [pending["prompt"]])[0])
             ratings_before = self._arena_ratings()
+            voter = visitor.key if visitor is not None else "session:" + hashlib.sha256(session_id.encode()).hexdigest()[:32]
+            trusted = pending.get("trusted") or (visitor.trusted if visitor is not None else None)
+            voted_at = datetime.now(timezone.utc)
+            flags = [] if trusted else vote_flags(
+                prompt=pending["prompt"], answers=(pending["answer_a"], pending["answer_b"]),
+                model_names=(self.config.strong.name, self.config.weak.name), answered_at=pending.get("answered_at"),
+                voted_at=voted_at, min_seconds=self.config.min_vote_seconds,
+                voted_before=self.store.visitor_voted(voter, prompt_sha256(pending["prompt"])))
+            counted = not flags or self.store.count_flagged
             # sw_before is kept so the prequential accuracy (was the router right before it learnt
             # this vote?) can be computed from the store alone (routellm_demo.learning).
             meta = {"arena_battle_id": battle_id, "outcome": outcome, "sw_before": sw_before,
-                    "answer_a": pending["answer_a"], "answer_b": pending["answer_b"]}
+                    "answer_a": pending["answer_a"], "answer_b": pending["answer_b"],
+                    "provenance": self._provenance(pending, flags, trusted, voted_at)}
             row_id = self.store.record_vote(battle_id=battle_id, session_id=session_id, outcome=outcome, battle=dict(
                 prompt=pending["prompt"], model_a=pending["model_a"], model_b=pending["model_b"],
                 winner=OUTCOMES[outcome], source=ARENA_SOURCE, strong_side=pending["strong_side"],
-                uid="arena:" + battle_id, session_id=session_id, meta=meta))
+                uid="arena:" + battle_id, session_id=session_id, meta=meta, flags=",".join(flags) or None),
+                visitor=voter)
             if row_id is None:  # lost a race (another process voted meanwhile): say why, nothing written
                 self._votable(battle_id, session_id)
                 raise VoteError("already_voted", "This battle was already voted on.")
-            started = time.perf_counter()
-            self.routers.absorb([self.store.battle(row_id)])
-            absorb_ms = (time.perf_counter() - started) * 1000
-            sw_after = float(self.routers.score(SW_ROUTER, vector, [pending["prompt"]])[0])
-            ratings_after = self._arena_ratings()
+            sw_after, ratings_after, absorb_ms = sw_before, ratings_before, 0.0
+            if counted:
+                started = time.perf_counter()
+                self.routers.absorb([self.store.battle(row_id)])
+                absorb_ms = (time.perf_counter() - started) * 1000
+                sw_after = float(self.routers.score(SW_ROUTER, vector, [pending["prompt"]])[0])
+                ratings_after = self._arena_ratings()
             self._changed()
         result = VoteResult(battle_id, outcome, OUTCOMES[outcome], pending["model_a"], pending["model_b"],
                             pending["strong_side"], row_id, sw_before, sw_after, ratings_before, ratings_after,
-                            absorb_ms)
-        self._notify(result)
+                            absorb_ms, flags, counted)
+        if counted:  # a vote that counts nowhere must not count towards a refit either
+            self._notify(result)
+            self._maybe_check_voters()
+        self._purge_visitors()
         return result
+
+    # -- the anomalous-voter check (routellm_demo.anomaly) -------------------------------------------
+    def check_voters(self) -> dict[str, int]:
+        """Flag "anomalous" the clean votes of every visitor who disagrees with the others on similar
+        prompts far beyond chance (never a trusted source's), and make the routers and ratings forget
+        them as after a delete. Returns how many visitors and votes were flagged."""
+        from routellm_demo.anomaly import ANOMALOUS, anomalous_voters, score_voters
+
+        with self._checking:
+            rows = self.store.voter_votes()
+            if not rows:
+                return {"voters": 0, "votes": 0}
+            scores = score_voters(rows, self.embedder.embed([r["prompt"] for r in rows]))
+            trusted = {r["visitor"] for r in rows if r["trusted"]}
+            bad = set(anomalous_voters(scores)) - trusted
+            ids = [r["id"] for r in rows if r["visitor"] in bad]
+            if not ids:
+                return {"voters": 0, "votes": 0}
+            with self._vote_lock:
+                flagged = self.store.flag_votes(ids, ANOMALOUS)
+                if flagged and not self.store.count_flagged:
+                    self._tally = PairTally()
+                    self._reload_online_routers()
+                self._changed()
+            logger.warning("arena: %d visitor(s) flagged anomalous; %d of their votes no longer count", len(bad), flagged)
+            return {"voters": len(bad), "votes": flagged}
+
+    def _maybe_check_voters(self) -> None:
+        """Every ``arena.anomaly_check_every`` counted votes, run :meth:`check_voters` in the background."""
+        every = self.config.anomaly_check_every
+        if not every:
+            return
+        with self._cache_lock:
+            self._votes_since_check += 1
+            if self._votes_since_check < every or self._checking.locked():
+                return
+            self._votes_since_check = 0
+        threading.Thread(target=self._check_quietly, daemon=True, name="anomaly-check").start()
+
+    def _check_quietly(self) -> None:
+        try:
+            self.check_voters()
+            self.check_error = None
+        except Exception as e:  # noqa: BLE001 (a background thread has no caller: keep going, say why)
+            logger.exception("arena: the anomalous-voter check failed")
+            self.check_error = f"{type(e).__name__}: {e}"
+
+    def _purge_visitors(self) -> None:
+        """At most hourly: forget which visitor cast votes older than ``limits.visitor_retention_days``."""
+        if time.monotonic() - self._purged_at < 3600 and self._purged_at:
+            return
+        self._purged_at = time.monotonic()
+        from routellm_demo.visitors import purge_visitors
+
+        try:
+            purge_visitors(self.store, self.config.visitor_retention_days)
+        except UserError:  # noqa: PERF203 (a locked store: the next vote's purge tries again)
+            self._purged_at = 0.0
+            logger.warning("arena: purging expired visitor keys failed; will retry", exc_info=True)
+
+    def _provenance(self, pending: dict, flags: list[str], trusted: str | None, voted_at: datetime) -> dict:
+        """Where a vote came from, stored with it and exported: the app's version, the models and their
+        sides, the generation settings, the flags, the times (no visitor or session key)."""
+        role = {side: (STRONG if pending["strong_side"] == side else WEAK) for side in SIDES}
+        params = json.loads(pending["params"]) if pending.get("params") else {}
+        answered = pending.get("answered_at")
+        return {
+            "app_version": __version__,
+            "sides_shown": {side: {"model": pending[f"model_{side}"], "role": role[side],
+                                   "model_id": params.get(role[side], {}).get("model")} for side in SIDES},
+            "generation": params,
+            "flags": flags,
+            "trusted": trusted,
+            "asked_at": pending.get("created_at"),
+            "answered_at": answered,
+            "voted_at": voted_at.isoformat(timespec="milliseconds"),
+            "seconds_to_vote": round((voted_at - datetime.fromisoformat(answered)).total_seconds(), 3) if answered else None,
+        }
 
     def _arena_ratings(self) -> dict[str, float]:
         """Arena ratings from the running tally, after reading only the arena votes stored since the
@@ -424,6 +546,8 @@ class Arena:
             "players": players,
             "win_rate": rate,
             "games": games,
+            # the stored votes this board leaves out, and why (routellm_demo.hygiene); empty when counted
+            "excluded": {} if self.store.count_flagged else self.excluded_votes(),
         }
         with self._cache_lock:
             self._leaderboards = {key: result, **{k: v for k, v in self._leaderboards.items() if k[2:] == key[2:]}}
@@ -435,15 +559,22 @@ class Arena:
             self._leaderboards = {}
 
     # -- data -------------------------------------------------------------------------------------
+    def excluded_votes(self) -> dict[str, int]:
+        """Flagged arena votes by flag, with "votes" their total (a vote with two flags counts under both)."""
+        counts = self.store.count_flags(ARENA_SOURCE)
+        return {"votes": counts["flagged"], **{k: v for k, v in counts.items()
+                                                if k not in ("votes", "clean", "flagged", "trusted")}}
+
     def recent_votes(self, limit: int = 20) -> list[dict]:
-        """The latest arena votes, newest first."""
-        rows = self.store.battles(source=ARENA_SOURCE)
+        """The latest arena votes, newest first, flagged ones included (with their flags)."""
+        rows = self.store.battles(source=ARENA_SOURCE, include_flagged=True)
         return list(reversed(rows[-limit:])) if limit else []
 
     def export(self, fmt: str, directory: str | Path) -> Path:
-        """Every stored battle as CSV, JSONL or Parquet in ``directory`` (:class:`~routellm_demo.export.Exporter`:
-        unique names, the newest few kept, a few a minute); returns the file's path."""
-        return self._exporter.export(self.store.battles(), fmt, directory)
+        """Every stored battle, flagged votes included with their flags, as CSV, JSONL or Parquet in
+        ``directory``, with its datasheet beside it (:class:`~routellm_demo.export.Exporter`: unique
+        names, the newest few kept, a few a minute); returns the file's path."""
+        return self._exporter.export(self.store.battles(include_flagged=True), fmt, directory)
 
     def delete_votes(self, admin_token: str | None) -> dict[str, int]:
         """Delete every arena vote and arena battle (admin only), and forget them in the routers."""

@@ -163,6 +163,19 @@ def _setting(key: str, env: str, check: Callable[[Any], str | None] | None = Non
     return field(metadata={"key": key, "env": env, "check": check}, **default)
 
 
+def _addresses(v: str) -> str | None:
+    """A comma-separated list of IP addresses or networks (CIDR), or empty."""
+    import ipaddress
+
+    for part in v.replace(";", ",").split(","):
+        try:
+            if part.strip():
+                ipaddress.ip_network(part.strip(), strict=False)
+        except ValueError:
+            return f"must be IP addresses or networks separated by commas, got {part.strip()!r}"
+    return None
+
+
 def _at_least(low: int) -> Callable[[Any], str | None]:
     return lambda v: f"must be at least {low}, got {v}" if v < low else None
 
@@ -200,6 +213,27 @@ class Config:
     max_prompt_chars: int = _setting("limits.max_prompt_chars", "MAX_PROMPT_CHARS", _at_least(1), default=8000)
     max_turns: int = _setting("limits.max_turns", "MAX_TURNS", _at_least(1), default=10)
     requests_per_minute: int = _setting("limits.requests_per_minute", "REQUESTS_PER_MINUTE", _at_least(1), default=20)
+    # Per visitor (the client address; routellm_demo/visitors.py), held in the store so a new session,
+    # another process or another replica does not reset them. trusted_proxies: the addresses whose
+    # X-Forwarded-For is believed (comma-separated IPs or CIDRs; empty: the peer address is the visitor).
+    visitor_requests_per_minute: int = _setting("limits.visitor_requests_per_minute", "VISITOR_REQUESTS_PER_MINUTE",
+                                                _at_least(1), default=30)
+    visitor_votes_per_hour: int = _setting("limits.visitor_votes_per_hour", "VISITOR_VOTES_PER_HOUR",
+                                           _at_least(1), default=60)
+    trusted_proxies: str = _setting("limits.trusted_proxies", "TRUSTED_PROXIES", _addresses, default="")
+    visitor_retention_days: float = _setting("limits.visitor_retention_days", "VISITOR_RETENTION_DAYS",
+                                             lambda v: "must be positive" if v <= 0 else None, default=30.0)
+    # Vote hygiene (routellm_demo/hygiene.py): a vote sooner than min_vote_seconds after both answers were
+    # in is flagged "too_fast"; flagged votes are stored but teach no router and move no leaderboard
+    # unless count_flagged_votes. trusted_voters: visitor addresses (e.g. a load-test harness) whose votes
+    # are marked trusted and never flagged.
+    min_vote_seconds: float = _setting("arena.min_vote_seconds", "MIN_VOTE_SECONDS",
+                                       lambda v: "must be at least 0" if v < 0 else None, default=3.0)
+    count_flagged_votes: bool = _setting("arena.count_flagged_votes", "COUNT_FLAGGED_VOTES", default=False)
+    trusted_voters: str = _setting("arena.trusted_voters", "TRUSTED_VOTERS", _addresses, default="")
+    # The anomalous-voter check (routellm_demo/anomaly.py) runs in the background every this many votes
+    # counted in this process; 0 = never.
+    anomaly_check_every: int = _setting("arena.anomaly_check_every", "ANOMALY_CHECK_EVERY", _at_least(0), default=50)
     # Embedded local models: where assembled GGUF files are cached, and llama.cpp runtime knobs.
     model_cache_dir: Path = _setting("local.cache_dir", "MODEL_CACHE", default_factory=default_cache_dir)
     local_n_ctx: int = _setting("local.n_ctx", "LOCAL_N_CTX", _at_least(256), default=2048)

@@ -136,30 +136,46 @@ class RateLimiter:
 class Limits:
     """The demo's limits for the chat and the arena; build with :meth:`from_config`.
 
-    Order matters: a prompt is checked for length and turns BEFORE the rate limiter counts it, so a
-    refused prompt (kept in the box for editing) does not use up the session's quota.
+    Two keys, each with its own quota: the session (in this process's memory: a session lives in one
+    process) and, when a store is given, the visitor (the salted hash of the client address,
+    :mod:`routellm_demo.visitors`; counted in the store, so a new session, another process or replica
+    does not reset it). Order matters: a prompt is checked for length and turns BEFORE any rate is
+    counted, so a refused prompt (kept in the box for editing) uses up no quota.
     """
 
     max_prompt_chars: int
     max_turns: int
     generations: RateLimiter
     votes: RateLimiter
+    visitor_generations: object | None = None  # visitors.SharedLimiter, or None: per-session limits only
+    visitor_votes: object | None = None
 
     @classmethod
-    def from_config(cls, config, *, clock: Callable[[], float] = time.monotonic) -> "Limits":
+    def from_config(cls, config, *, store=None, clock: Callable[[], float] = time.monotonic) -> "Limits":
         rpm = config.requests_per_minute
+        shared = {}
+        if store is not None:
+            from routellm_demo.visitors import SharedLimiter  # visitors imports LimitError from here
+
+            shared = dict(
+                visitor_generations=SharedLimiter(store, config.visitor_requests_per_minute, 60.0,
+                                                  kind="generation", what="requests"),
+                visitor_votes=SharedLimiter(store, config.visitor_votes_per_hour, 3600.0, kind="vote", what="votes"))
         return cls(
             max_prompt_chars=config.max_prompt_chars,
             max_turns=config.max_turns,
             generations=RateLimiter(rpm, 60.0, what="requests", clock=clock),
             votes=RateLimiter(rpm, 60.0, what="votes", clock=clock),
+            **shared,
         )
 
-    def check_chat(self, session_id: str, prompt: str, user_turns: int, history_chars: int = 0) -> str:
-        """A chat turn: prompt length, the turn cap and the conversation's size, then the session's rate.
+    def check_chat(self, session_id: str, prompt: str, user_turns: int, history_chars: int = 0,
+                   visitor=None) -> str:
+        """A chat turn: prompt length, the turn cap and the conversation's size, then the rates.
 
         ``history_chars`` (the earlier turns' text) is bounded too, because the history comes back
         from the browser and is sent upstream: at most ``max_turns`` full-size prompts' worth.
+        ``visitor``: a :class:`~routellm_demo.visitors.Visitor` (None: the session alone is limited).
         """
         check_prompt(prompt, self.max_prompt_chars)
         check_turns(user_turns, self.max_turns)
@@ -169,14 +185,22 @@ class Limits:
                 f"This conversation is over {self.max_prompt_chars * self.max_turns:,} characters, the limit. "
                 "Start a new conversation to keep chatting.",
             )
-        self.generations.hit(session_id)
+        self._hit(self.generations, self.visitor_generations, session_id, visitor)
         return prompt
 
-    def check_arena(self, session_id: str, prompt: str) -> str:
+    def check_arena(self, session_id: str, prompt: str, visitor=None) -> str:
         """An arena question (one generation from each model counts as one request)."""
         check_prompt(prompt, self.max_prompt_chars)
-        self.generations.hit(session_id)
+        self._hit(self.generations, self.visitor_generations, session_id, visitor)
         return prompt
 
-    def check_vote(self, session_id: str) -> None:
-        self.votes.hit(session_id)
+    def check_vote(self, session_id: str, visitor=None) -> None:
+        self._hit(self.votes, self.visitor_votes, session_id, visitor)
+
+    @staticmethod
+    def _hit(per_session: RateLimiter, per_visitor, session_id: str, visitor) -> None:
+        """The session's quota first (in memory), then the visitor's (in the store); a trusted source
+        (a configured load-test address) has no visitor quota."""
+        per_session.hit(session_id)
+        if per_visitor is not None and visitor is not None and not visitor.trusted:
+            per_visitor.hit(visitor.key)

@@ -103,7 +103,7 @@ def build_runtime(config: Config | None = None, *, config_path=None) -> Runtime:
     gold-labelled battles first when ``config.seed`` is on (:func:`routellm_demo.seed.seed_store`)."""
     config = config or load_config(config_path)
     check_router(config.router)  # a typo in the config fails at start, not at the first chat
-    store = Store(config.db_path)
+    store = Store(config.db_path, count_flagged=config.count_flagged_votes)
     embedder = Embedder(store, cache_dir=config.model_cache_dir)  # the ONNX export sits beside the models
     if config.seed:
         seed_store(store, embedder.cache_key)

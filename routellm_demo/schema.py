@@ -113,6 +113,46 @@ _STEPS: list[tuple[str, list[str]]] = [
         "ALTER TABLE routing_log ADD COLUMN budget REAL",
         "CREATE INDEX idx_routing_log_router ON routing_log (router, id)",
     ]),
+    # Labels a team can trust (issue 19). ``battles.flags``: why a vote may not count ("identity",
+    # "duplicate", "too_fast"; comma-separated, NULL = clean), written with the vote and never hidden.
+    # ``arena_pending.trusted``: the trusted source of a round (a gold-label replay, a load test), whose
+    # vote is never flagged; ``params``: the generation settings the round was answered with.
+    # ``vote_visitors``: the salted hash of the visitor behind each vote (duplicates are found by it),
+    # kept apart from ``battles`` so it is never exported and can be purged after its retention period.
+    # ``rate_events``: the per-visitor and per-session sliding windows every process shares.
+    # ``store_secrets``: the visitor-hash salt, made once per store. ``battles_flagged``: a vote flagged
+    # later (routellm_demo.anomaly) reaches the change feed as a delete.
+    ("0008_visitors_and_vote_flags", [
+        "ALTER TABLE battles ADD COLUMN flags TEXT",
+        "ALTER TABLE arena_pending ADD COLUMN trusted TEXT",
+        "ALTER TABLE arena_pending ADD COLUMN params TEXT",
+        """CREATE TABLE vote_visitors (
+            battle_id INTEGER PRIMARY KEY,
+            visitor TEXT NOT NULL,
+            prompt_sha256 TEXT NOT NULL,
+            created_at TEXT NOT NULL
+        )""",
+        "CREATE INDEX idx_vote_visitors_prompt ON vote_visitors (visitor, prompt_sha256)",
+        "CREATE INDEX idx_vote_visitors_created ON vote_visitors (created_at)",
+        """CREATE TRIGGER battles_deleted_visitor AFTER DELETE ON battles
+           BEGIN DELETE FROM vote_visitors WHERE battle_id = OLD.id; END""",
+        """CREATE TABLE rate_events (
+            key TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            at REAL NOT NULL
+        )""",
+        "CREATE INDEX idx_rate_events ON rate_events (key, kind, at)",
+        """CREATE TABLE store_secrets (
+            name TEXT PRIMARY KEY,
+            value TEXT NOT NULL
+        )""",
+        # A vote flagged after it was stored (the background anomalous-voter check) is a removal to the
+        # routers and ratings of every process: the change feed carries it as a delete, so followers
+        # refit from the store, which leaves it out.
+        """CREATE TRIGGER battles_flagged AFTER UPDATE OF flags ON battles
+           WHEN OLD.flags IS NULL AND NEW.flags IS NOT NULL
+           BEGIN INSERT INTO battle_changes (battle_id, op) VALUES (NEW.id, 'delete'); END""",
+    ]),
 ]
 SCHEMA_VERSION = len(_STEPS)
 STEP_NAMES = tuple(name for name, _ in _STEPS)

@@ -41,7 +41,7 @@ LOG_SOURCES = ("app", "server", "cli", "sdk")
 
 _BATTLE_COLUMNS = (
     "uid", "prompt", "prompt_sha256", "model_a", "model_b", "winner", "strong_side",
-    "source", "created_at", "session_id", "meta",
+    "source", "created_at", "session_id", "meta", "flags",
 )
 _LOG_COLUMNS = (
     "created_at", "session_id", "prompt_sha256", "router", "threshold", "score", "chosen_role",
@@ -50,7 +50,7 @@ _LOG_COLUMNS = (
 )
 _BATTLE_FIELDS = {
     "prompt", "model_a", "model_b", "winner", "source", "strong_side", "uid", "session_id", "meta",
-    "created_at",
+    "created_at", "flags",
 }
 _CHUNK = 500  # rows per executemany / IN (...) query: well under SQLite's variable limit
 
@@ -94,7 +94,7 @@ def _check_text(name: str, value: Any, *, required: bool = True) -> str | None:
 
 def _battle_row(
     *, prompt, model_a, model_b, winner, source, strong_side=None, uid=None, session_id=None,
-    meta=None, created_at=None,
+    meta=None, created_at=None, flags=None,
 ) -> tuple:
     """Validate one battle at the boundary and return it in _BATTLE_COLUMNS order."""
     _check_text("prompt", prompt)
@@ -109,12 +109,14 @@ def _battle_row(
         raise ValueError(f"strong_side must be 'a', 'b' or None, got {strong_side!r}")
     if meta is not None and not isinstance(meta, Mapping):
         raise ValueError(f"meta must be a dict, got {type(meta).__name__}")
+    if flags is not None and (not isinstance(flags, str) or not flags.strip()):
+        raise ValueError(f"flags must be a non-empty string or None, got {flags!r}")
     meta_json = json.dumps(dict(meta), ensure_ascii=False) if meta else None
     if meta_json is not None:
         _check_text("meta", meta_json)
     return (
         uid, prompt, prompt_sha256(prompt), model_a, model_b, winner, strong_side, source,
-        created_at or utc_now(), session_id, meta_json,
+        created_at or utc_now(), session_id, meta_json, flags,
     )
 
 
@@ -128,8 +130,12 @@ def _is_read_only(path: Path) -> bool:
 class Store:
     """Battles, the embedding cache and the routing log in one SQLite file; safe across threads."""
 
-    def __init__(self, path: str | Path, *, readonly: bool = False, timeout: float = 5.0):
+    def __init__(self, path: str | Path, *, readonly: bool = False, timeout: float = 5.0,
+                 count_flagged: bool = False):
         self.path = Path(path)
+        # Flagged votes (battles.flags set: routellm_demo.hygiene) are left out of what battles() and the
+        # change feed give the routers and the ratings, unless this is set (arena.count_flagged_votes).
+        self.count_flagged = count_flagged
         self.readonly = readonly
         self.timeout = timeout
         self._lock = threading.RLock()
@@ -285,10 +291,13 @@ class Store:
 
     def battles(
         self, *, source: str | Iterable[str] | None = None, since_id: int | None = None,
-        limit: int | None = None,
+        limit: int | None = None, include_flagged: bool | None = None,
     ) -> list[dict]:
-        """Battles ordered by id; ``source`` may be one source or several; ``since_id`` is exclusive."""
+        """Battles ordered by id; ``source`` may be one source or several; ``since_id`` is exclusive.
+        Flagged votes only with ``include_flagged`` (default: the store's ``count_flagged``)."""
         where, params = [], []
+        if not (self.count_flagged if include_flagged is None else include_flagged):
+            where.append("flags IS NULL")
         if source is not None:
             sources = [source] if isinstance(source, str) else list(source)
             where.append(f"source IN ({','.join('?' * len(sources))})")
@@ -329,13 +338,32 @@ class Store:
                                  [int(cursor), new_cursor]).fetchall()
                 deleted = sum(1 for _, op in ops if op == "delete")
                 ids = sorted({battle_id for battle_id, op in ops if op == "insert"})
+                counted = "" if self.count_flagged else " AND flags IS NULL"  # what battles() gives, too
                 rows = []
                 for i in range(0, len(ids), _CHUNK):
                     part = ids[i:i + _CHUNK]
-                    rows += db.query(f"SELECT * FROM battles WHERE id IN ({','.join('?' * len(part))}) ORDER BY id", part)
+                    rows += db.query(f"SELECT * FROM battles WHERE id IN ({','.join('?' * len(part))}){counted} "
+                                     "ORDER BY id", part)
             finally:
                 db.execute("COMMIT")
         return BattleChanges(new_cursor, [_decode_battle(r) for r in rows], deleted)
+
+    def count_flags(self, source: str = "arena-vote") -> dict[str, int]:
+        """Votes of ``source`` by hygiene: "votes", "clean", "flagged", "trusted", and each flag's count
+        (a vote with two flags counts under both)."""
+        with self._access() as db:
+            rows = db.execute("SELECT flags, json_extract(meta, '$.provenance.trusted') IS NOT NULL FROM battles "
+                              "WHERE source = ?", [source]).fetchall()
+        out = {"votes": len(rows), "clean": 0, "flagged": 0, "trusted": 0}
+        for flags, trusted in rows:
+            out["trusted"] += int(bool(trusted))
+            if not flags:
+                out["clean"] += 1
+                continue
+            out["flagged"] += 1
+            for flag in flags.split(","):
+                out[flag] = out.get(flag, 0) + 1
+        return out
 
     def count_battles(self) -> dict[str, int]:
         with self._access() as db:
@@ -506,8 +534,11 @@ class Store:
 
     def add_pending(
         self, *, battle_id: str, session_id: str, prompt: str, model_a: str, model_b: str, strong_side: str,
+        trusted: str | None = None, params: Mapping | None = None,
     ) -> None:
-        """Record a battle that is being answered (status "asked")."""
+        """Record a battle that is being answered (status "asked"). ``trusted``: the trusted source it
+        comes from (its vote is never flagged); ``params``: the generation settings it is answered with."""
+        _check_text("trusted", trusted, required=False)
         for name, value in (("battle_id", battle_id), ("session_id", session_id), ("prompt", prompt),
                             ("model_a", model_a), ("model_b", model_b)):
             _check_text(name, value)
@@ -516,8 +547,9 @@ class Store:
         with self._access() as db, db.atomic():
             db.conn.execute(
                 "INSERT INTO arena_pending (battle_id, session_id, prompt, model_a, model_b, strong_side, status, "
-                "created_at) VALUES (?, ?, ?, ?, ?, ?, 'asked', ?)",
-                (battle_id, session_id, prompt, model_a, model_b, strong_side, utc_now()))
+                "created_at, trusted, params) VALUES (?, ?, ?, ?, ?, ?, 'asked', ?, ?, ?)",
+                (battle_id, session_id, prompt, model_a, model_b, strong_side, utc_now(), trusted,
+                 json.dumps(dict(params), sort_keys=True) if params else None))
 
     def pending(self, battle_id: str) -> dict | None:
         """One arena battle (any status), or None."""
@@ -541,8 +573,10 @@ class Store:
                 (status, answer_a, answer_b, error, utc_now(), sw_score, battle_id))
             return cur.rowcount == 1
 
-    def record_vote(self, *, battle_id: str, session_id: str, outcome: str, battle: Mapping) -> int | None:
-        """In ONE transaction: insert the battle row and mark the pending battle voted.
+    def record_vote(self, *, battle_id: str, session_id: str, outcome: str, battle: Mapping,
+                    visitor: str | None = None) -> int | None:
+        """In ONE transaction: insert the battle row, mark the pending battle voted and (with ``visitor``,
+        a salted hash) remember who cast it, for duplicate checks until the retention period ends.
 
         Returns the new battle's id, or None (and nothing written) when the pending battle is not
         this session's, not "answered" (unknown, already voted, failed) or the uid is taken; the
@@ -564,9 +598,84 @@ class Store:
                     (outcome, new_id, utc_now(), battle_id, session_id))
                 if cur.rowcount != 1:
                     raise _Abort
+                if visitor is not None:
+                    db.conn.execute("INSERT INTO vote_visitors (battle_id, visitor, prompt_sha256, created_at) "
+                                    "VALUES (?, ?, ?, ?)", (new_id, visitor, row[2], utc_now()))
                 return new_id
         except _Abort:
             return None
+
+    # -- visitors: salt, shared rate windows, who voted on what (salted hashes only) ------------------
+
+    def visitor_salt(self) -> str:
+        """The salt of visitor hashes, made once per store so every process computes the same keys."""
+        import secrets
+
+        with self._access() as db, db.atomic():
+            db.conn.execute("INSERT OR IGNORE INTO store_secrets (name, value) VALUES ('visitor_salt', ?)",
+                            (secrets.token_hex(32),))
+            return db.conn.execute("SELECT value FROM store_secrets WHERE name = 'visitor_salt'").fetchone()[0]
+
+    def hit_rate(self, key: str, kind: str, *, max_events: int, window_s: float, now: float,
+                 purge: bool = False) -> float | None:
+        """Count one ``kind`` event for ``key`` at ``now`` (epoch seconds) unless ``key`` already had
+        ``max_events`` in the last ``window_s``: then nothing is counted and the seconds to wait are
+        returned. One immediate transaction, so processes racing for the last slot cannot both get it.
+        ``purge`` also drops this kind's events older than the window (anyone's)."""
+        with self._access() as db:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                if purge:
+                    db.conn.execute("DELETE FROM rate_events WHERE kind = ? AND at <= ?", (kind, now - window_s))
+                rows = db.conn.execute("SELECT at FROM rate_events WHERE key = ? AND kind = ? AND at > ? ORDER BY at",
+                                       (key, kind, now - window_s)).fetchall()
+                if len(rows) >= max_events:
+                    wait = rows[len(rows) - max_events][0] + window_s - now
+                else:
+                    wait = None
+                    db.conn.execute("INSERT INTO rate_events (key, kind, at) VALUES (?, ?, ?)", (key, kind, now))
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
+        return wait
+
+    def visitor_voted(self, visitor: str, prompt_sha: str) -> bool:
+        """Whether ``visitor`` (a salted hash) already voted on this prompt (within the retention period)."""
+        with self._access() as db:
+            return db.execute("SELECT 1 FROM vote_visitors WHERE visitor = ? AND prompt_sha256 = ? LIMIT 1",
+                              (visitor, prompt_sha)).fetchone() is not None
+
+    def voter_votes(self, limit: int = 5000) -> list[dict]:
+        """The latest ``limit`` clean arena votes whose visitor is still known: id, visitor (salted
+        hash), prompt, winner, strong_side, trusted (the trusted source or None), oldest first. For
+        the anomalous-voter check."""
+        with self._access() as db:
+            rows = list(db.query(
+                "SELECT b.id, v.visitor, b.prompt, b.winner, b.strong_side, "
+                "json_extract(b.meta, '$.provenance.trusted') AS trusted FROM battles b "
+                "JOIN vote_visitors v ON v.battle_id = b.id WHERE b.source = ? AND b.flags IS NULL "
+                "ORDER BY b.id DESC LIMIT ?", [ARENA_SOURCE, int(limit)]))
+        return rows[::-1]
+
+    def flag_votes(self, ids: Iterable[int], flag: str) -> int:
+        """Add ``flag`` to these battles' flags in one transaction; returns how many changed. A vote
+        that was clean reaches the change feed as a delete (schema: ``battles_flagged``)."""
+        ids = [int(i) for i in ids]
+        changed = 0
+        with self._access() as db, db.atomic():
+            for i in range(0, len(ids), _CHUNK):
+                part = ids[i:i + _CHUNK]
+                changed += db.conn.execute(
+                    f"UPDATE battles SET flags = CASE WHEN flags IS NULL THEN ? ELSE flags || ',' || ? END "
+                    f"WHERE id IN ({','.join('?' * len(part))}) AND (flags IS NULL OR instr(flags, ?) = 0)",
+                    [flag, flag, *part, flag]).rowcount
+        return changed
+
+    def purge_vote_visitors(self, before: str) -> int:
+        """Forget the visitor of every vote cast before ``before`` (ISO time); returns how many."""
+        with self._access() as db, db.atomic():
+            return db.conn.execute("DELETE FROM vote_visitors WHERE created_at < ?", (before,)).rowcount
 
     def count_pending(self) -> dict[str, int]:
         """Arena battles by status."""

@@ -15,6 +15,12 @@ os.environ.setdefault("ROUTELLM_DEMO_SEED", "0")
 
 REPO = Path(__file__).resolve().parents[1]
 
+# The app tests run many sessions from one loopback address and vote at script speed, to test the app
+# and the vote path: to them the per-visitor limits and hygiene's flags are noise (flags are still
+# recorded, and counted). test_hygiene.py and test_attack.py test those with the defaults.
+OPEN_ARENA = dict(visitor_requests_per_minute=1_000_000, visitor_votes_per_hour=1_000_000, min_vote_seconds=0.0,
+                  count_flagged_votes=True, anomaly_check_every=0)
+
 
 def find_shared_routellm() -> Path | None:
     """RouteLLM's public evaluation data beside the checkout (``../shared``), as in CI."""

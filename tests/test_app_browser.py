@@ -29,7 +29,7 @@ from playwright.sync_api import expect, sync_playwright  # noqa: E402
 from routellm_demo.config import load_config  # noqa: E402
 from routellm_demo.runtime import build_runtime  # noqa: E402
 from routellm_demo.ui import build_demo  # noqa: E402
-from conftest import launch_local  # noqa: E402
+from conftest import OPEN_ARENA, launch_local  # noqa: E402
 
 pytestmark = [pytest.mark.browser, pytest.mark.llm, pytest.mark.slow]
 ARTIFACTS = Path(__file__).parent / "artifacts"
@@ -65,7 +65,8 @@ def served(tmp_path_factory):
     cfg = load_config(environ={})
     tmp = tmp_path_factory.mktemp("browser")
     cfg = replace(cfg, db_path=tmp / "app.db", checkpoint_dir=tmp / "ckpt", router="sw_ranking", threshold=0.5,
-                  seed=False, strong=replace(cfg.strong, max_tokens=16), weak=replace(cfg.weak, max_tokens=16))
+                  seed=False, strong=replace(cfg.strong, max_tokens=16), weak=replace(cfg.weak, max_tokens=16),
+                  **OPEN_ARENA)
     rt = build_runtime(cfg)
     rt.store.add_battles([
         dict(prompt=p, model_a="gpt-4-1106-preview", model_b="mistralai/Mixtral-8x7B-Instruct-v0.1", winner=w,
@@ -179,10 +180,12 @@ def test_leaderboard_and_data_tabs_render(page, served):
     page.get_by_role("tab", name="Leaderboard").click()
     expect(page.locator("#lb-arena")).to_contain_text("SmolLM2", timeout=TIMEOUT_MS)
     page.wait_for_selector("#lb-plot img, #lb-plot canvas, #lb-plot svg")
+    expect(page.locator("#lb-excluded")).to_contain_text("Every stored arena vote counts")  # this app counts flagged ones
     page.screenshot(path=str(ARTIFACTS / "leaderboard_tab.png"), full_page=True)
     page.get_by_role("tab", name="Data").click()
     expect(page.locator("#recent")).to_contain_text("A is better", timeout=TIMEOUT_MS)
     expect(page.locator("#counts")).to_contain_text("arena-vote")
+    expect(page.locator("#flag-counts")).to_contain_text("flagged (any flag)")  # counts by flag (issue 19)
     page.get_by_label("Parquet").check()
     page.get_by_role("button", name="Export", exact=True).click()
     expect(page.locator("#export-file")).to_contain_text(".parquet", timeout=TIMEOUT_MS)

@@ -24,7 +24,7 @@ from gradio_client import Client  # noqa: E402
 from routellm_demo.config import load_config  # noqa: E402
 from routellm_demo.runtime import build_runtime  # noqa: E402
 from routellm_demo.ui import build_demo  # noqa: E402
-from conftest import assistant_text, launch_local  # noqa: E402
+from conftest import OPEN_ARENA, assistant_text, launch_local  # noqa: E402
 
 pytestmark = [pytest.mark.llm, pytest.mark.slow]
 ARTIFACTS = Path(__file__).parent / "artifacts"
@@ -40,7 +40,8 @@ def small_config(tmp, **over):
     """The default (local pair) config with a tmp database (not seeded) and short answers, so tests stay fast."""
     cfg = load_config(environ={})
     return replace(cfg, db_path=tmp / "app.db", checkpoint_dir=tmp / "ckpt", router="sw_ranking", threshold=0.5,
-                   seed=False, strong=replace(cfg.strong, max_tokens=16), weak=replace(cfg.weak, max_tokens=16), **over)
+                   seed=False, strong=replace(cfg.strong, max_tokens=16), weak=replace(cfg.weak, max_tokens=16),
+                   **{**OPEN_ARENA, **over})
 
 
 def seed(store):
@@ -187,11 +188,11 @@ def test_arena_round_and_vote_add_one_battle_and_move_sw(client, served):
 
 
 def test_leaderboard_and_data_tabs(client, served, tmp_path):
-    lb_all, lb_arena, matrix, plot = client.predict(api_name="/leaderboard")
+    lb_all, lb_arena, matrix, plot = client.predict(api_name="/leaderboard")[:4]
     models = [r[1] for r in lb_all["data"]]
     assert "gpt-4-1106-preview" in models and len(lb_arena["data"]) == 2
     assert "95% CI" in lb_all["headers"] and plot is not None
-    counts, recent = client.predict(api_name="/data")
+    counts, recent = client.predict(api_name="/data")[:2]
     assert ["arena-vote", 1] in counts["data"] and len(recent["data"]) == 1
     path, note = client.predict("Parquet", api_name="/export")
     assert Path(path).suffix == ".parquet" and "Exported" in note

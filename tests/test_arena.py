@@ -60,9 +60,12 @@ def make_arena(tmp_path, embedder_model, monkeypatch):
     opened = []
 
     def make(strong_fail=None, seed=0, seed_battles=True):
+        # these tests script instant votes on repeated prompts to test the vote path itself: hygiene's
+        # flags (test_hygiene.py) are recorded but counted, and no vote is too fast
         cfg = replace(load_config(environ={}), db_path=tmp_path / f"arena{len(opened)}.db",
-                      checkpoint_dir=tmp_path / "none", max_prompt_chars=200)
-        store = Store(cfg.db_path)
+                      checkpoint_dir=tmp_path / "none", max_prompt_chars=200, min_vote_seconds=0.0,
+                      count_flagged_votes=True, anomaly_check_every=0)
+        store = Store(cfg.db_path, count_flagged=True)
         opened.append(store)
         if seed_battles:  # some history, so the router has something besides the votes
             store.add_battles([

@@ -33,7 +33,7 @@ from routellm_demo.controller import Controller  # noqa: E402
 from routellm_demo.embeddings import Embedder  # noqa: E402
 from routellm_demo.runtime import Runtime  # noqa: E402
 from routellm_demo.store import Store  # noqa: E402
-from conftest import assistant_text, launch_local  # noqa: E402
+from conftest import OPEN_ARENA, assistant_text, launch_local  # noqa: E402
 from routellm_demo.llm.local import free_port  # noqa: E402
 from routellm_demo.router_set import RouterSet  # noqa: E402
 
@@ -55,7 +55,8 @@ def small_config(tmp: Path, *, max_tokens: int = 2, **over):
     """The default (embedded local pair) config with a tmp database and tiny answers."""
     cfg = load_config(environ={})
     base = dict(db_path=tmp / "app.db", checkpoint_dir=tmp / "ckpt", router="sw_ranking", threshold=0.5,
-                strong=replace(cfg.strong, max_tokens=max_tokens), weak=replace(cfg.weak, max_tokens=max_tokens))
+                strong=replace(cfg.strong, max_tokens=max_tokens), weak=replace(cfg.weak, max_tokens=max_tokens),
+                **OPEN_ARENA)
     base.update(over)
     return replace(cfg, **base)
 
@@ -68,7 +69,7 @@ def fake_endpoint(url: str, model: str, name: str | None = None, **kw) -> ModelE
 def make_runtime(config, endpoints=None, *, store_timeout: float = 5.0) -> Runtime:
     """A Runtime like ``build_runtime``'s, optionally over shared endpoints (closing it then
     closes only the store: shared endpoints belong to whoever made them)."""
-    store = Store(config.db_path, timeout=store_timeout)
+    store = Store(config.db_path, timeout=store_timeout, count_flagged=config.count_flagged_votes)
     embedder = Embedder(store)
     routers = RouterSet(store, embedder, checkpoint_dir=config.checkpoint_dir, role_map=config.role_map)
     controller = Controller(config, store, embedder, routers, endpoints)

@@ -35,7 +35,7 @@ def test_creates_parent_dirs_wal_and_current_schema(tmp_path):
     with Store(path) as s:
         assert path.is_file()
         assert s.journal_mode() == "wal"
-        assert s.schema_version() == SCHEMA_VERSION == 7
+        assert s.schema_version() == SCHEMA_VERSION == 8
         assert {"battles", "embeddings", "routing_log"} <= set(s.db.table_names())
     with Store(path) as s:  # reopening applies nothing twice
         assert s.schema_version() == SCHEMA_VERSION

@@ -6,16 +6,14 @@ browser only ever holds a random battle id (kept server-side in a gr.State) and 
 
 from __future__ import annotations
 
-import functools
-
 import gradio as gr
 
 from routellm_demo.arena import Arena, VoteError
 from routellm_demo.errors import UserError
 from routellm_demo.limits import Limits
 from routellm_demo.store import Store
-from routellm_demo.ui.format import (esc, leaderboard_frame, matrix_frame, store_counts_frame, vote_html,
-                                     votes_frame)
+from routellm_demo.ui.format import (esc, excluded_note, flag_counts_frame, leaderboard_frame, matrix_frame,
+                                     store_counts_frame, vote_html, vote_note, votes_frame)
 from routellm_demo.ui.layout import refresh_view, tab_intro
 from routellm_demo.ui.plots import ratings_plot
 
@@ -23,18 +21,23 @@ ARENA_EXAMPLES = ["Why is the sky blue?", "Explain recursion to a child.", "Name
                   "What is 17 times 3?"]
 
 
-def arena_tab(arena: Arena, limits: Limits, session: gr.State) -> None:
-    """The "Arena" tab (call inside the Blocks) and its events: one prompt, two blind answers, a vote."""
+def arena_tab(arena: Arena, limits: Limits, session: gr.State, visitors=None) -> None:
+    """The "Arena" tab (call inside the Blocks) and its events: one prompt, two blind answers, a vote.
+    ``visitors`` (a :class:`~routellm_demo.visitors.VisitorKeys`) keys limits and duplicate votes on the
+    client address; without it the session stands for the visitor."""
     battle = gr.State(None)  # the arena battle awaiting this session's vote (server-side)
     hidden = [gr.update(visible=False)] * 4
     shown = [gr.update(visible=True)] * 4
 
-    def arena_ask(prompt, session_id):
+    def visitor_of(request, session_id):
+        return visitors.from_request(request, session_id) if visitors is not None else None
+
+    def arena_ask(prompt, session_id, request: gr.Request = None):
         def pane(text):
             return [{"role": "user", "content": prompt}, {"role": "assistant", "content": text}]
 
         try:
-            limits.check_arena(session_id, prompt)
+            limits.check_arena(session_id, prompt, visitor=visitor_of(request, session_id))
             battle_id = arena.new_battle(prompt, session_id)
         except UserError as e:
             yield (gr.update(), gr.update(), f"❌ {esc(e.public)}", prompt, None, *hidden, "")
@@ -54,11 +57,12 @@ def arena_tab(arena: Arena, limits: Limits, session: gr.State) -> None:
             yield (gr.update(), gr.update(), f"❌ {esc(e.public)} This round cannot be voted on; ask again.", prompt, None,
                    *hidden, "")
 
-    def arena_vote(outcome, battle_id, session_id):
+    def arena_vote(outcome, battle_id, session_id, request: gr.Request = None):
         keep = gr.update()
         try:
-            limits.check_vote(session_id)
-            r = arena.vote(battle_id, outcome, session_id)
+            visitor = visitor_of(request, session_id)
+            limits.check_vote(session_id, visitor=visitor)
+            r = arena.vote(battle_id, outcome, session_id, visitor=visitor)
         except VoteError as e:  # this battle cannot take a vote: it is let go
             return keep, keep, f"❌ {esc(e.public)}", None, *hidden, keep
         except UserError as e:  # a limit or the store: nothing was counted; the visitor may retry the same vote
@@ -66,7 +70,7 @@ def arena_tab(arena: Arena, limits: Limits, session: gr.State) -> None:
         role_of = {r.strong_model: "strong", r.weak_model: "weak"}
         return (gr.update(label=f"Model A: {r.model_a} ({role_of[r.model_a]})"),
                 gr.update(label=f"Model B: {r.model_b} ({role_of[r.model_b]})"),
-                "Thanks for voting! Ask another question for a new round.", None, *hidden, vote_html(r))
+                vote_note(r), None, *hidden, vote_html(r))
 
     with gr.Tab("Arena", id="arena"):
         gr.Markdown("Ask one question; **both models answer side by side**, names hidden, sides random. When both "
@@ -99,9 +103,18 @@ def arena_tab(arena: Arena, limits: Limits, session: gr.State) -> None:
     ask.click(arena_ask, [arena_prompt, session], ask_out, api_name="arena_ask_button",
               show_progress="hidden", concurrency_id="generate")
     vote_out = [chat_a, chat_b, arena_status, battle, *vote_buttons, vote_result]
+    def vote_handler(outcome):
+        # a plain function, not functools.partial: Gradio passes the request (the visitor's address) only
+        # to a function whose own annotations name gr.Request
+        def handler(battle_id, session_id, request: gr.Request = None):
+            return arena_vote(outcome, battle_id, session_id, request)
+        return handler
+
     for button, outcome in zip(vote_buttons, ("A", "B", "tie", "bothbad")):
-        button.click(functools.partial(arena_vote, outcome), [battle, session], vote_out,
-                     api_name=f"arena_vote_{outcome.lower()}")
+        # no queueing limit: a vote is quick (and serialised by the arena), and its "too fast" flag is read
+        # when it is handled, so a vote must not wait behind others
+        button.click(vote_handler(outcome), [battle, session], vote_out, api_name=f"arena_vote_{outcome.lower()}",
+                     concurrency_limit=None)
 
 
 def leaderboard_tab(arena: Arena) -> None:
@@ -113,7 +126,8 @@ def leaderboard_tab(arena: Arena) -> None:
         except UserError as e:  # a clear message in the page (a toast), not a bare "Error"
             raise gr.Error(e.public, print_exception=False) from None
         return (leaderboard_frame(all_board), leaderboard_frame(arena_board), matrix_frame(all_board),
-                ratings_plot([("All battles", all_board), ("Arena votes only", arena_board)]))
+                ratings_plot([("All battles", all_board), ("Arena votes only", arena_board)]),
+                excluded_note(arena_board.get("excluded", {})))
 
     with gr.Tab("Leaderboard", id="leaderboard") as tab:
         refresh_lb = tab_intro("Bradley-Terry ratings (Elo scale: +400 means 10× the odds of winning) with 95% bootstrap "
@@ -124,11 +138,13 @@ def leaderboard_tab(arena: Arena) -> None:
         lb_all = gr.Dataframe(interactive=False, elem_id="lb-all", wrap=True)
         gr.Markdown("**Arena votes only**")
         lb_arena = gr.Dataframe(interactive=False, elem_id="lb-arena", wrap=True)
+        lb_excluded = gr.Markdown("", elem_id="lb-excluded")
         lb_plot = gr.Plot(label="Ratings with 95% intervals", elem_id="lb-plot")
         gr.Markdown("**Win rates**: how often the row model beat the column model (ties count half; all battles)")
         lb_matrix = gr.Dataframe(interactive=False, elem_id="lb-matrix", wrap=True)
 
-    refresh_view(tab, refresh_lb, leaderboard_view, None, [lb_all, lb_arena, lb_matrix, lb_plot], "leaderboard")
+    refresh_view(tab, refresh_lb, leaderboard_view, None, [lb_all, lb_arena, lb_matrix, lb_plot, lb_excluded],
+                 "leaderboard")
 
 
 def data_tab(arena: Arena, store: Store, export_dir: str, admin_enabled: bool) -> None:
@@ -137,7 +153,8 @@ def data_tab(arena: Arena, store: Store, export_dir: str, admin_enabled: bool) -
 
     def data_view():
         try:
-            return store_counts_frame(store.count_battles(), store.count_pending()), votes_frame(arena.recent_votes(20))
+            return (store_counts_frame(store.count_battles(), store.count_pending()), votes_frame(arena.recent_votes(20)),
+                    flag_counts_frame(store.count_flags(), counted=store.count_flagged))
         except UserError as e:
             raise gr.Error(e.public, print_exception=False) from None
 
@@ -160,12 +177,15 @@ def data_tab(arena: Arena, store: Store, export_dir: str, admin_enabled: bool) -
         with gr.Row():
             counts = gr.Dataframe(interactive=False, label="Stored battles by source", elem_id="counts", scale=1)
             with gr.Column(scale=2):
-                gr.Markdown("**Export all battles** (every source; visitors' session ids are left out)")
+                gr.Markdown("**Export all battles** (every source, flagged votes with their flags; a datasheet "
+                            "is written beside each file; session ids and visitor keys are left out)")
                 with gr.Row():
                     fmt = gr.Radio(["CSV", "JSONL", "Parquet"], value="CSV", show_label=False, scale=2)
                     export_btn = gr.Button("Export", scale=1, min_width=90)
                 export_file = gr.File(label="Download", interactive=False, visible=False, elem_id="export-file")
                 export_note = gr.Markdown("")
+        flag_counts = gr.Dataframe(interactive=False, label="Arena votes by flag (flagged votes are stored and "
+                                   "exported, and by default teach no router and move no rating)", elem_id="flag-counts")
         recent = gr.Dataframe(interactive=False, label="Recent arena votes (newest first)", elem_id="recent",
                               wrap=True)
         with gr.Accordion("Admin", open=False):
@@ -177,7 +197,7 @@ def data_tab(arena: Arena, store: Store, export_dir: str, admin_enabled: bool) -
             delete_btn = gr.Button("Delete all arena votes", variant="stop", interactive=admin_enabled)
             admin_note = gr.Markdown("")
 
-    refresh_view(tab, refresh_data, data_view, None, [counts, recent], "data")
+    refresh_view(tab, refresh_data, data_view, None, [counts, recent, flag_counts], "data")
     export_btn.click(export, fmt, [export_file, export_note], api_name="export").then(
         lambda: gr.update(visible=True), None, export_file, api_name="export_show")
     delete_btn.click(delete_votes, admin_token, [admin_token, admin_note], api_name="admin_delete_votes")

@@ -46,8 +46,9 @@ def last_answer(history: list[dict]) -> str:
     return next((m["content"] for m in reversed(conversation(history or [])) if m["role"] == "assistant"), "")
 
 
-def chat_tab(demo: gr.Blocks, runtime: Runtime, limits: Limits, session: gr.State) -> None:
-    """The "Chat" tab (call inside the Blocks) and its events; the savings line fills in on page load."""
+def chat_tab(demo: gr.Blocks, runtime: Runtime, limits: Limits, session: gr.State, visitors=None) -> None:
+    """The "Chat" tab (call inside the Blocks) and its events; the savings line fills in on page load.
+    ``visitors`` (a :class:`~routellm_demo.visitors.VisitorKeys`) adds the per-visitor limits."""
     cfg = runtime.config
     ctl = runtime.controller
     store = runtime.store
@@ -58,13 +59,14 @@ def chat_tab(demo: gr.Blocks, runtime: Runtime, limits: Limits, session: gr.Stat
         except UserError as e:
             return f'<div id="totals">❌ {h(e.public)}</div>'
 
-    def chat(message, history, router, threshold, session_id, budget):
+    def chat(message, history, router, threshold, session_id, budget, request: gr.Request = None):
         history = list(history or [])
         keep = gr.update()
         earlier = conversation(history)
         try:
+            visitor = visitors.from_request(request, session_id) if visitors is not None else None
             limits.check_chat(session_id, message, sum(1 for m in earlier if m["role"] == "user"),
-                              sum(len(m["content"]) for m in earlier))
+                              sum(len(m["content"]) for m in earlier), visitor=visitor)
         except UserError as e:
             yield history, message, decision_card(None, error=e.public), keep, keep, keep
             return

@@ -16,6 +16,7 @@ import pandas as pd
 from routellm_demo.arena import OUTCOME_TEXT, VoteResult
 from routellm_demo.controller import Answer, Decision
 from routellm_demo.evals.results import COLUMN_TITLES, EvalRun
+from routellm_demo.hygiene import FLAG_TEXT, FLAGS
 from routellm_demo.learning import Prequential
 from routellm_demo.refresh import Refresher, RouterVersion
 from routellm_demo.store import ARENA_SOURCE
@@ -192,8 +193,40 @@ def vote_html(r: VoteResult) -> str:
         f"your vote: <b>{r.sw_before:.3f} → {r.sw_after:.3f}</b> ({delta:+.3f}): prompts like this now lean a little "
         f"more to {lean}.</li>"
         f"<li>Arena ratings (Bradley-Terry, arena votes only): {ratings}</li>"
-        f"<li>Stored as battle #{r.battle_row_id} (source <code>arena-vote</code>); the router took it in "
-        f"{r.absorb_ms:.0f} ms.</li></ul></div>")
+        + (f"<li>Stored as battle #{r.battle_row_id} (source <code>arena-vote</code>); the router took it in "
+           f"{r.absorb_ms:.0f} ms.</li>" if r.counted else
+           f"<li>Stored as battle #{r.battle_row_id} (source <code>arena-vote</code>), flagged: "
+           f"{h('; '.join(FLAG_TEXT[f] for f in r.flags))}. Flagged votes are kept in the data but teach no "
+           "router and move no rating.</li>")
+        + "</ul></div>")
+
+
+def vote_note(r: VoteResult) -> str:
+    """The status line after a vote: thanks, and whether it counts."""
+    if r.counted:
+        return "Thanks for voting! Ask another question for a new round."
+    return ("Thanks for voting! Your vote is stored but does not count (flagged: "
+            f"{esc('; '.join(FLAG_TEXT[f] for f in r.flags))}). Ask another question for a new round.")
+
+
+def excluded_note(excluded: dict) -> str:
+    """How many stored arena votes the leaderboard leaves out, and why."""
+    n = excluded.get("votes", 0)
+    if not n:
+        return "Every stored arena vote counts in these ratings (none is flagged, or flagged votes are counted here)."
+    why = ", ".join(f"{excluded[f]} {FLAG_TEXT[f]}" for f in FLAGS if excluded.get(f))
+    return (f"**{n} stored arena vote{'s' if n != 1 else ''} left out** of these ratings and of the routers "
+            f"({why}; a vote can have several flags). They are kept and exported with their flags (Data tab).")
+
+
+def flag_counts_frame(counts: dict, *, counted: bool = False) -> pd.DataFrame:
+    """Arena votes by flag, for the Data tab."""
+    rows = [["all arena votes", counts.get("votes", 0), "stored"],
+            ["clean", counts.get("clean", 0), "counted"],
+            ["trusted source (replay, load test; never flagged)", counts.get("trusted", 0), "counted"],
+            ["flagged (any flag)", counts.get("flagged", 0), "counted" if counted else "left out"]]
+    rows += [[f"{f}: {FLAG_TEXT[f]}", counts.get(f, 0), "counted" if counted else "left out"] for f in FLAGS]
+    return pd.DataFrame(rows, columns=["votes", "count", "in ratings and routers"])
 
 
 def leaderboard_frame(board: dict) -> pd.DataFrame:
@@ -240,8 +273,9 @@ def votes_frame(rows: list[dict]) -> pd.DataFrame:
         return f"{r['model_' + side]} ({'strong' if side == r['strong_side'] else 'weak'})"
 
     data = [[r["created_at"][:19].replace("T", " "), " ".join(r["prompt"].split())[:90], r["model_a"], r["model_b"],
-             vote_name.get(r["winner"], r["winner"]), winner(r)] for r in rows]
-    return pd.DataFrame(data, columns=["when (UTC)", "prompt", "model A", "model B", "vote", "winner"])
+             vote_name.get(r["winner"], r["winner"]), winner(r), (r.get("flags") or "").replace(",", ", ")]
+            for r in rows]
+    return pd.DataFrame(data, columns=["when (UTC)", "prompt", "model A", "model B", "vote", "winner", "flags"])
 
 
 def learning_summary(preq: Prequential, n_votes: int, refresher: Refresher) -> str:

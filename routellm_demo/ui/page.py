@@ -24,6 +24,7 @@ from routellm_demo.ui.evaluation import evaluation_tab
 from routellm_demo.ui.format import ROUTE_COLOR, h
 from routellm_demo.ui.learning import learning_tab
 from routellm_demo.ui.whatif import whatif_tab
+from routellm_demo.visitors import VisitorKeys
 
 
 def new_session_id() -> str:
@@ -59,7 +60,8 @@ def build_demo(runtime: Runtime, *, arena: Arena | None = None, limits: Limits |
     cfg = runtime.config
     arena = arena or Arena.from_runtime(runtime)
     refresher = runtime.connect_arena(arena, refresher)
-    limits = limits or Limits.from_config(cfg)
+    limits = limits or Limits.from_config(cfg, store=runtime.store)
+    visitors = VisitorKeys.from_config(runtime.store, cfg)
     export_dir = export_dir or tempfile.mkdtemp(prefix="routellm_demo_export_")
     admin_enabled = cfg.admin_token() is not None
 
@@ -67,8 +69,8 @@ def build_demo(runtime: Runtime, *, arena: Arena | None = None, limits: Limits |
     with gr.Blocks(title="routellm_demo: an open LLM router", delete_cache=(600, 3600)) as demo:
         session = gr.State(new_session_id)  # server-side, one per visitor; never shown
         header(cfg)
-        chat_tab(demo, runtime, limits, session)
-        arena_tab(arena, limits, session)
+        chat_tab(demo, runtime, limits, session, visitors)
+        arena_tab(arena, limits, session, visitors)
         leaderboard_tab(arena)
         data_tab(arena, runtime.store, export_dir, admin_enabled)
         learning_tab(arena, refresher)
