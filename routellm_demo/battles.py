@@ -24,6 +24,9 @@ WINNERS = ("model_a", "model_b", "tie", "tie (bothbad)")
 OUTCOME = {"model_a": 1.0, "model_b": 0.0, "tie": 0.5, "tie (bothbad)": 0.5}
 
 
+ARENA_SOURCE = "arena-vote"  # a battle voted in this app's arena (the store's source for it)
+
+
 def player_of(model: str, side: str, strong_side: str | None, role_map: Mapping[str, str] | None = None) -> str:
     """The player a battle side counts as: its role where known, else the model name."""
     if strong_side in ("a", "b"):
@@ -44,6 +47,8 @@ class Battles:
     ids:        int64 battle ids in the store (or -1), to explain a score by its nearest battles.
     prompts:    the prompt texts, or None; routers that read more than the embedding (the classifier's
                 prompt features) need them.
+    sources:    each battle's store source (e.g. "arena-vote", "import:mmlu"), or None; a router may
+                weigh this app's own votes apart from imported judgements (sw_ranking's vote_weight).
     """
 
     players: list[str]
@@ -53,6 +58,7 @@ class Battles:
     embeddings: np.ndarray | None = None
     ids: np.ndarray = field(default=None)  # type: ignore[assignment]
     prompts: list[str] | None = None
+    sources: list[str] | None = None
 
     def __post_init__(self) -> None:
         self.a = np.asarray(self.a, dtype=np.int32)
@@ -72,6 +78,10 @@ class Battles:
             self.prompts = list(self.prompts)
             if len(self.prompts) != n:
                 raise ValueError(f"{len(self.prompts)} prompts for {n} battles")
+        if self.sources is not None:
+            self.sources = list(self.sources)
+            if len(self.sources) != n:
+                raise ValueError(f"{len(self.sources)} sources for {n} battles")
         if self.players[:2] != [STRONG, WEAK]:
             raise ValueError('players must start with "strong", "weak"')
 
@@ -83,7 +93,8 @@ class Battles:
         idx = np.arange(len(self))[mask]
         return Battles(list(self.players), self.a[idx], self.b[idx], self.outcome[idx],
                        None if self.embeddings is None else self.embeddings[idx], self.ids[idx],
-                       None if self.prompts is None else [self.prompts[i] for i in idx])
+                       None if self.prompts is None else [self.prompts[i] for i in idx],
+                       None if self.sources is None else [self.sources[i] for i in idx])
 
     @classmethod
     def from_records(
@@ -93,10 +104,10 @@ class Battles:
         role_map: Mapping[str, str] | None = None,
     ) -> "Battles":
         """Build from store rows: dicts with model_a, model_b, winner, strong_side and optional id and
-        prompt (prompts are kept when every row has one)."""
+        prompt and source (each kept when every row has one)."""
         players = [STRONG, WEAK]
         index = {STRONG: 0, WEAK: 1}
-        a, b, out, ids, prompts = [], [], [], [], []
+        a, b, out, ids, prompts, sources = [], [], [], [], [], []
         for r in records:
             pa = player_of(r["model_a"], "a", r.get("strong_side"), role_map)
             pb = player_of(r["model_b"], "b", r.get("strong_side"), role_map)
@@ -109,8 +120,11 @@ class Battles:
             out.append(OUTCOME[r["winner"]])
             ids.append(r.get("id", -1))
             prompts.append(r.get("prompt"))
+            sources.append(r.get("source"))
         texts = prompts if all(isinstance(t, str) for t in prompts) else None
-        return cls(players, np.array(a), np.array(b), np.array(out), embeddings, np.array(ids, dtype=np.int64), texts)
+        kinds = sources if all(isinstance(t, str) for t in sources) else None
+        return cls(players, np.array(a), np.array(b), np.array(out), embeddings, np.array(ids, dtype=np.int64), texts,
+                   kinds)
 
     def strong_outcome(self) -> np.ndarray:
         """Per battle: 1 strong role won, 0 weak role won, 0.5 tie; NaN where no side is strong/weak."""

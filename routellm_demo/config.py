@@ -127,6 +127,12 @@ SW_NORMALIZE = ("max", "one")
 # .562 -> .594; its grouped-CV eval .582 -> .602; MMLU's eval .572 -> .566 (inside noise). 0.5 and
 # more help GSM8K further but cost MMLU's eval .017 and more.
 SW_TEXT_WEIGHT = 0.3
+# How much a vote absorbed online (an arena vote of this app's pair) weighs against a stored or imported
+# battle of the same similarity (issue 18). In a store of ~11,000 gold battles, 200 votes on a new domain
+# carried ~3% of the kernel's weight and moved it little; times 30 they lifted APGR after 200 votes
+# (simulate-votes --seed-store all-other, seeds 0-2) on professional_psychology .544 -> .582, moral_disputes
+# .528 -> .548, GSM8K .547 -> .599 (10: .563 on the first; 100: .561, .552, .604). 1 = every battle alike.
+SW_VOTE_WEIGHT = 30.0
 
 # What a router reads of a conversation (routellm_demo/conversation.py defines the rule; here because the
 # config selects it): "last_turn" (RouteLLM's: the last user message alone) or "context" (the last user
@@ -247,6 +253,7 @@ class Config:
     sw_normalize: str = _setting("sw_ranking.normalize", "SW_NORMALIZE",
                                  default=SW_PRESETS[SW_DEFAULT_PRESET]["normalize"])
     sw_text_weight: float = _setting("sw_ranking.text_weight", "SW_TEXT_WEIGHT", default=SW_TEXT_WEIGHT)
+    sw_vote_weight: float = _setting("sw_ranking.vote_weight", "SW_VOTE_WEIGHT", default=SW_VOTE_WEIGHT)
     # Where the settings came from, and ROUTELLM_DEMO_* variables that matched nothing (likely typos).
     source: Path | None = None
     unknown_env: tuple[str, ...] = ()
@@ -278,7 +285,7 @@ class Config:
     def sw_params(self) -> dict:
         """Keyword arguments for ``SWRankingRouter``."""
         return {"base": self.sw_base, "scale": self.sw_scale, "normalize": self.sw_normalize,
-                "text_weight": self.sw_text_weight}
+                "text_weight": self.sw_text_weight, "vote_weight": self.sw_vote_weight}
 
     @property
     def router_params(self) -> dict[str, dict]:
@@ -508,8 +515,8 @@ def check_sw_params(params: Mapping[str, Any], where: str = "sw_ranking") -> dic
     preset = params.get("preset", SW_DEFAULT_PRESET)
     if preset not in SW_PRESETS:
         raise ConfigError(f"sw_ranking.preset must be one of {', '.join(SW_PRESETS)}, got {preset!r} (from {where})")
-    out = {**SW_PRESETS[preset], "text_weight": SW_TEXT_WEIGHT}
-    for key in ("base", "scale", "text_weight"):
+    out = {**SW_PRESETS[preset], "text_weight": SW_TEXT_WEIGHT, "vote_weight": SW_VOTE_WEIGHT}
+    for key in ("base", "scale", "text_weight", "vote_weight"):
         if key in params:
             value = params[key]
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
@@ -523,6 +530,8 @@ def check_sw_params(params: Mapping[str, Any], where: str = "sw_ranking") -> dic
         raise ConfigError(f"sw_ranking.scale must be positive, got {out['scale']:g} (from {where})")
     if not out["text_weight"] >= 0.0:
         raise ConfigError(f"sw_ranking.text_weight must be 0 or more, got {out['text_weight']:g} (from {where})")
+    if not out["vote_weight"] > 0.0:
+        raise ConfigError(f"sw_ranking.vote_weight must be positive, got {out['vote_weight']:g} (from {where})")
     if out["normalize"] not in SW_NORMALIZE:
         raise ConfigError(f"sw_ranking.normalize must be one of {', '.join(repr(n) for n in SW_NORMALIZE)}, "
                           f"got {_show('normalize', out['normalize'])} (from {where})")

@@ -155,7 +155,7 @@ def open_arena(store_path: Path, checkpoint_dir: Path, max_prompt_chars: int, se
 
     The routers come from the config (``RouterSet.from_config``, as in the app), so sw_ranking's
     weighting is the config file's ``[sw_ranking]``; ``sw_params`` (a ``[sw_ranking]`` table:
-    ``preset``, ``base``, ``scale``, ``normalize``) replaces it for this run.
+    ``preset``, ``base``, ``scale``, ``normalize``, ``text_weight``, ``vote_weight``) replaces it for this run.
     No checkpoint is loaded (the shipped ones were trained on these benchmarks); the controller is
     not needed, since no model is called."""
     from routellm_demo.arena import Arena
@@ -171,7 +171,7 @@ def open_arena(store_path: Path, checkpoint_dir: Path, max_prompt_chars: int, se
     if sw_params is not None:
         sw = check_sw_params(sw_params, "--sw-params")
         cfg = replace(cfg, sw_base=sw["base"], sw_scale=sw["scale"], sw_normalize=sw["normalize"],
-                      sw_text_weight=sw["text_weight"])
+                      sw_text_weight=sw["text_weight"], sw_vote_weight=sw["vote_weight"])
     store = Store(store_path)
     embedder = Embedder(store)
     routers = RouterSet.from_config(store, embedder, cfg)

@@ -30,7 +30,7 @@ from typing import Any, Iterable, Iterator, Mapping
 import numpy as np
 from sqlite_utils import Database
 
-from routellm_demo.battles import WINNERS
+from routellm_demo.battles import ARENA_SOURCE, WINNERS  # noqa: F401 (ARENA_SOURCE: store's name for it)
 from routellm_demo.errors import UserError
 from routellm_demo.schema import MIGRATIONS, STEP_NAMES
 
@@ -54,7 +54,6 @@ _BATTLE_FIELDS = {
 }
 _CHUNK = 500  # rows per executemany / IN (...) query: well under SQLite's variable limit
 
-ARENA_SOURCE = "arena-vote"
 PENDING_STATUSES = ("asked", "answered", "failed", "voted")
 
 

@@ -200,17 +200,18 @@ def test_example_file_is_valid():
 
 def test_sw_ranking_weighting_from_file_env_and_presets(tmp_path):
     assert load_config(write(tmp_path, ""), environ=BASE_ENV).sw_params == {"base": 10.0, "scale": 10.0,
-                                                                          "normalize": "max", "text_weight": 0.3}
+                                                                          "normalize": "max", "text_weight": 0.3,
+                                                                          "vote_weight": 30.0}
     cfg = load_config(write(tmp_path, '[sw_ranking]\npreset = "smooth"\n'), environ=BASE_ENV)
-    assert cfg.sw_params == {"base": 3.0, "scale": 10.0, "normalize": "max", "text_weight": 0.3}
+    assert cfg.sw_params == {"base": 3.0, "scale": 10.0, "normalize": "max", "text_weight": 0.3, "vote_weight": 30.0}
     assert cfg.router_params == {"sw_ranking": cfg.sw_params}
     # explicit keys override the preset; the environment overrides the file
     path = write(tmp_path, '[sw_ranking]\npreset = "monotone"\nbase = 5\n')
     assert load_config(path, environ=BASE_ENV).sw_params == {"base": 5.0, "scale": 10.0, "normalize": "one",
-                                                             "text_weight": 0.3}
+                                                             "text_weight": 0.3, "vote_weight": 30.0}
     env = dict(BASE_ENV, ROUTELLM_DEMO_SW_BASE="20", ROUTELLM_DEMO_SW_NORMALIZE="max", ROUTELLM_DEMO_SW_TEXT_WEIGHT="0")
     assert load_config(path, environ=env).sw_params == {"base": 20.0, "scale": 10.0, "normalize": "max",
-                                                        "text_weight": 0.0}
+                                                        "text_weight": 0.0, "vote_weight": 30.0}
     with pytest.raises(ConfigError, match=r"sw_ranking.text_weight must be 0 or more, got -1"):
         load_config(write(tmp_path, "[sw_ranking]\ntext_weight = -1\n"), environ=BASE_ENV)
     with pytest.raises(ConfigError, match=r"unknown key 'sw_ranking.bse' \(did you mean 'base'\?\)"):
@@ -221,7 +222,10 @@ def test_check_sw_params_is_what_simulate_votes_uses():
     from routellm_demo.config import check_sw_params
 
     assert check_sw_params({"preset": "smooth", "scale": 2}) == {"base": 3.0, "scale": 2.0, "normalize": "max",
-                                                                 "text_weight": 0.3}
+                                                                 "text_weight": 0.3, "vote_weight": 30.0}
+    assert check_sw_params({"vote_weight": 1})["vote_weight"] == 1.0
+    with pytest.raises(ConfigError, match=r"sw_ranking.vote_weight must be positive, got 0"):
+        check_sw_params({"vote_weight": 0})
     with pytest.raises(ConfigError, match=r"--sw-params: unknown key 'sw_ranking.top_k'"):
         check_sw_params({"top_k": 5}, "--sw-params")
     with pytest.raises(ConfigError, match=r"sw_ranking.base must be a number, got True"):

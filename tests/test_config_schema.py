@@ -47,6 +47,7 @@ SCALARS = [
     ("sw_ranking.scale", "SW_SCALE", "sw_scale", "2", 2.0),
     ("sw_ranking.normalize", "SW_NORMALIZE", "sw_normalize", "one", "one"),
     ("sw_ranking.text_weight", "SW_TEXT_WEIGHT", "sw_text_weight", "0", 0.0),
+    ("sw_ranking.vote_weight", "SW_VOTE_WEIGHT", "sw_vote_weight", "5", 5.0),
 ]
 # endpoint field, a value as the variable and as read (with base_url and model set: a remote endpoint)
 ENDPOINT_FIELDS = [

@@ -200,7 +200,8 @@ def test_replay_uses_the_sw_params_given_and_each_vote_moves_the_voted_way(tmp_p
     data = synthetic_gsm8k(tmp_path, n_per_kind=20)
     result = simulate_votes(data, "gsm8k", tmp_path / "out", votes=20, every=10, seed=2, cache_db=None,
                             progress=False, sw_params={"preset": "monotone"})
-    assert result.summary["sw_params"] == {"base": 10.0, "scale": 10.0, "normalize": "one", "text_weight": 0.3}
+    assert result.summary["sw_params"] == {"base": 10.0, "scale": 10.0, "normalize": "one", "text_weight": 0.3,
+                                           "vote_weight": 30.0}
     assert len(vote_spy) == 20
     for res in vote_spy:
         if res.winner_role is not None:

@@ -59,7 +59,8 @@ def test_router_set_builds_sw_ranking_with_the_configs_weighting(tmp_path):
     cfg = replace(load_config(environ={}), checkpoint_dir=tmp_path, sw_base=3.0, sw_normalize="one", sw_text_weight=0.5)
     routers = RouterSet.from_config(store, emb, cfg)
     assert routers.get("sw_ranking").get_params() == {"base": 3.0, "scale": 10.0, "l2": pytest.approx(1e-2),
-                                                      "normalize": "one", "text_weight": 0.5}
+                                                      "normalize": "one", "text_weight": 0.5,
+                                                      "vote_weight": 30.0}
     routers.reload()  # a refit from the store keeps the parameters
     assert routers.get("sw_ranking").normalize == "one"
     # without parameters: RouteLLM's weighting

@@ -23,6 +23,15 @@ Why it is fast enough to run per prompt (65k battles in a few ms):
 A vote is appended with :meth:`SWRankingRouter.partial_fit` in O(1) amortised: the embedding matrix is
 a capacity-doubling buffer, and nothing is rebuilt.
 
+Votes weigh more than the store (``vote_weight``, issue 18). In a store of ~11,000 imported gold
+battles, RouteLLM's kernel is so flat that 200 votes on a new domain carry ~3% of the weight of a
+domain prompt's fit (5% on GSM8K): the fit stays the store's, and the votes barely move the domain. A
+battle of this app's arena (source "arena-vote") weighs ``vote_weight`` times an imported judgement of
+the same similarity, whether it arrives as a vote (:meth:`SWRankingRouter.partial_fit`) or is read back
+by a refit (:meth:`fit`: a restart, a delete), since :class:`~routellm_demo.battles.Battles` carry each
+battle's source. The weight is part of the battle's *cell* (a cell is (player a, player b, outcome,
+weight)), so the clustered index, which stores cells, carries it with no change.
+
 From ``INDEX_MIN_BATTLES`` battles on, the float32 matrix no longer fits the time or memory budget (1.6 GB
 at a million battles): :meth:`fit` then builds, or reloads from ``index_dir``, the clustered int8 index of
 :mod:`routellm_demo.routers.sw_index`, which weighs the nearest battles one by one and far clusters at
@@ -38,7 +47,7 @@ from pathlib import Path
 
 import numpy as np
 
-from routellm_demo.battles import STRONG, WEAK, Battles
+from routellm_demo.battles import ARENA_SOURCE, STRONG, WEAK, Battles
 # The weighting's choices, default text weight and named presets (``SWRankingRouter(**SW_PRESETS[name])``)
 # are defined once, in the config: it selects them, and imports no router.
 from routellm_demo.config import SW_NORMALIZE as NORMALIZE_CHOICES
@@ -98,12 +107,13 @@ class SWRankingRouter(Router):
     index_ = None
 
     def __init__(self, base: float = 10.0, scale: float = 10.0, l2: float = DEFAULT_L2, normalize: str = "max",
-                 text_weight: float = DEFAULT_TEXT_WEIGHT):
+                 text_weight: float = DEFAULT_TEXT_WEIGHT, vote_weight: float = 1.0):
         self.base = base
         self.scale = scale
         self.l2 = l2
         self.normalize = normalize
         self.text_weight = text_weight
+        self.vote_weight = vote_weight
 
     def _vectors(self, embeddings, prompts) -> np.ndarray:
         """What similarity is taken between: the embeddings, or with text_weight the text-extended vectors."""
@@ -124,6 +134,8 @@ class SWRankingRouter(Router):
             raise ValueError(f"normalize must be one of {', '.join(NORMALIZE_CHOICES)}, got {self.normalize!r}")
         if not self.text_weight >= 0:
             raise ValueError(f"text_weight must be 0 or more, got {self.text_weight}")
+        if not (math.isfinite(self.vote_weight) and self.vote_weight > 0):
+            raise ValueError(f"vote_weight must be a positive number, got {self.vote_weight}")
         self.players_ = [STRONG, WEAK]
         self.player_index_ = {STRONG: 0, WEAK: 1}
         self.n_battles_ = 0
@@ -136,6 +148,7 @@ class SWRankingRouter(Router):
         self.cell_b_ = np.zeros(0, dtype=np.int64)
         self.cell_outcome_ = np.zeros(0, dtype=np.float64)
         self.cell_count_ = np.zeros(0, dtype=np.float64)
+        self.cell_weight_ = np.zeros(0, dtype=np.float64)  # per cell: 1, or vote_weight for online battles
         self.global_beta_ = np.zeros(2)
         self.index_ = None
         if len(battles) >= INDEX_MIN_BATTLES:
@@ -149,10 +162,10 @@ class SWRankingRouter(Router):
         """Append battles (e.g. one vote) without rebuilding; players unseen so far are added."""
         if not hasattr(self, "players_"):
             return self.fit(battles)
-        self._append(battles, headroom=0)
+        self._append(battles, headroom=0, online=True)
         return self
 
-    def _append(self, battles: Battles, headroom: int) -> None:
+    def _append(self, battles: Battles, headroom: int, online: bool = False) -> None:
         n_new = len(battles)
         if n_new and battles.embeddings is None:
             raise ValueError(
@@ -168,7 +181,7 @@ class SWRankingRouter(Router):
         if battles.embeddings is not None and self.dim_ is None:
             self.dim_ = int(battles.embeddings.shape[1])
 
-        new_cells = self._cells_of(battles)
+        new_cells = self._cells_of(battles, online)
         if n_new == 0:
             self._refit_global()
             return
@@ -189,8 +202,17 @@ class SWRankingRouter(Router):
         self.n_battles_ = stop
         self._refit_global()
 
-    def _cells_of(self, battles: Battles) -> np.ndarray:
-        """Each battle's cell code (players and cells unseen so far are added)."""
+    def _battle_weights(self, battles: Battles, online: bool) -> np.ndarray:
+        """Each battle's own weight: ``vote_weight`` for this app's arena votes (source "arena-vote"),
+        1 for any other source, at a refit from the store as when absorbed online. Battles that carry
+        no source count as votes when absorbed online (a vote) and as imports in a bulk fit."""
+        if battles.sources is None:
+            return np.full(len(battles), float(self.vote_weight) if online else 1.0)
+        return np.where(np.asarray(battles.sources, dtype=object) == ARENA_SOURCE, float(self.vote_weight), 1.0)
+
+    def _cells_of(self, battles: Battles, online: bool = False) -> np.ndarray:
+        """Each battle's cell code (players and cells unseen so far are added); a cell is (player a,
+        player b, outcome, the battle's own weight: :meth:`_battle_weights`)."""
         ours = np.array([self._player_id(name) for name in battles.players], dtype=np.int64)
         if len(battles) == 0:
             return np.zeros(0, dtype=np.int64)
@@ -199,10 +221,15 @@ class SWRankingRouter(Router):
         outcomes, outcome_code = np.unique(battles.outcome, return_inverse=True)
         k, m = len(self.players_), len(outcomes)
         codes = (ours[battles.a] * k + ours[battles.b]) * m + outcome_code.ravel()
-        cells, cell_of_new = np.unique(codes, return_inverse=True)
-        cell_ids = np.array([self._cell_id(int(c // m // k), int(c // m % k), float(outcomes[c % m])) for c in cells],
-                            dtype=np.int64)
-        return cell_ids[cell_of_new.ravel()]
+        weights = self._battle_weights(battles, online)
+        out = np.empty(len(battles), dtype=np.int64)
+        for weight in np.unique(weights):  # 1 and vote_weight: a handful of passes at most
+            rows = weights == weight
+            cells, cell_of_new = np.unique(codes[rows], return_inverse=True)
+            cell_ids = np.array([self._cell_id(int(c // m // k), int(c // m % k), float(outcomes[c % m]),
+                                               float(weight)) for c in cells], dtype=np.int64)
+            out[rows] = cell_ids[cell_of_new.ravel()]
+        return out
 
     # -- the large-store path: a clustered index -----------------------------------------------------
     def _text_block(self, prompts) -> np.ndarray | None:
@@ -299,14 +326,15 @@ class SWRankingRouter(Router):
             self.players_.append(name)
         return self.player_index_[name]
 
-    def _cell_id(self, a: int, b: int, outcome: float) -> int:
-        key = (a, b, outcome)
+    def _cell_id(self, a: int, b: int, outcome: float, weight: float = 1.0) -> int:
+        key = (a, b, outcome) if weight == 1.0 else (a, b, outcome, weight)
         if key not in self.cell_index_:
             self.cell_index_[key] = len(self.cell_a_)
             self.cell_a_ = np.append(self.cell_a_, a)
             self.cell_b_ = np.append(self.cell_b_, b)
             self.cell_outcome_ = np.append(self.cell_outcome_, outcome)
             self.cell_count_ = np.append(self.cell_count_, 0.0)
+            self.cell_weight_ = np.append(self.cell_weight_, weight)
         return self.cell_index_[key]
 
     def _reserve(self, needed: int, headroom: int) -> None:
@@ -335,8 +363,10 @@ class SWRankingRouter(Router):
         self.global_beta_ = fit_bt(self._counts(self.scale * self.cell_count_), l2=self.l2, init=init)
 
     def _counts(self, cell_weights: np.ndarray) -> np.ndarray:
-        """Fold per-cell weights into the K x K matrix of weighted wins (ties: half to each side)."""
+        """Fold per-cell weights (the kernel's sums), times each cell's own weight (vote_weight for
+        votes absorbed online), into the K x K matrix of weighted wins (ties: half to each side)."""
         k = len(self.players_)
+        cell_weights = cell_weights * self.cell_weight_
         codes = np.concatenate([self.cell_a_ * k + self.cell_b_, self.cell_b_ * k + self.cell_a_])
         wins = np.concatenate([cell_weights * self.cell_outcome_, cell_weights * (1.0 - self.cell_outcome_)])
         return np.bincount(codes, weights=wins, minlength=k * k).reshape(k, k)
@@ -421,7 +451,7 @@ class SWRankingRouter(Router):
                 {
                     "battle_id": int(ids[i]),
                     "similarity": float(sims[i]),
-                    "weight": float(weights[i]),
+                    "weight": float(weights[i] * self.cell_weight_[cell]),
                     "player_a": self.players_[self.cell_a_[cell]],
                     "player_b": self.players_[self.cell_b_[cell]],
                     "outcome": float(self.cell_outcome_[cell]),

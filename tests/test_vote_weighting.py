@@ -1,0 +1,144 @@
+"""sw_ranking's vote weight (issue 18): a battle of this app's arena (source "arena-vote"; a battle with
+no source when absorbed online) weighs ``vote_weight`` times an imported one of the same similarity. Hand cases against the kernel/BT math, the
+equivalence with repeated votes, and the clustered index carrying the weight through the cells."""
+
+import math
+
+import numpy as np
+import pytest
+
+from routellm_demo.battles import Battles
+from routellm_demo.ratings import DEFAULT_L2, fit_bt, win_probability
+from routellm_demo.routers import sw_ranking
+from routellm_demo.routers.sw_ranking import SWRankingRouter
+
+E1, E2, E3 = np.eye(3, dtype=np.float32)
+
+
+def sw_battles(vectors, outcomes, strong_side="a", id_start=0):
+    """Strong-vs-weak battles (outcome: 1 = side a won), strong on side a or b."""
+    n = len(outcomes)
+    a = np.zeros(n) if strong_side == "a" else np.ones(n)
+    return Battles(["strong", "weak"], a, 1 - a, np.asarray(outcomes, dtype=float),
+                   np.asarray(vectors, dtype=np.float32).reshape(n, -1), np.arange(id_start, id_start + n))
+
+
+def hand_probability(strong_wins: float, weak_wins: float, ties: float = 0.0) -> float:
+    counts = np.array([[0.0, strong_wins + ties / 2], [weak_wins + ties / 2, 0.0]])
+    beta = fit_bt(counts, l2=DEFAULT_L2)
+    return float(win_probability(beta[0], beta[1]))
+
+
+def test_a_vote_weighs_vote_weight_times_a_stored_battle_on_a_hand_case():
+    # Store: strong beat weak on e1 and on e2. Vote: weak beat strong on e1 (weak on side a).
+    # Query e1, fixed kernel (normalize "one"), base e, scale 1: a battle at sim s weighs e**s.
+    store = sw_battles([E1, E2], [1.0, 1.0])
+    vote = sw_battles([E1], [1.0], strong_side="b", id_start=10)
+    router = SWRankingRouter(base=math.e, scale=1.0, normalize="one", text_weight=0, vote_weight=4.0)
+    router.fit(store).partial_fit(vote)
+    got = router.win_probability(E1[None])[0]
+    want = hand_probability(strong_wins=math.e + 1.0, weak_wins=4.0 * math.e)
+    assert got == pytest.approx(want, abs=1e-9)
+    assert got < 0.5  # four times the weight: the vote outweighs the two stored battles
+    plain = SWRankingRouter(base=math.e, scale=1.0, normalize="one", text_weight=0).fit(store).partial_fit(vote)
+    assert plain.win_probability(E1[None])[0] == pytest.approx(hand_probability(math.e + 1.0, math.e), abs=1e-9)
+
+
+@pytest.mark.parametrize("normalize", ["max", "one"])
+def test_a_vote_weighted_3_equals_three_copies_of_it(normalize):
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((40, 3)).astype(np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    store = sw_battles(x, rng.choice([0.0, 0.5, 1.0], 40))
+    vote = sw_battles(E2[None], [0.5], strong_side="b", id_start=100)  # a tie weighs too
+    copies = sw_battles(np.tile(E2, (3, 1)), [0.5] * 3, strong_side="b", id_start=100)
+    weighted = SWRankingRouter(normalize=normalize, text_weight=0, vote_weight=3.0).fit(store).partial_fit(vote)
+    repeated = SWRankingRouter(normalize=normalize, text_weight=0).fit(store).partial_fit(copies)
+    queries = np.vstack([E1, E2, E3, x[:5]])
+    np.testing.assert_allclose(weighted.win_probability(queries), repeated.win_probability(queries), atol=1e-9)
+    # the prompt-blind fit (the fallback when nothing is similar) counts the vote three times as well
+    np.testing.assert_allclose(weighted.global_beta_, repeated.global_beta_, atol=1e-9)
+
+
+def test_vote_weight_1_is_the_old_router_and_a_refit_forgets_the_weight():
+    store = sw_battles([E1, E2, E3], [1.0, 0.0, 0.5])
+    vote = sw_battles([E1], [0.0], id_start=10)
+    union = sw_battles([E1, E2, E3, E1], [1.0, 0.0, 0.5, 0.0])
+    one = SWRankingRouter(text_weight=0, vote_weight=1.0).fit(store).partial_fit(vote)
+    fresh = SWRankingRouter(text_weight=0, vote_weight=30.0).fit(union)  # fit: no battle is an online vote
+    q = np.vstack([E1, E2, E3])
+    np.testing.assert_allclose(one.win_probability(q), fresh.win_probability(q), atol=1e-12)
+    assert len(one.cell_a_) == 3  # weight 1: the vote shares its cell with fitted battles
+
+
+def test_explain_shows_the_votes_weight():
+    store = sw_battles([E2], [1.0])
+    router = SWRankingRouter(normalize="one", text_weight=0, vote_weight=5.0).fit(store)
+    router.partial_fit(sw_battles([E1], [0.0], id_start=7))
+    top = router.explain(E1, k=2)
+    assert top[0]["battle_id"] == 7 and top[0]["weight"] == pytest.approx(5.0 * 10.0 * 10.0)
+    assert top[1]["battle_id"] == 0 and top[1]["weight"] == pytest.approx(10.0)
+
+
+@pytest.mark.parametrize("bad", [0.0, -1.0, float("nan"), float("inf")])
+def test_bad_vote_weight_is_refused(bad):
+    with pytest.raises(ValueError, match="vote_weight"):
+        SWRankingRouter(text_weight=0, vote_weight=bad).fit(sw_battles([E1], [1.0]))
+
+
+def test_the_clustered_index_carries_the_vote_weight(monkeypatch):
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((600, 8)).astype(np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    store = sw_battles(x, rng.choice([0.0, 0.5, 1.0], 600))
+    votes = sw_battles(x[:20] + 0.05, rng.choice([0.0, 1.0], 20), strong_side="b", id_start=1000)
+    votes.embeddings /= np.linalg.norm(votes.embeddings, axis=1, keepdims=True)
+    monkeypatch.setattr(sw_ranking, "INDEX_MIN_BATTLES", 1)
+    fast = SWRankingRouter(text_weight=0, vote_weight=30.0).fit(store)
+    assert fast.index_ is not None
+    monkeypatch.setattr(sw_ranking, "INDEX_MIN_BATTLES", 10**9)
+    exact = SWRankingRouter(text_weight=0, vote_weight=30.0).fit(store)
+    unweighted = SWRankingRouter(text_weight=0, vote_weight=1.0).fit(store)
+    for k in range(len(votes)):
+        for router in (fast, exact, unweighted):
+            router.partial_fit(votes.subset(np.array([k])))
+    q = x[:20]
+    got, want = fast.win_probability(q), exact.win_probability(q)
+    assert np.abs(got - want).max() < 0.01
+    assert np.abs(want - unweighted.win_probability(q)).max() > 0.05  # the weight matters here
+
+
+def with_sources(battles: Battles, source: str) -> Battles:
+    return Battles(battles.players, battles.a, battles.b, battles.outcome, battles.embeddings, battles.ids,
+                   sources=[source] * len(battles))
+
+
+def joined(*parts: Battles) -> Battles:
+    return Battles(["strong", "weak"], np.concatenate([p.a for p in parts]), np.concatenate([p.b for p in parts]),
+                   np.concatenate([p.outcome for p in parts]), np.vstack([p.embeddings for p in parts]),
+                   np.concatenate([p.ids for p in parts]), sources=[s for p in parts for s in p.sources])
+
+
+def test_a_refit_from_the_store_weighs_the_votes_as_absorbing_them_did():
+    """A restart or a delete refits from the store: the arena votes keep their weight (the battles carry
+    their source), and an import reaching a running router through the change feed weighs 1, as it will
+    at the next refit."""
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((30, 3)).astype(np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    store = with_sources(sw_battles(x, rng.choice([0.0, 0.5, 1.0], 30)), "import:mmlu")
+    votes = with_sources(sw_battles([E1, E2], [1.0, 0.0], strong_side="b", id_start=100), "arena-vote")
+    imported = with_sources(sw_battles([E3], [0.0], id_start=200), "import:gsm8k")
+    queries = np.vstack([E1, E2, E3, x[:5]])
+
+    def router():
+        return SWRankingRouter(normalize="one", text_weight=0, vote_weight=5.0)
+
+    live = router().fit(store).partial_fit(votes).partial_fit(imported)
+    restarted = router().fit(joined(store, votes, imported))
+    np.testing.assert_allclose(live.win_probability(queries), restarted.win_probability(queries), atol=1e-9)
+    unweighted = SWRankingRouter(normalize="one", text_weight=0).fit(joined(store, votes, imported))
+    assert not np.allclose(restarted.win_probability(queries), unweighted.win_probability(queries), atol=1e-3)
+    as_copies = SWRankingRouter(normalize="one", text_weight=0).fit(
+        joined(store, *[votes] * 5, imported))  # five copies of each vote, the import once
+    np.testing.assert_allclose(restarted.win_probability(queries), as_copies.win_probability(queries), atol=1e-9)
