@@ -91,6 +91,7 @@ def token_counts(prompts: list[str]) -> np.ndarray:
     from routellm_demo.minilm_onnx import model_dir
 
     tok = Tokenizer.from_file(str(model_dir() / "tokenizer.json"))
+    tok.no_padding()  # the file pads to 128 tokens; the encoder pads a batch to its longest instead
     tok.enable_truncation(256)
     return np.array([len(e.ids) for e in tok.encode_batch(prompts)])
 
