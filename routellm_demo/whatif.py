@@ -609,10 +609,10 @@ def threshold_grid(scores, extra: Sequence[float] = ()) -> list[float]:
 
 
 def _check_threshold(t) -> float:
+    """The routers' own threshold check, raised as the what-if's error."""
+    from routellm_demo.routers import UnknownRouterError, check_threshold
+
     try:
-        value = float(t)
-    except (TypeError, ValueError):
-        raise WhatIfError(f"threshold {t!r} is not a number; give one in [0, 1]") from None
-    if not (math.isfinite(value) and 0.0 <= value <= 1.0):
-        raise WhatIfError(f"threshold {t!r} is outside [0, 1]")
-    return value
+        return check_threshold(t)
+    except UnknownRouterError as e:
+        raise WhatIfError(str(e)) from None
