@@ -169,16 +169,28 @@ def _setting(key: str, env: str, check: Callable[[Any], str | None] | None = Non
     return field(metadata={"key": key, "env": env, "check": check}, **default)
 
 
-def _addresses(v: str) -> str | None:
-    """A comma-separated list of IP addresses or networks (CIDR), or empty."""
+def parse_networks(text: str | None) -> tuple:
+    """``"10.0.0.0/8, 127.0.0.1"`` -> networks; a bad entry is a ValueError naming it."""
     import ipaddress
 
-    for part in v.replace(";", ",").split(","):
+    networks = []
+    for part in (text or "").replace(";", ",").split(","):
+        part = part.strip()
+        if not part:
+            continue
         try:
-            if part.strip():
-                ipaddress.ip_network(part.strip(), strict=False)
+            networks.append(ipaddress.ip_network(part, strict=False))
         except ValueError:
-            return f"must be IP addresses or networks separated by commas, got {part.strip()!r}"
+            raise ValueError(f"not an IP address or network: {part!r}") from None
+    return tuple(networks)
+
+
+def _addresses(v: str) -> str | None:
+    """A comma-separated list of IP addresses or networks (CIDR), or empty."""
+    try:
+        parse_networks(v)
+    except ValueError as e:
+        return f"must be IP addresses or networks separated by commas ({e})"
     return None
 
 

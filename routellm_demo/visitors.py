@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Callable, Mapping
 
+from routellm_demo.config import parse_networks
 from routellm_demo.limits import LimitError
 from routellm_demo.store import StoreError
 
@@ -46,20 +47,6 @@ def trusted_proxies_for(configured: str, environ: Mapping[str, str] | None = Non
     """The configured trusted proxies; on a Space with none configured, the private networks."""
     env = os.environ if environ is None else environ
     return configured if configured.strip() or not env.get("SPACE_ID") else PRIVATE_NETWORKS
-
-
-def parse_networks(text: str | None) -> tuple:
-    """``"10.0.0.0/8, 127.0.0.1"`` -> networks; a bad entry is a ValueError naming it."""
-    networks = []
-    for part in (text or "").replace(";", ",").split(","):
-        part = part.strip()
-        if not part:
-            continue
-        try:
-            networks.append(ipaddress.ip_network(part, strict=False))
-        except ValueError:
-            raise ValueError(f"not an IP address or network: {part!r}") from None
-    return tuple(networks)
 
 
 def _address(text: str | None):
