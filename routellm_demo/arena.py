@@ -319,6 +319,16 @@ class Arena:
             logger.warning("arena: no sw_ranking score for the round; the vote will score it", exc_info=True)
             return None
 
+    def _score_quietly(self, router: str, vector, prompt: str) -> float | None:
+        """``router``'s score for the prompt, or None if it cannot score now (no checkpoint, a failed
+        load): the vote is stored either way, that router's prequential record just skips it."""
+        try:
+            return float(self.routers.score(router, vector, [prompt])[0])
+        except Exception:  # noqa: BLE001 (a missing score must not cost the visitor the vote)
+            logger.warning("arena: no %s score before the vote; it is left out of that router's record", router,
+                           exc_info=True)
+            return None
+
     def _embed_quietly(self, prompt: str) -> None:
         try:
             self.embedder.embed([prompt])
@@ -368,6 +378,9 @@ class Arena:
             sw_before = pending.get("sw_score")
             if sw_before is None:
                 sw_before = float(self.routers.score(SW_ROUTER, vector, [pending["prompt"]])[0])
+            scores_before = {SW_ROUTER: sw_before}
+            if self.config.router != SW_ROUTER:
+                scores_before[self.config.router] = self._score_quietly(self.config.router, vector, pending["prompt"])
             ratings_before = self._arena_ratings()
             voter = visitor.key if visitor is not None else "session:" + hashlib.sha256(session_id.encode()).hexdigest()[:32]
             trusted = pending.get("trusted") or (visitor.trusted if visitor is not None else None)
@@ -378,9 +391,11 @@ class Arena:
                 voted_at=voted_at, min_seconds=self.config.min_vote_seconds,
                 voted_before=self.store.visitor_voted(voter, prompt_sha256(pending["prompt"])))
             counted = not flags or self.store.count_flagged
-            # sw_before is kept so the prequential accuracy (was the router right before it learnt
-            # this vote?) can be computed from the store alone (routellm_demo.learning).
+            # The routers' scores before learning the vote are kept so the prequential accuracy (was the
+            # router right before it learnt this vote?) can be computed from the store alone
+            # (routellm_demo.learning): sw_ranking's, and the app's router's (the one visitors are routed by).
             meta = {"arena_battle_id": battle_id, "outcome": outcome, "sw_before": sw_before,
+                    "scores_before": scores_before,
                     "answer_a": pending["answer_a"], "answer_b": pending["answer_b"],
                     "provenance": self._provenance(pending, flags, trusted, voted_at)}
             row_id = self.store.record_vote(battle_id=battle_id, session_id=session_id, outcome=outcome, battle=dict(

@@ -209,6 +209,13 @@ def test_vote_stores_the_server_side_battle_and_moves_sw_the_voted_way(make_aren
     assert (row["model_a"], row["model_b"], row["strong_side"]) == (pending["model_a"], pending["model_b"], pending["strong_side"])
     assert row["winner"] == {"A": "model_a", "B": "model_b"}[outcome]
     assert row["prompt"] == prompt and row["meta"]["answer_a"] == pending["answer_a"]
+    # the app's router (the classifier, from its checkpoint) is scored before the vote too: the Learning
+    # tab's prequential record of the router visitors are actually routed by
+    app_router = arena.config.router
+    assert app_router == "classifier"
+    assert row["meta"]["scores_before"] == pytest.approx(
+        {"sw_ranking": before_score, app_router: float(arena.routers.score(app_router, arena.embedder.embed([prompt]),
+                                                                             [prompt])[0])})
     done = arena.store.pending(battle_id)
     assert done["status"] == "voted" and done["battle_row_id"] == row["id"] and done["outcome"] == outcome
 

@@ -47,6 +47,20 @@ def test_prequential_scores_each_vote_by_the_score_before_it_and_leaves_ties_out
     assert s["first_window"] == pytest.approx(0.5) and s["baseline_accuracy"] == pytest.approx(0.6)
 
 
+def test_prequential_of_the_apps_router_reads_its_own_earlier_scores():
+    rows = [
+        vote(1, "model_a", "a", 0.2, scores_before={"sw_ranking": 0.2, "classifier": 0.8}),  # strong won
+        vote(2, "model_b", "a", 0.2, scores_before={"sw_ranking": 0.2, "classifier": 0.1}),  # weak won
+        vote(3, "model_a", "a", 0.9),  # stored before the classifier's score was kept: sw_ranking only
+        vote(4, "model_a", "a", 0.9, scores_before={"sw_ranking": 0.9, "classifier": None}),  # it could not score
+    ]
+    cls = prequential(rows, router="classifier")
+    assert [p.battle_id for p in cls.points] == [1, 2] and cls.accuracy == 1.0 and cls.unscored == 2
+    assert cls.summary()["router"] == "classifier"
+    sw = prequential(rows)  # sw_ranking: scores_before, or the older sw_before
+    assert [p.correct for p in sw.points] == [False, True, True, True] and sw.router == "sw_ranking"
+
+
 def test_prequential_of_nothing_and_a_bad_window():
     preq = prequential([])
     assert preq.points == [] and preq.accuracy is None and preq.summary()["accuracy"] is None
@@ -82,10 +96,11 @@ def test_learning_tab_helpers_render_votes_and_router_versions():
     from routellm_demo.ui.plots import prequential_plot
 
     rows = [vote(i, "model_a" if i % 3 else "model_b", "a", 0.6) for i in range(1, 30)]
-    preq = prequential(rows, window=10)
-    fig = prequential_plot(preq)
-    assert fig.axes and fig.axes[0].get_lines()
-    assert prequential_plot(prequential([])).axes
+    preqs = [prequential(rows, window=10, router="classifier"), prequential(rows, window=10)]
+    fig = prequential_plot(preqs)
+    labels = [line.get_label() for line in fig.axes[0].get_lines()]
+    assert any(label.startswith("sw_ranking") for label in labels), labels  # classifier has no scores here
+    assert prequential_plot([prequential([])]).axes
 
     class FakeRefresher:
         every, rounds, last_error = 50, 2, "ValueError: <b>boom</b>"
@@ -93,8 +108,9 @@ def test_learning_tab_helpers_render_votes_and_router_versions():
         def votes_until_refit(self):
             return 7
 
-    text = learning_summary(preq, 31, FakeRefresher())
-    assert "**31** arena votes" in text and "next in 7" in text and "<b>" not in text
+    text = learning_summary(preqs, 31, FakeRefresher())
+    assert "**classifier**: none of the 31 arena votes scored yet" in text
+    assert "**sw_ranking**: **29** of 31 arena votes" in text and "next in 7" in text and "<b>" not in text
     frame = router_versions_frame([RouterVersion("mf", 3, 1200, "2025-01-01T10:00:00.000+00:00", 12.5, "refit"),
                                    RouterVersion("sw_ranking", 0, 1300, None, None, "online")])
     assert frame.values.tolist()[0][:3] == ["mf", 3, 1200] and frame.values.tolist()[1][3] == "every vote (online)"

@@ -278,20 +278,26 @@ def votes_frame(rows: list[dict]) -> pd.DataFrame:
     return pd.DataFrame(data, columns=["when (UTC)", "prompt", "model A", "model B", "vote", "winner", "flags"])
 
 
-def learning_summary(preq: Prequential, n_votes: int, refresher: Refresher) -> str:
-    s = preq.summary()
-    if not preq.points:
-        head = f"**{n_votes}** arena votes, none scored yet (ties and votes stored before this panel are not)."
-    else:
-        head = (f"**{n_votes}** arena votes; **{s['scored_votes']}** scored ({s['ties']} ties and {s['unscored']} "
-                f"without a recorded score left out). Before each vote, sw_ranking's score (≥ 0.5: the strong model "
-                f"wins) was right on **{100 * s['accuracy']:.0f}%** of them, **{100 * s['last_window']:.0f}%** of the "
-                f"last {min(preq.window, s['scored_votes'])}; the prompt-blind baseline on **"
-                f"{100 * s['baseline_accuracy']:.0f}%**.")
+def learning_summary(preqs: list[Prequential], n_votes: int, refresher: Refresher) -> str:
+    """One line per router (the app's first), then the background refits' progress."""
+    lines = []
+    for preq in preqs:
+        s = preq.summary()
+        if not preq.points:
+            lines.append(f"**{preq.router}**: none of the {n_votes} arena votes scored yet (ties, and votes stored "
+                         "before this router's score was recorded, are not).")
+            continue
+        lines.append(
+            f"**{preq.router}**: **{s['scored_votes']}** of {n_votes} arena votes scored ({s['ties']} ties and "
+            f"{s['unscored']} without its earlier score left out). Before each vote, its score (≥ 0.5: the strong "
+            f"model wins) was right on **{100 * s['accuracy']:.0f}%** of them, **{100 * s['last_window']:.0f}%** of "
+            f"the last {min(preq.window, s['scored_votes'])}; the prompt-blind baseline on "
+            f"**{100 * s['baseline_accuracy']:.0f}%**.")
     refit = (f"mf and classifier are refit from every stored battle in the background every {refresher.every} votes "
-             f"(next in {refresher.votes_until_refit()}); {refresher.rounds} refit(s) so far.")
+             f"(next in {refresher.votes_until_refit()}); {refresher.rounds} refit(s) so far. sw_ranking learns each "
+             "vote at once.")
     error = f" ❌ Last refit failed: {esc(refresher.last_error)}" if refresher.last_error else ""
-    return f"{head}\n\n{refit}{error}"
+    return "\n\n".join(lines) + f"\n\n{refit}{error}"
 
 
 def sources_frame(counts: dict) -> pd.DataFrame:

@@ -36,22 +36,28 @@ def ratings_plot(boards: list[tuple[str, dict]]) -> Figure:
     return fig
 
 
-def prequential_plot(preq: Prequential) -> Figure:
-    """Was sw_ranking right before each vote? Rolling and overall, against a prompt-blind baseline."""
+def prequential_plot(preqs: list[Prequential]) -> Figure:
+    """Was each router right before each vote? Rolling and overall, against a prompt-blind baseline
+    (the first router's: every router is scored on the same votes, bar those missing its score)."""
     fig = Figure(figsize=(9, 3.2), layout="constrained")
     ax = fig.subplots()
-    if not preq.points:
+    scored = [p for p in preqs if p.points]
+    if not scored:
         ax.text(0.5, 0.5, "No scored votes yet: vote in the Arena (ties are not scored).", ha="center",
                 va="center", transform=ax.transAxes)
         ax.set_xticks([])
         ax.set_yticks([])
         return fig
-    n = [p.n for p in preq.points]
-    ax.plot(n, [p.rolling for p in preq.points], "o-", ms=2, color=ROUTE_COLOR["strong"],
-            label=f"sw_ranking, last {preq.window} votes")
-    ax.plot(n, [p.cumulative for p in preq.points], "--", color="#a78bfa", label="sw_ranking, all votes so far")
-    ax.plot(n, [p.baseline_rolling for p in preq.points], ":", color="#6b7280",
-            label=f"baseline: the side that won most earlier votes (last {preq.window})")
+    colors = [ROUTE_COLOR["strong"], "#0ea5e9", "#f59e0b"]
+    for preq, color in zip(scored, colors):
+        n = [p.n for p in preq.points]
+        ax.plot(n, [p.rolling for p in preq.points], "o-", ms=2, color=color,
+                label=f"{preq.router}, last {preq.window} votes")
+        ax.plot(n, [p.cumulative for p in preq.points], "--", color=color, alpha=0.6,
+                label=f"{preq.router}, all votes so far")
+    base = scored[0]
+    ax.plot([p.n for p in base.points], [p.baseline_rolling for p in base.points], ":", color="#6b7280",
+            label=f"baseline: the side that won most earlier votes (last {base.window})")
     ax.axhline(0.5, color="#d1d5db", lw=0.8)
     ax.set_ylim(0.0, 1.02)
     ax.set_xlabel("arena votes with a winner, oldest first", fontsize=8)
