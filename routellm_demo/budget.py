@@ -59,6 +59,60 @@ def check_share(share: float) -> float:
     return s
 
 
+# A cost budget prices "a request" at the mean size of the latest answered requests in the routing log
+# (SIZE_WINDOW of them, once there are MIN_SIZED_REQUESTS); before that, at a typical chat turn:
+# DEFAULT_PROMPT_TOKENS in, DEFAULT_ANSWER_TOKENS out (the what-if's default answer length).
+SIZE_WINDOW = 500
+MIN_SIZED_REQUESTS = 20
+DEFAULT_PROMPT_TOKENS = 60
+DEFAULT_ANSWER_TOKENS = 300
+
+
+@dataclass(frozen=True)
+class CostBudget:
+    """A budget given as USD per 1,000 requests, read as the share of strong calls that costs it."""
+
+    cost_per_1k: float
+    share: float  # of calls to the strong model, 0..1 (rounded to 0.1 point, so the budget's log key holds)
+    strong_per_1k: float  # USD per 1,000 requests all answered by the strong model
+    weak_per_1k: float
+    prompt_tokens: float  # the request size the prices were applied to
+    completion_tokens: float
+    from_traffic: int  # answered requests that size was measured on (0: the defaults)
+
+    def describe(self) -> str:
+        size = (f"requests here average {self.prompt_tokens:.0f} tokens in and {self.completion_tokens:.0f} out "
+                f"(last {self.from_traffic})" if self.from_traffic else
+                f"no traffic yet, so a request is taken as {self.prompt_tokens:.0f} tokens in and "
+                f"{self.completion_tokens:.0f} out")
+        return (f"${self.cost_per_1k:.4g} per 1,000 requests = {100 * self.share:.1f}% of calls to the strong model "
+                f"(all strong: ${self.strong_per_1k:.4g}, all weak: ${self.weak_per_1k:.4g}; {size})")
+
+
+def cost_budget(cost_per_1k: float, strong, weak, decisions: Sequence[dict]) -> CostBudget:
+    """The :class:`CostBudget` for ``cost_per_1k`` USD per 1,000 requests, pricing a request on
+    ``strong``/``weak`` (model endpoints with per-1M-token prices) at the mean size of the answered
+    ``decisions`` (routing log rows, newest first), or at the defaults before there are enough."""
+    from routellm_demo.llm.costs import cost_usd
+
+    try:
+        cost = float(cost_per_1k)
+    except (TypeError, ValueError):
+        raise BudgetError(f"a cost budget is USD per 1,000 requests, got {cost_per_1k!r}") from None
+    if not (math.isfinite(cost) and cost >= 0.0):
+        raise BudgetError(f"a cost budget is a non-negative number of USD per 1,000 requests, got {cost_per_1k!r}")
+    sized = [d for d in decisions[:SIZE_WINDOW]
+             if not d.get("error") and d.get("prompt_tokens") and d.get("completion_tokens") is not None]
+    if len(sized) >= MIN_SIZED_REQUESTS:
+        p = sum(d["prompt_tokens"] for d in sized) / len(sized)
+        c = sum(d["completion_tokens"] for d in sized) / len(sized)
+    else:
+        p, c, sized = DEFAULT_PROMPT_TOKENS, DEFAULT_ANSWER_TOKENS, []
+    strong_1k, weak_1k = 1000 * cost_usd(strong, p, c), 1000 * cost_usd(weak, p, c)
+    share = round(share_for_cost(cost, strong_1k, weak_1k), 3)
+    return CostBudget(cost, share, strong_1k, weak_1k, p, c, len(sized))
+
+
 def share_for_cost(cost_per_1k: float, strong_cost_per_1k: float, weak_cost_per_1k: float) -> float:
     """The strong share whose expected cost per 1,000 requests is ``cost_per_1k``, given what a
     strong and a weak request cost on average."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import random
 import threading
 import time
@@ -16,7 +17,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Iterator, Mapping, Sequence
 
 from routellm_demo.battles import STRONG, WEAK
-from routellm_demo.budget import BudgetThresholds
+from routellm_demo.budget import SIZE_WINDOW, BudgetError, BudgetThresholds, CostBudget, cost_budget
 from routellm_demo.conversation import ROUTED_ON, earlier_user_turns, routed_on, routing_vectors, used_context
 from routellm_demo.errors import UserError
 from routellm_demo.llm.costs import cost_usd, other_prompt_tokens
@@ -29,6 +30,8 @@ logger = logging.getLogger(__name__)
 
 NO_ANSWER = "No model could answer right now; see the server log."
 # How a fallback is explained next to the answer, by the routed model's error kind.
+SIZES_TTL_S = 10.0  # how stale the request sizes a cost budget is priced at may be
+
 FALLBACK_REASONS = {"timeout": "did not answer in time", "too_long": "cannot hold this conversation"}
 
 
@@ -89,6 +92,7 @@ class Decision:
     prompt_sha256: str
     explanation: list = field(default_factory=list)
     budget: float | None = None  # the target share of strong calls, in budget mode (the threshold is its)
+    cost_budget: float | None = None  # USD per 1,000 requests, when the budget was given as a cost
     # What the score was computed on (config routing.context): "last turn", or "last turn + context" when
     # earlier user turns were read too; None when routing was bypassed.
     routed_on: str | None = ROUTED_ON["last_turn"]
@@ -211,6 +215,7 @@ class Controller:
         self._endpoints = dict(endpoints or {})
         self._endpoint_lock = threading.Lock()
         self.budgets = BudgetThresholds(store, self._prior_scores, window=config.budget_window)
+        self._sizes: tuple[float, list[dict]] = (-math.inf, [])  # (when read, recent routing log rows)
 
     def endpoint(self, role: str):
         """The endpoint for a role, built on first use (embedded servers start lazily)."""
@@ -240,14 +245,28 @@ class Controller:
                 "(limits.max_prompt_chars x limits.max_turns): shorten them")
 
     # --- routing -------------------------------------------------------------------------------
+    def cost_budget(self, cost_per_1k: float) -> CostBudget:
+        """The share of strong calls that costs ``cost_per_1k`` USD per 1,000 requests, at the size of
+        this store's recent requests (re-read at most every ``SIZES_TTL_S`` seconds)."""
+        read_at, rows = self._sizes
+        if time.monotonic() - read_at > SIZES_TTL_S:
+            rows = self.store.decisions(limit=SIZE_WINDOW)
+            self._sizes = (time.monotonic(), rows)
+        return cost_budget(cost_per_1k, self.config.strong, self.config.weak, rows)
+
     def decide(self, prompt: str, router: str | None = None, threshold: float | None = None, *, explain: int = 0,
-               budget: float | None = None, context: Sequence[str] = ()) -> Decision:
+               budget: float | None = None, context: Sequence[str] = (), cost_per_1k: float | None = None) -> Decision:
         """Score one prompt and pick a role; no model is called. With ``budget`` (a target share of
-        strong calls) the threshold is the budget's, read from recent traffic (:mod:`routellm_demo.budget`).
+        strong calls) the threshold is the budget's, read from recent traffic (:mod:`routellm_demo.budget`);
+        ``cost_per_1k`` (USD per 1,000 requests) is such a budget given as a cost (:meth:`cost_budget`).
         ``context``: the conversation's earlier user turns (oldest first); read only when the config's
         ``routing.context`` is "context" (:mod:`routellm_demo.conversation`), and then only through the
         embedding: text features read ``prompt``, and the routing log keeps ``prompt``'s hash."""
         name = check_router(router or self.config.router)
+        if cost_per_1k is not None:
+            if budget is not None:
+                raise BudgetError("give a budget as a share of strong calls or as a cost per 1,000 requests, not both")
+            budget = self.cost_budget(cost_per_1k).share
         if budget is not None:
             t = self.budgets.decide(name, budget).threshold  # before this prompt is scored: past scores only
         else:
@@ -267,7 +286,8 @@ class Controller:
         role = STRONG if bool(routes_to_strong(score, t)) else WEAK
         explanation = self.routers.explain(name, vector[0], k=explain, prompt=prompt) if explain else []
         return Decision(name, t, score, role, self.specs[role].name, routing_ms, sha256(prompt), explanation,
-                        budget=None if budget is None else float(budget), routed_on=routed_on(mode, context))
+                        budget=None if budget is None else float(budget), routed_on=routed_on(mode, context),
+                        cost_budget=None if cost_per_1k is None else float(cost_per_1k))
 
     # --- answering -----------------------------------------------------------------------------
     def complete(self, messages, **kwargs) -> Answer:
@@ -275,13 +295,15 @@ class Controller:
         return self.respond(messages, stream=False, **kwargs).answer()
 
     def respond(self, messages, *, router=None, threshold=None, session_id=None, source="sdk", model_role=None,
-                explain: int = 0, stream: bool = True, budget: float | None = None, **params) -> Response:
+                explain: int = 0, stream: bool = True, budget: float | None = None, cost_per_1k: float | None = None,
+                **params) -> Response:
         """Route one turn: the :class:`Response` carries the decision at once; iterating it streams
         the answer's text, ``.answer()`` finishes it. A bad request raises here, before any model is
         called.
 
         ``model_role`` ("strong"/"weak") bypasses routing (a request for a configured model by name):
-        the decision then has no score or threshold. ``budget`` routes in budget mode (see :meth:`decide`).
+        the decision then has no score or threshold. ``budget`` (a share) or ``cost_per_1k`` (USD per 1,000
+        requests) routes in budget mode (see :meth:`decide`).
         On an endpoint failure before any text was sent,
         falls back to the other model when the config allows it. Every outcome, failures included,
         is logged. ``stream=False`` asks the model for the whole answer at once (one piece).
@@ -291,7 +313,7 @@ class Controller:
         self.check_size(sum(len(m["content"]) for m in msgs))
         if model_role is None:
             decision = self.decide(prompt, router, threshold, explain=explain, budget=budget,
-                                   context=earlier_user_turns(msgs))
+                                   context=earlier_user_turns(msgs), cost_per_1k=cost_per_1k)
         else:
             if model_role not in (STRONG, WEAK):
                 raise BadRequestError(f"unknown model role {model_role!r}")

@@ -17,14 +17,15 @@ from routellm_demo.routers import parse_router_model
 
 def resolve_model(model: str, config) -> dict:
     """The routing keywords of :meth:`Controller.respond` for an OpenAI ``model`` name:
-    ``router-<name>-<threshold>``, ``router-<name>-budget<percent>`` (budget mode), or a configured
-    model's name or id (which bypasses routing). Raises UnknownRouterError."""
+    ``router-<name>-<threshold>``, ``router-<name>-budget<percent>`` or ``router-<name>-cost<USD per
+    1,000 requests>`` (budget mode), or a configured model's name or id (which bypasses routing).
+    Raises UnknownRouterError."""
     for role in (STRONG, WEAK):
         spec = config.endpoint(role)
         if model in (spec.name, spec.model):
             return {"model_role": role}
     choice = parse_router_model(model)
-    return {"router": choice.name, "threshold": choice.threshold, "budget": choice.budget}
+    return {"router": choice.name, "threshold": choice.threshold, "budget": choice.budget, "cost_per_1k": choice.cost}
 
 
 def new_id() -> tuple[str, int]:
@@ -37,6 +38,8 @@ def routing(decision, answer=None) -> dict:
            "routed_to": decision.role, "routed_on": decision.routed_on, "routing_ms": round(decision.routing_ms, 2)}
     if decision.budget is not None:
         out["budget"] = decision.budget
+    if decision.cost_budget is not None:
+        out["cost_budget_usd_per_1k"] = decision.cost_budget
     if answer is not None:
         # a fallback's lower cost is not a routing saving: saved_usd is 0 then, fallback_kind says why
         out.update(model=answer.model, cost_usd=answer.cost, strong_cost_usd=answer.strong_cost,

@@ -2,7 +2,8 @@
 
 Clients send ``model="router-<router>-<threshold>"`` (RouteLLM's naming),
 ``"router-<router>-budget<percent>"`` (budget mode: that share of calls to the strong model, the
-threshold following the traffic; see budget.py) or a configured model's name to bypass routing.
+threshold following the traffic; see budget.py), ``"router-<router>-cost<USD>"`` (budget mode given as
+USD per 1,000 requests) or a configured model's name to bypass routing.
 Every request goes through the same controller, and so into the same routing log, as the app.
 Errors come in OpenAI's JSON error shape with the right status.
 """
@@ -140,7 +141,8 @@ def create_app(runtime, *, api_token: str | None = None) -> FastAPI:
         now = int(time.time())
         data = [{"id": f"router-{name}-{config.threshold:g}", "object": "model", "created": now, "owned_by": "routellm_demo",
                  "description": f"router {name}; any threshold in [0, 1] works: router-{name}-<threshold>; "
-                                f"or a budget, a share of strong calls held on live traffic: router-{name}-budget<percent>"}
+                                f"or a budget, a share of strong calls held on live traffic: router-{name}-budget<percent>, "
+                                f"or given as USD per 1,000 requests: router-{name}-cost<USD>"}
                 for name in ROUTER_NAMES]
         for role in (STRONG, WEAK):
             spec = config.endpoint(role)

@@ -127,6 +127,22 @@ def test_budget_mode_routes_on_a_share_and_charts_it(client, served):
     assert "Budget mode" not in card and "WEAK" in card  # switched off: the threshold rules again
 
 
+def test_a_budget_given_as_a_cost_routes_on_the_share_it_buys(client, served):
+    url, rt = served
+    prices = rt.controller.cost_budget(1e9)  # what 1,000 requests cost all strong and all weak, at this traffic
+    client.predict(True, 30, api_name="/budget_mode")
+    note = client.predict(True, "$ per 1,000 requests", 30, 2 * prices.strong_per_1k, api_name="/budget_cost")
+    assert "per 1,000 requests = 100.0% of calls to the strong model" in note.replace("\\", "")
+    *_, card, _, _, _ = client.predict("Name a fruit.", [], "elo", 0.0, api_name="/chat")
+    assert "STRONG" in card and "per 1,000 requests" in card and "100% of calls to the strong model" in card
+    # a cost below what the weak model alone costs: one line, and the budget stays as it was
+    note = client.predict(True, "$ per 1,000 requests", 30, prices.weak_per_1k / 10, api_name="/budget_cost")
+    assert note.startswith("❌") and "below the weak model" in note
+    *_, card, _, _, _ = client.predict("Name a fruit.", [], "elo", 0.0, api_name="/chat")
+    assert "STRONG" in card and "per 1,000 requests" in card
+    client.predict(False, 30, api_name="/budget_mode")
+
+
 def test_whatif_projects_an_uploaded_file_and_stores_nothing(client, served, tmp_path):
     from gradio_client import handle_file
 

@@ -83,3 +83,39 @@ def test_a_client_asks_for_a_budget_by_model_name():
     assert parse_router_model("router-mf-0.3").budget is None
     with pytest.raises(UnknownRouterError, match="outside 0-100%"):
         parse_router_model("router-mf-budget120")
+
+
+def test_a_cost_budget_is_the_share_that_costs_it_at_the_traffics_request_size(store):
+    from routellm_demo.budget import DEFAULT_ANSWER_TOKENS, DEFAULT_PROMPT_TOKENS, MIN_SIZED_REQUESTS, cost_budget
+    from routellm_demo.config import ModelEndpoint
+
+    strong = ModelEndpoint(name="S", model="s", input_price=10.0, output_price=30.0)  # USD per 1M tokens
+    weak = ModelEndpoint(name="W", model="w", input_price=1.0, output_price=2.0)
+    # no traffic: a request is the default size
+    plan = cost_budget(5.0, strong, weak, [])
+    strong_1k = 1000 * (DEFAULT_PROMPT_TOKENS * 10.0 + DEFAULT_ANSWER_TOKENS * 30.0) / 1e6
+    weak_1k = 1000 * (DEFAULT_PROMPT_TOKENS * 1.0 + DEFAULT_ANSWER_TOKENS * 2.0) / 1e6
+    assert (plan.strong_per_1k, plan.weak_per_1k, plan.from_traffic) == (pytest.approx(strong_1k),
+                                                                          pytest.approx(weak_1k), 0)
+    assert plan.share == pytest.approx(round((5.0 - weak_1k) / (strong_1k - weak_1k), 3))
+    assert "no traffic yet" in plan.describe() and "per 1,000 requests" in plan.describe()
+    # traffic of 100 tokens in, 100 out (failed requests do not count): $4 all strong, $0.30 all weak
+    rows = [{"prompt_tokens": 100, "completion_tokens": 100, "error": None}] * MIN_SIZED_REQUESTS
+    rows += [{"prompt_tokens": 5000, "completion_tokens": 0, "error": "timeout"}] * 5
+    plan = cost_budget(1.225, strong, weak, rows)
+    assert (plan.strong_per_1k, plan.weak_per_1k) == (pytest.approx(4.0), pytest.approx(0.3))
+    assert plan.share == pytest.approx(0.25) and plan.from_traffic == MIN_SIZED_REQUESTS
+    assert cost_budget(100.0, strong, weak, rows).share == 1.0  # more than all-strong costs: everything strong
+    with pytest.raises(BudgetError, match="below the weak model's own cost"):
+        cost_budget(0.1, strong, weak, rows)
+    for bad in (-1, float("nan"), "cheap"):
+        with pytest.raises(BudgetError, match="per 1,000 requests"):
+            cost_budget(bad, strong, weak, rows)
+
+
+def test_a_client_asks_for_a_cost_budget_by_model_name():
+    choice = parse_router_model("router-mf-cost0.5")
+    assert (choice.name, choice.threshold, choice.budget, choice.cost) == ("mf", None, None, 0.5)
+    assert choice.model_name == "router-mf-cost0.5"
+    with pytest.raises(UnknownRouterError, match="router-<name>-cost"):
+        parse_router_model("router-mf-costly")

@@ -105,6 +105,18 @@ def test_a_budget_model_name_routes_in_budget_mode(client, base_url):
     assert row["budget"] == 0.3 and row["router"] == "random"  # the next budget request reads it back
 
 
+def test_a_cost_model_name_routes_on_the_share_that_costs_it(client, base_url):
+    rt = base_url[1]
+    prices = rt.controller.cost_budget(1e9)  # more than everything strong costs: all strong
+    assert prices.share == 1.0 and prices.strong_per_1k > prices.weak_per_1k > 0
+    midway = float(f"{(prices.strong_per_1k + prices.weak_per_1k) / 2:.6g}")  # USD per 1,000 requests
+    r = client.chat.completions.create(model=f"router-random-cost{midway:g}", messages=MSG, max_tokens=5)
+    routing = r.model_extra["routing"]
+    assert routing["cost_budget_usd_per_1k"] == midway and routing["budget"] == pytest.approx(0.5, abs=0.01)
+    with pytest.raises(openai.BadRequestError, match="below the weak model's own cost"):
+        client.chat.completions.create(model="router-random-cost0.000001", messages=MSG, max_tokens=5)
+
+
 def test_requests_land_in_the_shared_routing_log(client, base_url):
     rt = base_url[1]
     before = len(rt.store.decisions())

@@ -10,19 +10,23 @@ from routellm_demo.routers import registry
 from routellm_demo.routers.registry import ROUTER_NAMES, UnknownRouterError, router_help
 
 _MODEL_NAME = re.compile(r"^router-(?P<name>[a-z_]+)-(?:(?P<threshold>[0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)"
-                         r"|budget(?P<budget>[0-9]*\.?[0-9]+))$")
+                         r"|budget(?P<budget>[0-9]*\.?[0-9]+)|cost(?P<cost>[0-9]*\.?[0-9]+))$")
 
 
 @dataclass(frozen=True)
 class RouterChoice:
-    """A router and either a fixed threshold or a budget (a target share of strong calls, 0..1)."""
+    """A router and either a fixed threshold, a budget (a target share of strong calls, 0..1) or a
+    cost budget (USD per 1,000 requests)."""
 
     name: str
     threshold: float | None
     budget: float | None = None
+    cost: float | None = None
 
     @property
     def model_name(self) -> str:
+        if self.cost is not None:
+            return f"router-{self.name}-cost{self.cost:g}"
         if self.budget is not None:
             return f"router-{self.name}-budget{100 * self.budget:g}"
         return f"router-{self.name}-{self.threshold:g}"
@@ -46,13 +50,15 @@ def check_threshold(threshold: float) -> float:
 
 def parse_router_model(model: str) -> RouterChoice:
     """``"router-sw_ranking-0.3"`` -> RouterChoice("sw_ranking", 0.3); ``"router-mf-budget30"`` ->
-    RouterChoice("mf", None, budget=0.3) (30% of calls to the strong model); with clear errors."""
+    RouterChoice("mf", None, budget=0.3) (30% of calls to the strong model); ``"router-mf-cost0.5"`` ->
+    RouterChoice("mf", None, cost=0.5) ($0.50 per 1,000 requests); with clear errors."""
     m = _MODEL_NAME.match(model or "")
     if not m:
         if (model or "").startswith("router-"):
             raise UnknownRouterError(
-                f"bad router model {model!r}: expected router-<name>-<threshold> (e.g. router-mf-0.5) "
-                "or router-<name>-budget<percent> (e.g. router-mf-budget30)"
+                f"bad router model {model!r}: expected router-<name>-<threshold> (e.g. router-mf-0.5), "
+                "router-<name>-budget<percent> (e.g. router-mf-budget30) or router-<name>-cost<USD per 1,000 "
+                "requests> (e.g. router-mf-cost0.5)"
             )
         raise UnknownRouterError(f"{model!r} is not a router model name (router-<name>-<threshold>)")
     name = check_router(m["name"])
@@ -61,6 +67,8 @@ def parse_router_model(model: str) -> RouterChoice:
         if not 0.0 <= pct <= 100.0:
             raise UnknownRouterError(f"budget {pct:g}% is outside 0-100%")
         return RouterChoice(name, None, budget=pct / 100.0)
+    if m["cost"] is not None:
+        return RouterChoice(name, None, cost=float(m["cost"]))
     return RouterChoice(name, check_threshold(m["threshold"]))
 
 

@@ -20,11 +20,14 @@ from routellm_demo.runtime import Runtime
 from routellm_demo.ui.format import ROUTE_BADGE, answers_frame, decision_card, esc, h, totals_html, why_panel
 from routellm_demo.ui.plots import budget_plot
 
+BUDGET_BY_SHARE, BUDGET_BY_COST = "% of calls to strong", "$ per 1,000 requests"
 BUDGET_HELP = ("In budget mode the threshold follows the traffic: for each request it is the one that would "
                "have sent the target share of the router's latest scores (every visitor's, "
                "`budget.window` of them) to the strong model, corrected by how far the budget's own recent "
                "requests missed the target. *Calibrate* above is its one-off counterpart: a fixed threshold "
-               "set once. The API asks for it with the model name `router-<name>-budget<percent>`.")
+               "set once. A budget given as a cost per 1,000 requests is the share that costs it, priced at the "
+               "mean size of the latest requests. The API asks for them with the model names "
+               "`router-<name>-budget<percent>` and `router-<name>-cost<USD per 1,000 requests>`.")
 CALIBRATION_MIN_TRAFFIC = 30  # fewer logged requests than this: calibrate on stored battle prompts
 CALIBRATION_SAMPLE = 300  # battle prompts scored when calibrating on them
 CHAT_EXAMPLES = ["What is the capital of Japan?", "Prove that the square root of 2 is irrational.",
@@ -75,8 +78,9 @@ def chat_tab(demo: gr.Blocks, runtime: Runtime, limits: Limits, session: gr.Stat
         yield history, "", '<div class="route-card">Routing…</div>', keep, keep, keep
         decision = None
         try:
-            response = ctl.respond(messages, router=router, threshold=threshold, session_id=session_id, budget=budget,
-                                   source="app", explain=5 if router == "sw_ranking" else 0)
+            share, cost = (None, budget["cost_per_1k"]) if isinstance(budget, dict) else (budget, None)
+            response = ctl.respond(messages, router=router, threshold=threshold, session_id=session_id, budget=share,
+                                   cost_per_1k=cost, source="app", explain=5 if router == "sw_ranking" else 0)
             decision = d = response.decision
             history.append({"role": "assistant", "content": (
                 f"score {d.score:.3f} {'≥' if d.role == 'strong' else '<'} threshold {d.threshold:.3f} "
@@ -107,6 +111,19 @@ def chat_tab(demo: gr.Blocks, runtime: Runtime, limits: Limits, session: gr.Stat
     def set_budget(on, pct):
         """The share of strong calls to hold (0..1), or None for the threshold."""
         return float(pct) / 100.0 if on else None
+
+    def set_budget_by(on, by, pct, cost, current):
+        """The budget as the visitor last set it: a share, or {"cost_per_1k": USD} with a note on what
+        share that cost buys at this traffic's request size; a bad cost keeps the budget as it was."""
+        if not on or by != BUDGET_BY_COST:
+            return set_budget(on, pct), ""
+        if cost is None:
+            return current, "Give a cost per 1,000 requests."
+        try:
+            plan = ctl.cost_budget(cost)
+        except UserError as e:
+            return current, f"❌ {esc(e.public)}"
+        return {"cost_per_1k": plan.cost_per_1k}, esc(plan.describe())
 
     def new_chat():
         return [], "", "", ""
@@ -153,6 +170,12 @@ def chat_tab(demo: gr.Blocks, runtime: Runtime, limits: Limits, session: gr.Stat
                                             info="hold a share of strong calls on live traffic instead")
                     budget_pct = gr.Slider(0, 100, value=30, step=1, label="Budget: % of calls to strong", scale=2,
                                            visible=False, elem_id="budget-pct")
+                with gr.Row():
+                    budget_by = gr.Radio([BUDGET_BY_SHARE, BUDGET_BY_COST], value=BUDGET_BY_SHARE, label="Budget as",
+                                         visible=False, elem_id="budget-by", scale=2)
+                    budget_cost = gr.Number(None, label="Budget: $ per 1,000 requests", minimum=0, visible=False,
+                                            elem_id="budget-cost", scale=1)
+                budget_note = gr.Markdown("", elem_id="budget-note")
                 with gr.Accordion("Calibrate: send X% of traffic to the strong model", open=False):
                     with gr.Row():
                         target = gr.Slider(0, 100, value=50, step=1, label="% to strong", scale=3)
@@ -181,10 +204,21 @@ def chat_tab(demo: gr.Blocks, runtime: Runtime, limits: Limits, session: gr.Stat
     router.change(lambda r: gr.update(info=router_help(r)), router, router, api_name="router_info",
                   show_progress="hidden")
     calib.click(calibrate, [router, target], [threshold, calib_note], api_name="calibrate")
-    budget_on.change(lambda on: (gr.update(interactive=not on), gr.update(visible=on)), budget_on,
-                     [threshold, budget_pct], api_name="budget_toggle", show_progress="hidden")
+    def show_budget(on):  # the switch starts every budget as a share; "Budget as" can then make it a cost
+        return (gr.update(interactive=not on), gr.update(visible=on), gr.update(visible=on, value=BUDGET_BY_SHARE),
+                gr.update(visible=False))
+
+    budget_on.change(show_budget, budget_on, [threshold, budget_pct, budget_by, budget_cost], api_name="budget_toggle",
+                     show_progress="hidden")
+    budget_by.change(lambda on, by: (gr.update(visible=on and by != BUDGET_BY_COST),
+                                     gr.update(visible=on and by == BUDGET_BY_COST)),
+                     [budget_on, budget_by], [budget_pct, budget_cost], api_name="budget_as", show_progress="hidden")
     for control in (budget_on, budget_pct):  # one API call sets both: /budget_mode(on, percent)
         control.change(set_budget, [budget_on, budget_pct], budget, api_name="budget_mode" if control is budget_on
                        else "budget_share", show_progress="hidden")
+    # a cost budget: /budget_cost(on, "$ per 1,000 requests", percent, cost, current) sets it and says what share it buys
+    for control in (budget_by, budget_cost):
+        control.change(set_budget_by, [budget_on, budget_by, budget_pct, budget_cost, budget], [budget, budget_note],
+                       api_name="budget_cost" if control is budget_cost else "budget_by", show_progress="hidden")
     budget_refresh.click(lambda: budget_plot(store.budget_log()), None, budget_chart, api_name="budget_view")
     demo.load(totals, session, totals_box, api_name="totals")

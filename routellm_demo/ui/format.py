@@ -75,7 +75,9 @@ def decision_card(d: Decision | None, answer: Answer | None = None, error: str |
         score_bar(d.score, d.threshold, d.role),
     ]
     if d.budget is not None:
-        parts.append(f"<div>💰 <b>Budget mode</b>: {100 * d.budget:.0f}% of calls to the strong model. The threshold "
+        cost = (f" (the share that costs <b>${d.cost_budget:.4g} per 1,000 requests</b> at this traffic's "
+                "request size)" if getattr(d, "cost_budget", None) is not None else "")
+        parts.append(f"<div>💰 <b>Budget mode</b>: {round(100 * d.budget, 1):g}% of calls to the strong model{cost}. The threshold "
                      "is the one that would have sent that share of the router's latest scores (every visitor's "
                      "requests) to the strong model, corrected by how far the budget's own recent requests "
                      "missed it.</div>")
