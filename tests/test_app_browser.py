@@ -189,6 +189,7 @@ def test_leaderboard_and_data_tabs_render(page, served):
     page.get_by_label("Parquet").check()
     page.get_by_role("button", name="Export", exact=True).click()
     expect(page.locator("#export-file")).to_contain_text(".parquet", timeout=TIMEOUT_MS)
+    expect(page.locator("#export-datasheet")).to_contain_text("datasheet-", timeout=TIMEOUT_MS)  # offered beside it
     page.screenshot(path=str(ARTIFACTS / "data_tab.png"), full_page=True)
     page.get_by_role("tab", name="Learning").click()  # the arena test's vote, scored before it was learnt
     expect(page.locator("#learning-summary")).to_contain_text("sw_ranking: 1 of 1 arena votes scored",

@@ -210,8 +210,10 @@ def test_leaderboard_and_data_tabs(client, served, tmp_path):
     assert "95% CI" in lb_all["headers"] and plot is not None
     counts, recent = client.predict(api_name="/data")[:2]
     assert ["arena-vote", 1] in counts["data"] and len(recent["data"]) == 1
-    path, note = client.predict("Parquet", api_name="/export")
+    path, note, sheet = client.predict("Parquet", api_name="/export")  # the datasheet is offered beside the file
     assert Path(path).suffix == ".parquet" and "Exported" in note
+    assert Path(sheet).name == f"datasheet-{Path(path).name}.json"
+    assert json.loads(Path(sheet).read_text())["format"] == "parquet"
     _, admin = client.predict("anything", api_name="/admin_delete_votes")
     assert "disabled" in admin
 

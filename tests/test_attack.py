@@ -14,6 +14,7 @@ database. Bounded: every wait has a deadline.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import random
 import re
@@ -178,8 +179,9 @@ def test_a_scripted_attacker_cannot_move_the_arena_leaderboard(served):
     flag_counts = client.predict(api_name="/data")[2]
     by_row = {row[0].split(":")[0]: row[1] for row in flag_counts["data"]}
     assert by_row["flagged (any flag)"] == len(attack_rows) - len(counted_attack) and by_row["identity"] >= 1
-    path, note = client.predict("JSONL", api_name="/export")
+    path, note, sheet = client.predict("JSONL", api_name="/export")
     assert "Exported" in note and datasheet_path(Path(rt.config.db_path).parent / "exports" / Path(path).name).is_file()
+    assert json.loads(Path(sheet).read_text())["flagged"] >= 1  # the datasheet is offered with the file
 
     # no visitor's address reaches the database (only salted hashes do)
     raw = b"".join(p.read_bytes() for p in Path(rt.config.db_path).parent.glob("app.db*"))

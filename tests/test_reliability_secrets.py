@@ -108,8 +108,9 @@ def test_planted_secrets_appear_nowhere(tmp_path, monkeypatch, capfd, all_logs):
                 keep("app data", c.predict(api_name="/data"))
                 keep("app totals", c.predict(api_name="/totals"))
                 for fmt in ("CSV", "JSONL", "Parquet"):
-                    path, note = keep(f"app export {fmt}", c.predict(fmt, api_name="/export"))
+                    path, note, sheet = keep(f"app export {fmt}", c.predict(fmt, api_name="/export"))
                     keep(f"export file {fmt}", Path(path).read_bytes())
+                    keep(f"export datasheet {fmt}", Path(sheet).read_bytes())
                 out = keep("app admin guess", c.predict(ADMIN_GUESS, api_name="/admin_delete_votes"))
                 assert "Wrong admin token" in out[1] and out[0] == ""
                 out = keep("app admin", c.predict(ADMIN, api_name="/admin_delete_votes"))

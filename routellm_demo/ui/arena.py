@@ -10,6 +10,7 @@ import gradio as gr
 
 from routellm_demo.arena import Arena, VoteError
 from routellm_demo.errors import UserError
+from routellm_demo.export import datasheet_path
 from routellm_demo.limits import Limits
 from routellm_demo.store import Store
 from routellm_demo.ui.format import (esc, excluded_note, flag_counts_frame, leaderboard_frame, matrix_frame,
@@ -159,11 +160,13 @@ def data_tab(arena: Arena, store: Store, export_dir: str, admin_enabled: bool) -
             raise gr.Error(e.public, print_exception=False) from None
 
     def export(fmt):
+        """The export, a note, and its datasheet (shown with the export by the next step)."""
         try:
             path = arena.export(str(fmt).lower(), export_dir)
         except (UserError, OSError) as e:  # nothing half-written shows up under the final name
-            return None, f"❌ Export failed: {esc(e.public if isinstance(e, UserError) else e)}"
-        return str(path), f"Exported {path.name}."
+            return None, f"❌ Export failed: {esc(e.public if isinstance(e, UserError) else e)}", None
+        sheet = datasheet_path(path)
+        return str(path), f"Exported {path.name}, with its datasheet {sheet.name}.", str(sheet)
 
     def delete_votes(token):
         try:
@@ -182,7 +185,10 @@ def data_tab(arena: Arena, store: Store, export_dir: str, admin_enabled: bool) -
                 with gr.Row():
                     fmt = gr.Radio(["CSV", "JSONL", "Parquet"], value="CSV", show_label=False, scale=2)
                     export_btn = gr.Button("Export", scale=1, min_width=90)
-                export_file = gr.File(label="Download", interactive=False, visible=False, elem_id="export-file")
+                with gr.Row():
+                    export_file = gr.File(label="Download", interactive=False, visible=False, elem_id="export-file")
+                    sheet_file = gr.File(label="Datasheet (schema, counts by source, flag and model pair)", interactive=False,
+                                         visible=False, elem_id="export-datasheet")
                 export_note = gr.Markdown("")
         flag_counts = gr.Dataframe(interactive=False, label="Arena votes by flag (flagged votes are stored and "
                                    "exported, and by default teach no router and move no rating)", elem_id="flag-counts")
@@ -198,6 +204,7 @@ def data_tab(arena: Arena, store: Store, export_dir: str, admin_enabled: bool) -
             admin_note = gr.Markdown("")
 
     refresh_view(tab, refresh_data, data_view, None, [counts, recent, flag_counts], "data")
-    export_btn.click(export, fmt, [export_file, export_note], api_name="export").then(
-        lambda: gr.update(visible=True), None, export_file, api_name="export_show")
+    export_btn.click(export, fmt, [export_file, export_note, sheet_file], api_name="export").then(
+        lambda: (gr.update(visible=True), gr.update(visible=True)), None, [export_file, sheet_file],
+        api_name="export_show")
     delete_btn.click(delete_votes, admin_token, [admin_token, admin_note], api_name="admin_delete_votes")
