@@ -32,8 +32,9 @@ by a refit (:meth:`fit`: a restart, a delete), since :class:`~routellm_demo.batt
 battle's source. The weight is part of the battle's *cell* (a cell is (player a, player b, outcome,
 weight)), so the clustered index, which stores cells, carries it with no change.
 
-From ``INDEX_MIN_BATTLES`` battles on, the float32 matrix no longer fits the time or memory budget (1.6 GB
-at a million battles): :meth:`fit` then builds, or reloads from ``index_dir``, the clustered int8 index of
+From ``INDEX_MIN_BATTLES`` battles on, streaming the whole float32 matrix for every prompt costs more than
+the index (100 MB a prompt at 65,000 battles; 1.6 GB at a million): :meth:`fit` then builds, or reloads
+from ``index_dir``, the clustered int8 index of
 :mod:`routellm_demo.routers.sw_index`, which weighs the nearest battles one by one and far clusters at
 their centroids (scores within 0.002 of the exact computation under RouteLLM's kernel; sharper kernels
 err more: figures in SCALING.md).
@@ -60,7 +61,7 @@ from routellm_demo.routers.sw_index import SWIndex, VectorSource
 
 log = logging.getLogger(__name__)
 
-INDEX_MIN_BATTLES = 200_000  # fit uses the clustered index from here on (the exact path below it)
+INDEX_MIN_BATTLES = 50_000  # fit uses the clustered index from here on (the exact path below it)
 INDEX_CHECK_ROWS = 32  # stored vectors compared with fresh ones when an index is reloaded
 
 SIMILARITY_BLOCK = 4_000_000  # similarities computed per block of queries: at most ~16 MB of float32
