@@ -47,7 +47,9 @@ def _config(args):
     if getattr(args, "db", None):
         from dataclasses import replace
 
-        config = replace(config, db_path=Path(args.db))
+        from routellm_demo.config import is_database_url
+
+        config = replace(config, db_path=args.db if is_database_url(args.db) else Path(args.db))
     return config
 
 
@@ -75,9 +77,9 @@ def _fmt(v) -> str:
 
 def cmd_import(args) -> int:
     from routellm_demo import importers
-    from routellm_demo.store import Store
+    from routellm_demo.store import open_store
 
-    store = Store(_config(args).db_path)
+    store = open_store(_config(args).db_path)
     try:
         start = time.perf_counter()
         if args.kind == "routellm":
@@ -128,9 +130,9 @@ def cmd_embed(args) -> int:
 def cmd_ratings(args) -> int:
     from routellm_demo.battles import Battles
     from routellm_demo.ratings import leaderboard
-    from routellm_demo.store import Store
+    from routellm_demo.store import open_store
 
-    store = Store(_config(args).db_path)
+    store = open_store(_config(args).db_path)
     try:
         rows = store.battles(source=args.source) if args.source else store.battles()
     finally:
@@ -340,9 +342,9 @@ def _print_whatif(result, args) -> None:
 
 
 def cmd_savings(args) -> int:
-    from routellm_demo.store import Store
+    from routellm_demo.store import open_store
 
-    store = Store(_config(args).db_path)
+    store = open_store(_config(args).db_path)
     try:
         print(json.dumps(store.savings(args.session), indent=2))
     finally:
@@ -426,7 +428,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="routellm-demo", description="An open LLM router: import preference data, "
                                 "train routers, route prompts, answer through the strong or weak model.")
     p.add_argument("--config", help="TOML config file (default: routellm_demo.toml if present)")
-    p.add_argument("--db", help="SQLite store path (overrides the config)")
+    p.add_argument("--db", help="store: a SQLite path or a postgresql:// URL (overrides the config)")
     sub = p.add_subparsers(dest="command", required=True)
 
     s = sub.add_parser("import", help="import preference data into the store (idempotent)")

@@ -215,7 +215,9 @@ class Config:
         "routing.context", "ROUTING_CONTEXT",
         lambda v: None if v in ROUTING_CONTEXTS else f"must be one of {', '.join(ROUTING_CONTEXTS)}, got {v!r}",
         default=DEFAULT_ROUTING_CONTEXT)
-    db_path: Path = _setting("db_path", "DB", default_factory=default_db_path)
+    # A SQLite file (the embedded default), or a postgresql:// URL for replicas sharing one database
+    # (routellm_demo/store_postgres.py; the URL may carry a password: it is never logged in full).
+    db_path: Path | str = _setting("db_path", "DB", default_factory=default_db_path)
     checkpoint_dir: Path = _setting("checkpoint_dir", "CHECKPOINT_DIR", default=REPO_ROOT / "data" / "checkpoints")
     # Where `eval` writes its runs by default, and where the app's Evaluation tab looks for them.
     eval_dir: Path = _setting("eval_dir", "EVAL_DIR", default=REPO_ROOT / "data" / "eval")
@@ -464,6 +466,11 @@ def _coerce(key: str, value: Any, kind: type, origin: Mapping[str, str]):
     if kind is Path:
         if not isinstance(value, str) or not value:
             raise bad
+        if key in _URL_KEYS and "://" in value:
+            if not is_database_url(value.strip()):
+                raise ConfigError(f"{key} must be a path or a postgresql:// URL, got {value.split('://')[0]}:// "
+                                  f"(from {where})")
+            return value.strip()
         p = Path(value).expanduser()
         if not p.is_absolute():
             # paths in the file are relative to the file; from the environment, to the cwd
@@ -473,6 +480,14 @@ def _coerce(key: str, value: Any, kind: type, origin: Mapping[str, str]):
     if not isinstance(value, str):
         raise bad
     return value.strip()
+
+
+_URL_KEYS = {"db_path"}  # Path settings that may also be a database URL
+
+
+def is_database_url(value: Any) -> bool:
+    """Whether a db_path setting names a PostgreSQL database rather than a SQLite file."""
+    return isinstance(value, str) and value.startswith(("postgresql://", "postgres://"))
 
 
 _KIND_NAMES = {bool: "true or false", int: "an integer", float: "a number", tuple: "a list of strings",

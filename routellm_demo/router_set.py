@@ -115,6 +115,9 @@ class RouterSet:
         self.router_params = {check_router(n): dict(p) for n, p in (router_params or {}).items()}
         self._routers: dict = {}
         self._seen: dict[str, int] = {}
+        # Ids absorbed above _seen out of feed order (this process's own votes, absorbed at once): another
+        # process's vote with a lower id may still be on its way through the feed, so _seen stays put.
+        self._ahead: dict[str, set[int]] = {}
         self._battles: Battles | None = None
         self._generation = 0  # +1 on every reload: a load that straddles one starts again
         self._lock = threading.RLock()  # guards the dictionaries above; never held while fitting
@@ -126,10 +129,12 @@ class RouterSet:
     @classmethod
     def from_config(cls, store, embedder, config) -> "RouterSet":
         """The routers as the config describes them (checkpoints, role map, sw_ranking's weighting); a
-        large store's router index sits beside the database file (``<db>.index/``), one per store."""
-        db = Path(config.db_path)
+        large store's router index sits beside the database file (``<db>.index/``), one per store (for a
+        database URL: under the model cache, :func:`routellm_demo.store.index_dir_for`)."""
+        from routellm_demo.store import index_dir_for
+
         return cls(store, embedder, checkpoint_dir=config.checkpoint_dir, role_map=config.role_map,
-                   router_params=config.router_params, index_dir=db.with_name(db.name + ".index"))
+                   router_params=config.router_params, index_dir=index_dir_for(config.db_path, config.model_cache_dir))
 
     def _lock_of(self, name: str) -> threading.RLock:
         with self._lock:
@@ -169,6 +174,7 @@ class RouterSet:
                     self._routers[name] = router
                     # the newest battle this router has seen, so absorb() never counts one twice
                     self._seen[name] = int(battles.ids.max()) if battles is not None and len(battles) else 0
+                    self._ahead[name] = set()
                 if not from_checkpoint:
                     self._catch_up(name, router)
                 return router
@@ -179,7 +185,7 @@ class RouterSet:
             return
         rows = self.store.battles(since_id=self._seen.get(name, 0))
         if rows:
-            self._absorb_into(name, router, self._as_battles(rows))
+            self._absorb_into(name, router, self._as_battles(rows), in_order=True)
 
     def score(self, name: str, embeddings: np.ndarray, prompts=None) -> np.ndarray:
         """Win probabilities under the router's lock, so a vote absorbed meanwhile never tears a query.
@@ -205,20 +211,30 @@ class RouterSet:
         return Battles.from_records(rows, embeddings=self.embedder.embed([r["prompt"] for r in rows]),
                                     role_map=self.role_map)
 
-    def _absorb_into(self, name: str, router, new: Battles) -> None:
+    def _absorb_into(self, name: str, router, new: Battles, *, in_order: bool = False) -> None:
         with self._lock_of(name):
             with self._lock:
                 if self._routers.get(name) is not router:
                     return  # replaced or reloaded meanwhile: the new one read the store itself
                 seen = self._seen.get(name, 0)
-            unseen = new.ids > seen
+                ahead = self._ahead.setdefault(name, set())
+                unseen = (new.ids > seen) & ~np.isin(new.ids, list(ahead))
             if unseen.any():
                 router.partial_fit(new if unseen.all() else new.subset(unseen))
-                with self._lock:
-                    self._seen[name] = int(new.ids[unseen].max())
+            with self._lock:
+                if in_order:
+                    # Read in commit order (the feed, the store), and ids follow commit order: no battle
+                    # at or below these ids is still to come.
+                    top = max(seen, int(new.ids.max()))
+                    self._seen[name] = top
+                    self._ahead[name] = {i for i in ahead if i > top}
+                else:
+                    ahead.update(int(i) for i in new.ids[unseen])
 
-    def absorb(self, rows: list[dict]) -> None:
-        """Fold newly stored battles into the online routers without rebuilding them."""
+    def absorb(self, rows: list[dict], *, in_order: bool = False) -> None:
+        """Fold newly stored battles into the online routers without rebuilding them. ``in_order``: the
+        rows come from the change feed, which delivers every battle in commit order; otherwise (a vote
+        this process just took) a battle another process committed earlier may still be on its way."""
         if not rows:
             return
         new = self._as_battles(rows)
@@ -226,7 +242,7 @@ class RouterSet:
             self._battles = None  # reloaded lazily (embeddings are cached) for routers not yet built
             online = [(n, r) for n, r in self._routers.items() if hasattr(r, "partial_fit")]
         for name, router in online:
-            self._absorb_into(name, router, new)
+            self._absorb_into(name, router, new, in_order=in_order)
 
     def reload(self) -> None:
         """Forget the fitted online routers (after a delete): they refit from the store on next use.
@@ -237,6 +253,7 @@ class RouterSet:
             for name in [n for n in self._routers if n not in CHECKPOINTED]:
                 del self._routers[name]
                 self._seen.pop(name, None)
+                self._ahead.pop(name, None)
 
     def sync(self) -> BattleChanges:
         """Apply what the store's change feed recorded since the last sync, whoever wrote it: new
@@ -247,7 +264,7 @@ class RouterSet:
             if changes.deleted:
                 self.reload()
             elif changes.inserted:
-                self.absorb(changes.inserted)
+                self.absorb(changes.inserted, in_order=True)
             self._cursor = changes.cursor
             return changes
 

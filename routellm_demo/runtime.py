@@ -16,7 +16,7 @@ from routellm_demo.embeddings import Embedder
 from routellm_demo.refresh import DEFAULT_EVERY, Refresher
 from routellm_demo.routers import check_router
 from routellm_demo.seed import seed_store
-from routellm_demo.store import Store
+from routellm_demo.store import Store, open_store
 from routellm_demo.router_set import RouterSet
 
 if TYPE_CHECKING:
@@ -103,7 +103,7 @@ def build_runtime(config: Config | None = None, *, config_path=None) -> Runtime:
     gold-labelled battles first when ``config.seed`` is on (:func:`routellm_demo.seed.seed_store`)."""
     config = config or load_config(config_path)
     check_router(config.router)  # a typo in the config fails at start, not at the first chat
-    store = Store(config.db_path, count_flagged=config.count_flagged_votes)
+    store = open_store(config.db_path, count_flagged=config.count_flagged_votes)
     embedder = Embedder(store, cache_dir=config.model_cache_dir)  # the ONNX export sits beside the models
     if config.seed:
         seed_store(store, embedder.cache_key)

@@ -93,8 +93,8 @@ _STEPS: list[tuple[str, list[str]]] = [
     # follow it (:meth:`Store.changes_since`) to learn battles they did not write and to see deletes,
     # which polling the highest battle id cannot (and ids are reused after the newest is deleted).
     # SQLite runs one writer at a time, so AUTOINCREMENT order is commit order here. (On PostgreSQL,
-    # sequence values can commit out of order: a follower there reads only below the oldest transaction
-    # still in flight, pg_snapshot_xmin, so the cursor API stays the same.)
+    # sequence values can commit out of order: there every battle writer takes one advisory lock first,
+    # so the next seq is drawn only after the previous writer committed; routellm_demo/store_postgres.py.)
     ("0006_battle_changes", [
         """CREATE TABLE battle_changes (
             seq INTEGER PRIMARY KEY AUTOINCREMENT,

@@ -401,19 +401,7 @@ class Store:
 
     def log_decision(self, **fields: Any) -> int:
         """Record one routed request (columns of routing_log); returns the row id."""
-        unknown = set(fields) - set(_LOG_COLUMNS)
-        if unknown:
-            raise ValueError(f"unknown routing_log fields: {sorted(unknown)}")
-        for name, allowed in (("chosen_role", ROLES), ("usage_source", USAGE_SOURCES), ("source", LOG_SOURCES)):
-            if fields.get(name) is not None and fields[name] not in allowed:
-                raise ValueError(f"{name} must be one of {allowed}, got {fields[name]!r}")
-        for name, value in fields.items():
-            if isinstance(value, str):
-                _check_text(name, value, required=False)
-        row = dict(fields)
-        row.setdefault("created_at", utc_now())
-        if not row.get("error"):
-            row["error"] = None
+        row = log_row(fields)
         cols = list(row)
         with self._access() as db, db.atomic():
             cur = db.conn.execute(
@@ -505,29 +493,7 @@ class Store:
             params.append(session_id)
         with self._access() as db:
             r = next(db.query(sql.format(where=where), params))
-        requests, strong = int(r["requests"]), int(r["strong_requests"])
-        fallbacks, to_weak = int(r["fallback_requests"]), int(r["fallback_to_weak"])
-        spent, all_strong = float(r["spent"]), float(r["all_strong_cost"])
-        fb_spent, fb_all_strong = float(r["fallback_spent"]), float(r["fallback_all_strong_cost"])
-        routed_spent, routed_all_strong = float(r["routed_spent"]), float(r["routed_all_strong_cost"])
-        saved = routed_all_strong - routed_spent
-        return {
-            "requests": requests,
-            "strong_requests": strong,
-            "strong_share": strong / requests if requests else 0.0,
-            "spent": spent,
-            "all_strong_cost": all_strong,
-            "saved": saved,
-            "saved_pct": 100.0 * saved / routed_all_strong if routed_all_strong > 0 else 0.0,
-            "routed_requests": requests - fallbacks,
-            "routed_spent": routed_spent,
-            "routed_all_strong_cost": routed_all_strong,
-            "fallback_requests": fallbacks,
-            "fallback_to_weak": to_weak,
-            "fallback_to_strong": fallbacks - to_weak,
-            "fallback_spent": fb_spent,
-            "fallback_cost_difference": fb_all_strong - fb_spent,
-        }
+        return savings_summary(r)
 
     # -- arena: pending battles and votes --------------------------------------------------------
 
@@ -716,3 +682,74 @@ _INSERT_BATTLE = (
 def _decode_battle(row: dict) -> dict:
     row["meta"] = json.loads(row["meta"]) if row.get("meta") else {}
     return row
+
+
+def log_row(fields: Mapping[str, Any]) -> dict:
+    """A routing_log row from :meth:`Store.log_decision`'s fields, checked (both backends)."""
+    unknown = set(fields) - set(_LOG_COLUMNS)
+    if unknown:
+        raise ValueError(f"unknown routing_log fields: {sorted(unknown)}")
+    for name, allowed in (("chosen_role", ROLES), ("usage_source", USAGE_SOURCES), ("source", LOG_SOURCES)):
+        if fields.get(name) is not None and fields[name] not in allowed:
+            raise ValueError(f"{name} must be one of {allowed}, got {fields[name]!r}")
+    for name, value in fields.items():
+        if isinstance(value, str):
+            _check_text(name, value, required=False)
+    row = dict(fields)
+    row.setdefault("created_at", utc_now())
+    if not row.get("error"):
+        row["error"] = None
+    return row
+
+
+def savings_summary(r: Mapping) -> dict:
+    """:meth:`Store.savings`'s figures from the one row of sums its query returns (both backends' query)."""
+    requests, strong = int(r["requests"]), int(r["strong_requests"])
+    fallbacks, to_weak = int(r["fallback_requests"]), int(r["fallback_to_weak"])
+    spent, all_strong = float(r["spent"]), float(r["all_strong_cost"])
+    fb_spent, fb_all_strong = float(r["fallback_spent"]), float(r["fallback_all_strong_cost"])
+    routed_spent, routed_all_strong = float(r["routed_spent"]), float(r["routed_all_strong_cost"])
+    saved = routed_all_strong - routed_spent
+    return {
+        "requests": requests,
+        "strong_requests": strong,
+        "strong_share": strong / requests if requests else 0.0,
+        "spent": spent,
+        "all_strong_cost": all_strong,
+        "saved": saved,
+        "saved_pct": 100.0 * saved / routed_all_strong if routed_all_strong > 0 else 0.0,
+        "routed_requests": requests - fallbacks,
+        "routed_spent": routed_spent,
+        "routed_all_strong_cost": routed_all_strong,
+        "fallback_requests": fallbacks,
+        "fallback_to_weak": to_weak,
+        "fallback_to_strong": fallbacks - to_weak,
+        "fallback_spent": fb_spent,
+        "fallback_cost_difference": fb_all_strong - fb_spent,
+    }
+
+
+def open_store(target: str | Path, **kw: Any) -> "Store":
+    """The store a ``db_path`` setting names: a path is a SQLite file (:class:`Store`), a
+    ``postgresql://`` URL a PostgreSQL database (:class:`routellm_demo.store_postgres.PostgresStore`,
+    the same interface). Keyword arguments (``readonly``, ``timeout``, ``count_flagged``) go to either."""
+    from routellm_demo.config import is_database_url
+
+    if is_database_url(target):
+        from routellm_demo.store_postgres import PostgresStore
+
+        return PostgresStore(str(target), **kw)  # type: ignore[return-value]
+    return Store(target, **kw)
+
+
+def index_dir_for(target: str | Path, cache_dir: Path) -> Path:
+    """Where a store's persisted router index lives: beside a SQLite file (``<db>.index/``); for a
+    database URL, on this machine under ``cache_dir``, one folder per database (each replica keeps its own)."""
+    from routellm_demo.config import is_database_url
+
+    if is_database_url(target):
+        from routellm_demo.store_postgres import redact
+
+        return Path(cache_dir) / "index" / hashlib.sha256(redact(str(target)).encode()).hexdigest()[:16]
+    db = Path(target)
+    return db.with_name(db.name + ".index")

@@ -1,4 +1,10 @@
-"""Store against a real SQLite file: schema, transactions, threads and the failure modes users hit."""
+"""The store against a real database: schema, transactions, threads and the failure modes users hit.
+
+Tests taking ``store`` or ``target`` run on both backends: a SQLite file and a fresh database on a
+real PostgreSQL server (tests/pg_server.py). Those that build a file by hand (WAL, permissions, a
+corrupt or foreign file, SQLite's lock and migrations table) stay SQLite-only: PostgreSQL has no file
+to damage or chmod; its own migrations, locks and failures are tested in test_store_postgres.py.
+"""
 
 import os
 import sqlite3
@@ -11,7 +17,8 @@ import pytest
 from sqlite_utils import Database
 
 from routellm_demo.schema import MIGRATIONS, SCHEMA_VERSION
-from routellm_demo.store import Store, StoreError, prompt_sha256
+from routellm_demo.store import Store, StoreError, open_store, prompt_sha256
+from pg_server import pg_server  # noqa: F401 (fixture)
 
 
 def battle(i=0, **kw):
@@ -20,11 +27,33 @@ def battle(i=0, **kw):
     return row
 
 
+@pytest.fixture(params=["sqlite", "postgres"])
+def target(request, tmp_path):
+    """Where a store lives: a SQLite path, or the URL of a fresh PostgreSQL database."""
+    if request.param == "sqlite":
+        yield tmp_path / "routellm.db"
+        return
+    server = request.getfixturevalue("pg_server")
+    url = server.create_database()
+    yield url
+    server.drop_database(url)
+
+
 @pytest.fixture
-def store(tmp_path):
-    s = Store(tmp_path / "routellm.db")
+def store(target):
+    s = open_store(target)
     yield s
     s.close()
+
+
+def raw_vector(store, sha):
+    """The stored bytes of one cached vector, read past the store."""
+    if isinstance(store, Store):
+        return store.db.execute("SELECT vector FROM embeddings WHERE sha256 = ?", [sha]).fetchone()[0]
+    import psycopg
+
+    with psycopg.connect(store.url) as conn:
+        return conn.execute("SELECT vector FROM embeddings WHERE sha256 = %s", [sha]).fetchone()[0]
 
 
 # -- schema --------------------------------------------------------------------------------------
@@ -57,15 +86,14 @@ def test_older_database_is_migrated_not_broken(tmp_path):
         assert s.log_decision(chosen_role="weak", cost=0.1, source="cli") == 1
 
 
-def test_many_openers_of_a_fresh_file_migrate_it_once(tmp_path):
-    path = tmp_path / "race.db"
+def test_many_openers_of_a_fresh_file_migrate_it_once(target):
     errors, stores = [], []
     barrier = threading.Barrier(6)
 
     def open_it():
         barrier.wait()
         try:
-            stores.append(Store(path))
+            stores.append(open_store(target))
         except Exception as exc:  # pragma: no cover - reported below
             errors.append(exc)
 
@@ -199,22 +227,20 @@ def test_writes_from_many_threads(store):
     assert store.savings("t3")["requests"] == 40
 
 
-def test_two_stores_share_one_file(tmp_path):
-    path = tmp_path / "shared.db"
-    with Store(path) as writer, Store(path) as reader:
+def test_two_stores_share_one_file(target):
+    with open_store(target) as writer, open_store(target) as reader:
         writer.add_battle(**battle(1))
         assert len(reader.battles()) == 1
 
 
-def test_separate_connections_writing_at_once(tmp_path):
+def test_separate_connections_writing_at_once(target):
     """Like an app, a server and a CLI each with its own connection: the busy timeout serialises them."""
-    path = tmp_path / "multi.db"
-    Store(path).close()
+    open_store(target).close()
     errors = []
 
     def work(t):
         try:
-            with Store(path) as s:
+            with open_store(target) as s:
                 for i in range(30):
                     s.add_battles([battle(i, uid=f"{t}-{i}")])
                     s.put_embeddings("m", {f"{t}-{i}": np.ones(4, np.float32)})
@@ -228,7 +254,7 @@ def test_separate_connections_writing_at_once(tmp_path):
     for th in threads:
         th.join()
     assert errors == []
-    with Store(path) as s:
+    with open_store(target) as s:
         assert s.count_battles() == {"test": 120} and s.savings()["requests"] == 120
 
 
@@ -299,8 +325,8 @@ def test_not_a_database_and_corrupt_file(tmp_path):
         s.battles()
 
 
-def test_closed_store_raises_store_error(tmp_path):
-    s = Store(tmp_path / "c.db")
+def test_closed_store_raises_store_error(target):
+    s = open_store(target)
     s.close()
     with pytest.raises(StoreError):
         s.battles()
@@ -318,7 +344,7 @@ def test_embedding_cache_roundtrip(store):
     assert store.get_embeddings("other-model", ["s1"]) == {}
     store.put_embeddings("m", {"s1": v * 2})  # replace
     assert np.array_equal(store.get_embeddings("m", ["s1"])["s1"], v * 2)
-    blob = store.db.execute("SELECT vector FROM embeddings WHERE sha256 = 's2'").fetchone()[0]
+    blob = raw_vector(store, "s2")
     assert np.array_equal(np.frombuffer(blob, "<f4"), -v)  # little-endian float32 on disk
     with pytest.raises(ValueError):
         store.put_embeddings("m", {"bad": np.zeros((2, 2))})
