@@ -188,6 +188,7 @@ def _rate_worker(url: str, n: int, now: float) -> int:
     return allowed
 
 
+@pytest.mark.slow  # processes start and vote: seconds, kept out of the fast loop
 def test_processes_voting_and_counting_limits_at_once(pg_url):
     """Four real processes: a battle uid voted by two of them is stored once; a visitor's quota of 25
     is granted 25 times in all, however the processes interleave."""
@@ -237,6 +238,7 @@ def test_transaction_is_all_or_nothing_and_other_threads_go_on(pg_url):
         assert s.count_battles() == {"test": 10} and list(s.get_embeddings("m", ["x"])) == ["x"]
 
 
+@pytest.mark.slow  # processes start and vote: seconds, kept out of the fast loop
 def test_a_battle_written_by_another_process_reaches_this_processs_routers(pg_url, tmp_path):
     """tests/test_change_feed.py's test on one PostgreSQL database: the follower polls the feed."""
     from routellm_demo.changes import ChangeFollower
