@@ -14,7 +14,19 @@ round, as in the arena.
 
 Measured: after every ``every`` votes, the router scores the domain's prompts not voted on yet, and
 RouteLLM's APGR and CPT(50%) are computed on them (``evals.metrics``); also on the prompts that are
-never voted on in the run (a fixed set, so points along the curve compare like with like).
+never voted on in the run (a fixed set, so points along the curve compare like with like), and on the
+*fixed evaluation set*: the last ``FIXED_FRACTION`` of the seeded permutation, which neither order
+votes on, so ``random`` and ``active`` orders of one seed are compared on the same prompts.
+With ``watch`` (a benchmark other than the domain's), that whole benchmark is scored at every
+checkpoint too, its battles kept out of the store (``apgr_watch``): do votes on one domain make routing
+worse on a domain that got none?
+
+The order (``order``): "random" votes the seeded permutation's first prompts (as before this option
+existed: same votes, same sides); "active" (:mod:`routellm_demo.active`) draws each next batch of
+``ACTIVE_BATCH`` votes from the rest of the pool (the domain minus the fixed set) by the measured
+router's uncertainty, epsilon-mixed with uniform picks. Both replay the same gold labels; only which
+prompts get voted, and when, differs. The active order's "prompts not voted on yet" are not a random
+sample of the domain (it took the ones near the cut), so compare orders on ``apgr_fixed``.
 
 The store starts with no battle of the domain (checked: no stored prompt equals a domain prompt).
 ``seed_store`` chooses what else it holds: "none" (default: a fresh store, so any gain comes from the
@@ -43,7 +55,11 @@ from routellm_demo.routers import ROUTER_NAMES
 from routellm_demo.store import ARENA_SOURCE, prompt_sha256
 
 SEED_CHOICES = ("none", "other-benchmarks", "all-other")
-CURVE_COLUMNS = ("votes", "apgr", "cpt50", "n_eval", "apgr_heldout", "cpt50_heldout", "n_heldout")
+ORDER_CHOICES = ("random", "active")
+CURVE_COLUMNS = ("votes", "apgr", "cpt50", "n_eval", "apgr_heldout", "cpt50_heldout", "n_heldout", "apgr_fixed",
+                 "cpt50_fixed", "n_fixed", "apgr_watch", "n_watch")
+FIXED_FRACTION = 0.3  # share of the domain set aside, never voted on in either order (see replay())
+ACTIVE_BATCH = 10  # the active order re-reads the router's scores every this many votes
 DEFAULT_CACHE_DB = Path("data/eval_cache.db")  # the eval command's embedding cache
 
 
@@ -104,8 +120,10 @@ def gold_rows(evalset: EvalSet) -> list[dict]:
     return rows
 
 
-def seed_set(data_dir, benchmark: str, subject: str | None, seed_store: str, domain: EvalSet) -> EvalSet | None:
-    """The gold battles the store starts with, minus any prompt text of the domain."""
+def seed_set(data_dir, benchmark: str, subject: str | None, seed_store: str, domain: EvalSet,
+             watch: EvalSet | None = None) -> EvalSet | None:
+    """The gold battles the store starts with, minus any prompt text of the domain (and of the watched
+    set, which must stay unseen to show what the votes do to a domain that got none)."""
     if seed_store == "none":
         return None
     if seed_store not in SEED_CHOICES:
@@ -116,7 +134,7 @@ def seed_set(data_dir, benchmark: str, subject: str | None, seed_store: str, dom
     if not sets:
         return None
     pooled = concat(sets)
-    inside = {p.strip() for p in domain.prompts}
+    inside = {p.strip() for p in domain.prompts} | ({p.strip() for p in watch.prompts} if watch is not None else set())
     keep = np.array([p.strip() not in inside for p in pooled.prompts], dtype=bool)
     return pooled.subset(keep)
 
@@ -155,7 +173,8 @@ def open_arena(store_path: Path, checkpoint_dir: Path, max_prompt_chars: int, se
 
     The routers come from the config (``RouterSet.from_config``, as in the app), so sw_ranking's
     weighting is the config file's ``[sw_ranking]``; ``sw_params`` (a ``[sw_ranking]`` table:
-    ``preset``, ``base``, ``scale``, ``normalize``, ``text_weight``, ``vote_weight``) replaces it for this run.
+    ``preset``, ``base``, ``scale``, ``normalize``, ``text_weight``, ``vote_weight``) replaces it for this run;
+    its ``vote_weight``, when given, is the classifier's too (else the classifier keeps its own default).
     No checkpoint is loaded (the shipped ones were trained on these benchmarks); the controller is
     not needed, since no model is called."""
     from routellm_demo.arena import Arena
@@ -175,6 +194,9 @@ def open_arena(store_path: Path, checkpoint_dir: Path, max_prompt_chars: int, se
     store = Store(store_path)
     embedder = Embedder(store)
     routers = RouterSet.from_config(store, embedder, cfg)
+    if sw_params is not None and "vote_weight" in sw_params:  # an experiment's weight, for both learners
+        routers.router_params["classifier"] = {**routers.router_params.get("classifier", {}),
+                                               "vote_weight": cfg.sw_vote_weight}
     arena = Arena(cfg, store, embedder, routers, controller=None, rng=random.Random(seed))
     return arena
 
@@ -195,20 +217,33 @@ def router_scores(routers, name: str, embeddings: np.ndarray, prompts=None) -> n
 
 
 def _metrics(scores: np.ndarray, evalset: EvalSet, idx: np.ndarray) -> tuple[float, float]:
+    if len(idx) < 2:  # nothing to rank
+        return float("nan"), float("nan")
     m = summarize(scores, evalset.strong_quality[idx], evalset.weak_quality[idx])
     nan = float("nan")
     return (nan if m["apgr"] is None else m["apgr"]), (nan if m["cpt50"] is None else m["cpt50"])
 
 
-def measure(routers, name: str, domain: EvalSet, order: np.ndarray, voted: int, total_votes: int) -> dict:
-    """APGR / CPT(50%) on the prompts not voted on yet, and on those never voted on in the run."""
-    remaining = order[voted:]
-    scores = router_scores(routers, name, domain.embeddings[remaining], [domain.prompts[i] for i in remaining])
-    apgr, cpt50 = _metrics(scores, domain, remaining)
-    tail = total_votes - voted  # order[total_votes:] is the end of ``remaining``
-    apgr_h, cpt50_h = _metrics(scores[tail:], domain, order[total_votes:])
+def measure(scores: np.ndarray, domain: EvalSet, perm: np.ndarray, sequence: np.ndarray, voted: int,
+            fixed: np.ndarray) -> dict:
+    """APGR / CPT(50%) from the router's scores of every domain prompt at ``voted`` votes: on the
+    prompts not voted on yet, on those never voted on in the run (``sequence``: every vote's prompt),
+    and on the fixed evaluation set. Prompts are taken in the permutation's order, so that a random
+    order measures exactly the slices it always did."""
+    now, ever = set(sequence[:voted].tolist()), set(sequence.tolist())
+    remaining = np.array([i for i in perm if i not in now], dtype=np.int64)
+    never = np.array([i for i in perm if i not in ever], dtype=np.int64)
+    apgr, cpt50 = _metrics(scores[remaining], domain, remaining)
+    apgr_h, cpt50_h = _metrics(scores[never], domain, never)
+    apgr_f, cpt50_f = _metrics(scores[fixed], domain, fixed)
     return {"votes": voted, "apgr": apgr, "cpt50": cpt50, "n_eval": len(remaining), "apgr_heldout": apgr_h,
-            "cpt50_heldout": cpt50_h, "n_heldout": len(order) - total_votes}
+            "cpt50_heldout": cpt50_h, "n_heldout": len(never), "apgr_fixed": apgr_f, "cpt50_fixed": cpt50_f,
+            "n_fixed": len(fixed)}
+
+
+def fixed_size(n: int, votes: int) -> int:
+    """Size of the fixed evaluation set: ``FIXED_FRACTION`` of the domain, leaving room for the votes."""
+    return max(0, min(round(FIXED_FRACTION * n), n - votes))
 
 
 def checkpoints(votes: int, every: int) -> list[int]:
@@ -217,23 +252,56 @@ def checkpoints(votes: int, every: int) -> list[int]:
 
 
 def replay(arena, domain: EvalSet, *, votes: int, every: int, router: str, seed: int, refresher=None,
-           session_id: str | None = None, progress: bool = True) -> list[dict]:
-    """Cast ``votes`` gold-label votes on the domain in a seeded random order through ``arena``; return
-    the curve (one row per checkpoint). ``domain.embeddings`` must be set."""
+           session_id: str | None = None, progress: bool = True, order: str = "random",
+           watch: EvalSet | None = None, active_routers: tuple[str, ...] | None = None) -> list[dict]:
+    """Cast ``votes`` gold-label votes on the domain through ``arena``, in a seeded random order or the
+    active one (module docstring); return the curve (one row per checkpoint). ``domain.embeddings``
+    must be set; so must ``watch.embeddings`` if a watched set (a domain that gets no vote) is given.
+    ``active_routers``: whose scores rank the pool in the active order (default: ``router`` alone, its
+    uncertainty; several: :func:`routellm_demo.active.priority`, uncertainty and disagreement)."""
+    from routellm_demo import active
+
     if domain.embeddings is None:
         raise ValueError("embed the domain first")
+    if order not in ORDER_CHOICES:
+        raise ReplayError(f"order must be one of {', '.join(ORDER_CHOICES)}, got {order!r}")
+    n = len(domain)
     rng = np.random.default_rng(seed)
-    order = rng.permutation(len(domain))
+    perm = rng.permutation(n)
     sides = np.where(rng.random(votes) < 0.5, "a", "b")
+    fixed = perm[n - fixed_size(n, votes):]
+    pool = perm[: n - len(fixed)]
+    pick_rng = np.random.default_rng([seed, 0xAC71])  # the active order's own draws: sides stay the random order's
+    sequence = np.full(votes, -1, dtype=np.int64)
+    if order == "random":
+        sequence[:] = perm[:votes]
     correctness = domain.benchmark != "mt-bench"
     session_id = session_id or f"replay-{seed}"
     marks = set(checkpoints(votes, every))
-    rows = [measure(arena.routers, router, domain, order, 0, votes)]
-    bar = tqdm(total=votes, desc=f"replaying {domain.benchmark} votes", unit="vote", disable=not progress)
+    prompts = list(domain.prompts)
+
+    def score_all() -> np.ndarray:
+        return router_scores(arena.routers, router, domain.embeddings, prompts)
+
+    def score_watch() -> np.ndarray | None:
+        return None if watch is None else router_scores(arena.routers, router, watch.embeddings, list(watch.prompts))
+
+    snapshots = [(0, score_all(), score_watch())]  # (votes, scores of every domain prompt, of the watched set)
+    current = snapshots[0][1]
+    bar = tqdm(total=votes, desc=f"replaying {domain.benchmark} votes ({order} order)", unit="vote",
+               disable=not progress)
     with bar:
-        bar.set_postfix(apgr=f"{rows[-1]['apgr']:.3f}")
         for k in range(votes):
-            i = int(order[k])
+            if order == "active" and k % ACTIVE_BATCH == 0:
+                left = pool[~np.isin(pool, sequence[:k])]
+                scores = {}
+                for name in active_routers or (router,):
+                    fresh = name == router and (k in marks or k == 0)  # just scored at a checkpoint
+                    full = current if fresh else router_scores(arena.routers, name, domain.embeddings, prompts)
+                    scores[name] = full[left]
+                take = active.choose(active.priority(scores), min(ACTIVE_BATCH, votes - k), pick_rng)
+                sequence[k:k + len(take)] = left[take]
+            i = int(sequence[k])
             side = str(sides[k])
             strong_answer = f"[{STRONG_MODEL}'s answer, replayed from the gold label]"
             weak_answer = f"[{WEAK_MODEL}'s answer, replayed from the gold label]"
@@ -247,8 +315,15 @@ def replay(arena, domain: EvalSet, *, votes: int, every: int, router: str, seed:
                     refresher.wait_idle()  # the background refit these votes triggered, as in the app
                     if refresher.last_error:
                         raise ReplayError(f"refit failed: {refresher.last_error}")
-                rows.append(measure(arena.routers, router, domain, order, k + 1, votes))
-                bar.set_postfix(apgr=f"{rows[-1]['apgr']:.3f}")
+                current = score_all()
+                snapshots.append((k + 1, current, score_watch()))
+    rows = []
+    for voted, scores, watched in snapshots:
+        row = measure(scores, domain, perm, sequence, voted, fixed)
+        if watch is not None:
+            row["apgr_watch"] = _metrics(watched, watch, np.arange(len(watch)))[0]
+            row["n_watch"] = len(watch)
+        rows.append(row)
     return rows
 
 
@@ -275,6 +350,7 @@ def plot_curve(rows: list[dict], path: Path, title: str) -> Path:
     ax, ax2 = fig.subplots(1, 2)
     ax.plot(x, [r["apgr"] for r in rows], "o-", color="#7c3aed", ms=3, label="APGR, prompts not voted on yet")
     ax.plot(x, [r["apgr_heldout"] for r in rows], "--", color="#a78bfa", label="APGR, prompts never voted on in this run")
+    ax.plot(x, [r["apgr_fixed"] for r in rows], ":", color="#db2777", label="APGR, fixed evaluation set (both orders)")
     ax.axhline(rows[0]["apgr"], color="#059669", ls=":", label=f"0-vote baseline ({rows[0]['apgr']:.3f})")
     ax.axhline(0.5, color="#6b7280", lw=0.8, label="random (0.5)")
     ax.set_xlabel("arena votes replayed")
@@ -297,7 +373,8 @@ def plot_curve(rows: list[dict], path: Path, title: str) -> Path:
 def simulate_votes(data_dir, benchmark: str, out_dir, *, subject: str | None = None, votes: int = 200,
                    every: int = 10, router: str = "sw_ranking", seed: int = 0, db=None,
                    seed_store: str = "none", cache_db=DEFAULT_CACHE_DB, progress: bool = True,
-                   sw_params: dict | None = None) -> ReplayResult:
+                   sw_params: dict | None = None, order: str = "random", watch: str | None = None,
+                   active_routers: tuple[str, ...] | None = None) -> ReplayResult:
     """Replay ``votes`` gold-label votes of a domain through the arena; write curve.csv,
     learning_curve.png, summary.json (and replay.db, the store, unless ``db`` is given) to ``out_dir``."""
     from routellm_demo.learning import prequential
@@ -310,6 +387,12 @@ def simulate_votes(data_dir, benchmark: str, out_dir, *, subject: str | None = N
         raise ReplayError(f"unknown router {router!r}; choose one of {', '.join(ROUTER_NAMES)}")
     if votes < 1 or every < 1:
         raise ReplayError("--votes and --every must be at least 1")
+    if order not in ORDER_CHOICES:
+        raise ReplayError(f"--order must be one of {', '.join(ORDER_CHOICES)}, got {order!r}")
+    active_routers = tuple(active_routers or ()) or None
+    for name in active_routers or ():
+        if name not in ROUTER_NAMES:
+            raise ReplayError(f"unknown router {name!r} in --active-routers; choose from {', '.join(ROUTER_NAMES)}")
     started = time.perf_counter()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -317,7 +400,13 @@ def simulate_votes(data_dir, benchmark: str, out_dir, *, subject: str | None = N
     if votes >= len(domain):
         raise ReplayError(f"the domain has {len(domain)} distinct prompts: --votes must be below that, so that "
                           "some are left to evaluate on")
-    seeds = seed_set(data_dir, benchmark, subject, seed_store, domain)
+    watched = None
+    if watch is not None:
+        if watch not in BENCHMARKS or watch == benchmark:
+            raise ReplayError(f"--watch must be another benchmark than the domain's ({', '.join(BENCHMARKS)}), "
+                              f"got {watch!r}")
+        watched = load_domain(data_dir, watch)
+    seeds = seed_set(data_dir, benchmark, subject, seed_store, domain, watched)
     if sw_params is not None:  # a bad --sw-params fails before any output is written
         from routellm_demo.config import ConfigError, check_sw_params
 
@@ -338,15 +427,19 @@ def simulate_votes(data_dir, benchmark: str, out_dir, *, subject: str | None = N
     try:
         check_fresh(store, domain)
         prompts = list(domain.prompts) + (list(seeds.prompts) if seeds is not None else [])
+        prompts += list(watched.prompts) if watched is not None else []
         embed_stats = copy_embeddings(prompts, Path(cache_db) if cache_db else None, store, embedder, progress)
         if seeds is not None:
             store.add_battles(gold_rows(seeds))
         domain.embeddings = embedder.embed(domain.prompts)
-        if router in CHECKPOINTED:  # they learn from votes through the app's background refit
-            refresher = Refresher(routers, store, embedder, names=(router,), every=every)
+        if watched is not None:
+            watched.embeddings = embedder.embed(watched.prompts)
+        refit = tuple(n for n in dict.fromkeys((router, *(active_routers or ()))) if n in CHECKPOINTED)
+        if refit:  # they learn from votes through the app's background refit
+            refresher = Refresher(routers, store, embedder, names=refit, every=every)
             arena.add_vote_listener(refresher.notify_vote)
         rows = replay(arena, domain, votes=votes, every=every, router=router, seed=seed, refresher=refresher,
-                      progress=progress)
+                      progress=progress, order=order, watch=watched, active_routers=active_routers)
         arena_rows = store.battles(source=ARENA_SOURCE)
         pending = store.count_pending()
         preq = prequential(arena_rows, window=50).summary()
@@ -359,17 +452,20 @@ def simulate_votes(data_dir, benchmark: str, out_dir, *, subject: str | None = N
     label = f"{benchmark}" + (f" / {subject}" if subject else "")
     summary = {
         "domain": label, "router": router, "votes": votes, "every": every, "seed": seed, "seed_store": seed_store,
+        "order": order, "watch": watch, "active_routers": list(active_routers or [router]) if order == "active" else None,
         "domain_prompts": len(domain), "q_strong": domain.q_strong, "q_weak": domain.q_weak,
         "seed_battles": 0 if seeds is None else len(seeds), "store_battles": counts,
         "arena_votes_stored": len(arena_rows), "arena_rounds": pending,
         "apgr_0": rows[0]["apgr"], "apgr_final": rows[-1]["apgr"], "cpt50_0": rows[0]["cpt50"],
         "cpt50_final": rows[-1]["cpt50"], "apgr_heldout_0": rows[0]["apgr_heldout"],
         "apgr_heldout_final": rows[-1]["apgr_heldout"], "n_eval_final": rows[-1]["n_eval"],
+        "apgr_watch_0": rows[0].get("apgr_watch"), "apgr_watch_final": rows[-1].get("apgr_watch"),
+        "apgr_fixed_0": rows[0]["apgr_fixed"], "apgr_fixed_final": rows[-1]["apgr_fixed"], "n_fixed": rows[-1]["n_fixed"],
         "sw_params": sw_used, "prequential_sw_ranking": preq, "embeddings": embed_stats,
         "seconds": round(time.perf_counter() - started, 1),
     }
     curve = write_curve(rows, out / "curve.csv")
-    title = f"{label}: {router}, seed store {seed_store}, seed {seed}"
+    title = f"{label}: {router}, seed store {seed_store}, seed {seed}, {order} order"
     png = plot_curve(rows, out / "learning_curve.png", title)
     (out / "summary.json").write_text(json.dumps(_jsonable(summary), indent=2))
     return ReplayResult(rows, summary, curve, png, store_path)
@@ -414,6 +510,15 @@ def register(subparsers) -> argparse.ArgumentParser:
     s.add_argument("--sw-params", type=_sw_params_arg, default=None,
                    help='sw_ranking weighting for this run, as JSON like the config\'s [sw_ranking] table, e.g. '
                         '\'{"preset": "smooth"}\' or \'{"base": 3, "normalize": "one"}\' (default: the config\'s)')
+    s.add_argument("--order", choices=ORDER_CHOICES, default="random",
+                   help="which prompts get voted: random (default; the seeded permutation) or active (by the "
+                        "router's uncertainty, epsilon-mixed; compare orders on apgr_fixed)")
+    s.add_argument("--active-routers", type=lambda t: tuple(x for x in t.split(",") if x), default=None,
+                   help="comma-separated routers whose scores rank the pool in the active order (default: --router; "
+                        "several: their uncertainty and disagreement)")
+    s.add_argument("--watch", choices=BENCHMARKS, default=None,
+                   help="also score this whole benchmark at every checkpoint, its battles kept out of the store: "
+                        "what the votes do to a domain that got none (apgr_watch)")
     s.add_argument("--quiet", action="store_true", help="no progress bars")
     s.set_defaults(func=cmd_simulate_votes)
     return s
@@ -435,14 +540,17 @@ def cmd_simulate_votes(args) -> int:
     result = simulate_votes(args.data_dir, args.benchmark, args.out, subject=args.subject, votes=args.votes,
                             every=args.every, router=args.router, seed=args.seed, db=getattr(args, "db", None),
                             seed_store=args.seed_store, cache_db=args.cache_db or None, progress=not args.quiet,
-                            sw_params=getattr(args, "sw_params", None))
+                            sw_params=getattr(args, "sw_params", None), order=getattr(args, "order", "random"),
+                            watch=getattr(args, "watch", None), active_routers=getattr(args, "active_routers", None))
     s = result.summary
-    print(f"{s['domain']}: {s['domain_prompts']} prompts, router {s['router']}, seed store {s['seed_store']} "
+    print(f"{s['domain']}: {s['domain_prompts']} prompts, router {s['router']}, {s['order']} order, seed store {s['seed_store']} "
           f"({s['seed_battles']} battles), {s['arena_votes_stored']} votes stored through Arena.vote; "
           f"sw_ranking {json.dumps(s['sw_params'])}")
-    print(f"{'votes':>6} {'apgr':>7} {'cpt50%':>7} {'n_eval':>7} {'apgr_heldout':>13}")
+    print(f"{'votes':>6} {'apgr':>7} {'cpt50%':>7} {'n_eval':>7} {'apgr_heldout':>13} {'apgr_fixed':>11}")
     for r in result.rows:
-        print(f"{r['votes']:>6} {r['apgr']:>7.4f} {r['cpt50']:>7.2f} {r['n_eval']:>7} {r['apgr_heldout']:>13.4f}")
+        watched = f" {s['watch']} {r['apgr_watch']:.4f}" if s.get("watch") else ""
+        print(f"{r['votes']:>6} {r['apgr']:>7.4f} {r['cpt50']:>7.2f} {r['n_eval']:>7} {r['apgr_heldout']:>13.4f} "
+              f"{r['apgr_fixed']:>11.4f}{watched}")
     p = s["prequential_sw_ranking"]
     print(f"APGR {s['apgr_0']:.4f} at 0 votes -> {s['apgr_final']:.4f} after {s['votes']}; "
           f"sw_ranking prequential accuracy {p['accuracy']} (first {p['window']}: {p['first_window']}, "

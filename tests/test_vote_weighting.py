@@ -1,6 +1,7 @@
 """sw_ranking's vote weight (issue 18): a battle of this app's arena (source "arena-vote"; a battle with
 no source when absorbed online) weighs ``vote_weight`` times an imported one of the same similarity. Hand cases against the kernel/BT math, the
-equivalence with repeated votes, and the clustered index carrying the weight through the cells."""
+equivalence with repeated votes, and the clustered index carrying the weight through the cells. The
+classifier (the app's default) weighs the same votes through its loss, base rate, standardisation and trees."""
 
 import math
 
@@ -142,3 +143,76 @@ def test_a_refit_from_the_store_weighs_the_votes_as_absorbing_them_did():
     as_copies = SWRankingRouter(normalize="one", text_weight=0).fit(
         joined(store, *[votes] * 5, imported))  # five copies of each vote, the import once
     np.testing.assert_allclose(restarted.win_probability(queries), as_copies.win_probability(queries), atol=1e-9)
+
+
+# -- the classifier (the app's default router): the same weight, through its loss and its trees ----------
+
+
+def clf_battles(x, y, prompts, sources):
+    """Strong-vs-weak battles (strong on side a; y: 1 strong won, 0 weak won, 0.5 tie) with texts and sources."""
+    n = len(y)
+    return Battles(["strong", "weak"], np.zeros(n), np.ones(n), np.asarray(y, dtype=float),
+                   np.asarray(x, dtype=np.float32), np.arange(n), list(prompts), list(sources))
+
+
+def clf_case(seed=0, n=60, d=8):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, d)).astype(np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    prompts = [f"What is {i} + {3 * i}? (A) {i} (B) {4 * i}" if i % 2 else f"Tell me about topic {i} in a few words"
+               for i in range(n)]
+    y = rng.choice([0.0, 0.5, 1.0], n)
+    sources = ["import:mmlu"] * (n - 3) + ["arena-vote"] * 3
+    return x, y, prompts, sources
+
+
+def test_a_classifier_vote_weighted_w_fits_like_w_copies_of_it():
+    """One full batch (batch_size >= the data), so the weighted loss and the copies' loss are the same
+    function: the head, its base rate and the text counts' standardisation come out equal."""
+    from routellm_demo.routers.classifier import ClassifierRouter
+
+    x, y, prompts, sources = clf_case()
+    kw = dict(batch_size=10_000, epochs=40, tree_weight=0.0)
+    weighted = ClassifierRouter(vote_weight=4.0, **kw).fit(clf_battles(x, y, prompts, sources))
+    n = len(y)
+    idx = np.r_[np.arange(n - 3), np.repeat(np.arange(n - 3, n), 4)]  # each vote four times, as imports
+    copies = ClassifierRouter(vote_weight=4.0, **kw).fit(
+        clf_battles(x[idx], y[idx], [prompts[i] for i in idx], ["import:mmlu"] * len(idx)))
+    np.testing.assert_allclose(weighted.text_mean_, copies.text_mean_, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(weighted.text_scale_, copies.text_scale_, rtol=1e-9)
+    np.testing.assert_allclose(weighted.win_probability(x, prompts), copies.win_probability(x, prompts), atol=2e-5)
+    plain = ClassifierRouter(vote_weight=1.0, **kw).fit(clf_battles(x, y, prompts, sources))
+    assert np.abs(plain.win_probability(x, prompts) - weighted.win_probability(x, prompts)).max() > 1e-3
+
+
+def test_classifier_without_votes_is_unchanged_and_the_weight_is_saved(tmp_path):
+    """No arena vote (or no sources): the unweighted arithmetic exactly (the shipped checkpoint's fit);
+    vote_weight is a hyperparameter, so a checkpoint and a refit (``type(r)(**r.get_params())``) keep it."""
+    from routellm_demo.routers.classifier import ClassifierRouter
+
+    x, y, prompts, _ = clf_case(seed=1)
+    kw = dict(epochs=5, batch_size=16)
+    imports = clf_battles(x, y, prompts, ["import:gsm8k"] * len(y))
+    none = Battles(imports.players, imports.a, imports.b, imports.outcome, imports.embeddings, imports.ids, prompts)
+    a = ClassifierRouter(vote_weight=30.0, **kw).fit(imports).win_probability(x, prompts)
+    b = ClassifierRouter(vote_weight=1.0, **kw).fit(none).win_probability(x, prompts)
+    np.testing.assert_array_equal(a, b)
+    r = ClassifierRouter(vote_weight=7.0, **kw).fit(imports)
+    loaded = ClassifierRouter.load(r.save(tmp_path / "classifier.npz"))
+    assert loaded.vote_weight == 7.0 and type(loaded)(**loaded.get_params()).vote_weight == 7.0
+    with pytest.raises(ValueError, match="vote_weight"):
+        ClassifierRouter(vote_weight=0.0, **kw).fit(imports)
+
+
+def test_the_classifier_trees_weigh_the_votes():
+    """The boosted trees get the weights as sample_weight: a weighted vote moves a leaf like copies of it
+    (the leaf-size rule counts rows, so compare with copies under the same rows' leaf rule: one leaf)."""
+    from routellm_demo.routers.trees import fit_trees, predict_trees
+
+    x = np.linspace(0, 1, 50)[:, None]
+    y = np.r_[np.zeros(45), np.ones(5)]
+    w = np.r_[np.ones(45), np.full(5, 9.0)]
+    one = dict(iterations=30, learning_rate=0.3, max_leaf_nodes=2, min_samples_leaf=50)  # a single leaf: the mean
+    got = predict_trees(fit_trees(x, y, sample_weight=w, **one), x[:1])[0]
+    assert got == pytest.approx(45 / 90, abs=1e-3)  # weighted mean: 45 ones-weight of 90
+    assert predict_trees(fit_trees(x, y, **one), x[:1])[0] == pytest.approx(0.1, abs=1e-3)

@@ -24,6 +24,15 @@ prompts keep the head's probability (there the trees only add variance). Grouped
 5 fold draws (`eval --repeats 5`): MMLU APGR .578 -> .606 with the trees; GSM8K .649, and .648 when
 trained beside MMLU (`--combine`; .579 without the split).
 
+Arena votes weigh more than imported battles (``vote_weight``, issue 18, default 5). A refit sees
+~11,000 gold battles and 200 votes on a new domain: unweighted, the votes are ~2% of the loss and the
+refit barely moves on their domain. The classifier's weight is its own, lower than sw_ranking's 30:
+its fit is global, so heavy votes pull every domain (200 votes on professional_psychology, 3 seeds:
+that subject .530/.574/.565 and GSM8K's change -.011/-.019/-.046 at weights 1/5/30;
+``simulate-votes --watch gsm8k``). A battle whose store source is "arena-vote" counts ``vote_weight`` times in everything the fit
+estimates from the data: the head's loss, its starting base rate, the text counts' standardisation, the
+trees' squared error and their principal axes, so a vote weighted w fits like w copies of it.
+
 Training uses torch (imported only in ``fit``); prediction is plain numpy, so a loaded checkpoint
 predicts exactly as the fitted router did, without torch.
 """
@@ -32,12 +41,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from routellm_demo.battles import Battles
+from routellm_demo.battles import ARENA_SOURCE, Battles
 from routellm_demo.prompt_features import FEATURE_NAMES, choice_features, has_options, prompt_features
 from routellm_demo.routers.base import Router
 from routellm_demo.routers.checkpoint import load_checkpoint, save_checkpoint
 from routellm_demo.routers.numeric import check_battles, check_embeddings, sigmoid, train_minibatches
 from routellm_demo.routers.trees import TREE_ARRAYS, fit_trees, predict_trees
+
+VOTE_WEIGHT = 5.0  # an arena vote counts as this many imported battles (see the module doc)
 
 TEXT_WEIGHT = round(1 / np.sqrt(len(FEATURE_NAMES)), 4)  # the feature block's total variance = 1
 
@@ -59,6 +70,7 @@ class ClassifierRouter(Router):
         tree_weight: float = 0.5,
         components: int = 5,
         split_by_options: bool = True,
+        vote_weight: float = VOTE_WEIGHT,
     ):
         self.hidden = hidden
         self.alpha = alpha
@@ -70,6 +82,14 @@ class ClassifierRouter(Router):
         self.tree_weight = tree_weight
         self.components = components
         self.split_by_options = split_by_options
+        self.vote_weight = vote_weight
+
+    def _battle_weights(self, battles: Battles) -> np.ndarray:
+        """Each battle's weight in the fit: ``vote_weight`` for this app's arena votes, 1 for any other
+        source (and for battles that carry none: a bulk fit is the store's, as in sw_ranking's fit)."""
+        if battles.sources is None:
+            return np.ones(len(battles))
+        return np.where(np.asarray(battles.sources, dtype=object) == ARENA_SOURCE, float(self.vote_weight), 1.0)
 
     def _text(self, prompts, n: int) -> tuple[np.ndarray, np.ndarray] | None:
         """The prompts' text counts and multiple-choice features, read once per call; None when this
@@ -109,9 +129,12 @@ class ClassifierRouter(Router):
 
     # -- fitting -----------------------------------------------------------------------------------
     def fit(self, battles: Battles) -> "ClassifierRouter":
-        """Fit on the strong-vs-weak battles only; loss = soft-target BCE + alpha * squared weights."""
+        """Fit on the strong-vs-weak battles only; loss = soft-target BCE (each battle weighted:
+        :meth:`_battle_weights`) + alpha * squared weights."""
         import torch
 
+        if not (np.isfinite(self.vote_weight) and self.vote_weight > 0):
+            raise ValueError(f"vote_weight must be a positive number, got {self.vote_weight!r}")
         if not 0.0 <= self.tree_weight <= 1.0:  # also refuses NaN
             raise ValueError(f"tree_weight must be in [0, 1] (a blend weight), got {self.tree_weight!r}")
         if self.tree_weight and int(self.components) < 1:
@@ -125,6 +148,8 @@ class ClassifierRouter(Router):
                 "(it needs battles where one side played the strong role and the other the weak role)"
             )
         battles, target = battles.subset(keep), target[keep]
+        w = self._battle_weights(battles)
+        weighted = bool((w != 1.0).any())  # no vote: the unweighted arithmetic, bit for bit
         if (self.text_weight or self.tree_weight) and battles.prompts is None:
             raise ValueError("these battles carry no prompt texts; the classifier reads them (text_weight "
                              "or tree_weight > 0): load them with their prompts or set both to 0")
@@ -132,8 +157,12 @@ class ClassifierRouter(Router):
         x_emb = check_embeddings(battles.embeddings, self.n_features_in_)
         text = self._text(battles.prompts, len(x_emb))
         if self.text_weight:
-            spread = text[0].std(axis=0)
-            self.text_mean_, self.text_scale_ = text[0].mean(axis=0), np.where(spread > 1e-9, spread, 1.0)
+            if weighted:
+                mean = np.average(text[0], axis=0, weights=w)
+                spread = np.sqrt(np.average((text[0] - mean) ** 2, axis=0, weights=w))
+            else:
+                mean, spread = text[0].mean(axis=0), text[0].std(axis=0)
+            self.text_mean_, self.text_scale_ = mean, np.where(spread > 1e-9, spread, 1.0)
         x_all = self._inputs(x_emb, text)
         g = torch.Generator().manual_seed(int(self.random_state))
         x = torch.from_numpy(np.ascontiguousarray(x_all))
@@ -142,7 +171,7 @@ class ClassifierRouter(Router):
 
         # Seeded init (not torch's global RNG): same seed, same router. Bias starts at the
         # base rate so early epochs learn the prompt dependence, not the average.
-        base = float(np.clip(target.mean(), 1e-3, 1 - 1e-3))
+        base = float(np.clip(np.average(target, weights=w) if weighted else target.mean(), 1e-3, 1 - 1e-3))
         weights = []
         if self.hidden:
             weights.append((torch.randn(d, self.hidden, generator=g) * (2.0 / d) ** 0.5).requires_grad_())
@@ -161,8 +190,13 @@ class ClassifierRouter(Router):
                 h = torch.relu(h @ weights[0] + biases[0])
             return h @ weights[-1] + biases[-1]
 
+        # Weighted: sum(w * bce) / (batch size * mean weight), an unbiased estimate of the full data's
+        # weighted mean loss (with one batch it is that mean: w copies of a battle give the same loss).
+        w_t = torch.from_numpy((w / w.mean()).astype(np.float32)) if weighted else None
+
         def loss_of_batch(idx):
-            bce = torch.nn.functional.binary_cross_entropy_with_logits(logits(x[idx]), y[idx])
+            bce = torch.nn.functional.binary_cross_entropy_with_logits(
+                logits(x[idx]), y[idx], weight=None if w_t is None else w_t[idx])
             return bce + self.alpha * sum((wt**2).sum() for wt in weights)
 
         opt = torch.optim.Adam(params, lr=self.lr)
@@ -173,19 +207,23 @@ class ClassifierRouter(Router):
         self.biases_ = [np.asarray(bs.detach().numpy(), dtype=np.float32) for bs in biases]
         self.n_battles_ = int(n)
         if self.tree_weight:
-            self._fit_trees(x_emb, text, target)
+            self._fit_trees(x_emb, text, target, w if weighted else None)
         return self
 
-    def _fit_trees(self, x_emb: np.ndarray, text, target: np.ndarray) -> None:
+    def _fit_trees(self, x_emb: np.ndarray, text, target: np.ndarray, w: np.ndarray | None = None) -> None:
         """Principal axes of the training embeddings, then boosted trees on the expected outcome
         (1 strong win, 0.5 tie, 0 weak win: squared loss fits P(strong wins) + P(tie)/2 directly).
-        Leaves hold at least 1% of the battles (20 at least): each leaf is a mean over many prompts."""
+        Leaves hold at least 1% of the battles (20 at least): each leaf is a mean over many prompts.
+        ``w``: per-battle weights (arena votes), in the axes (weighted covariance) and the trees' loss."""
         x = x_emb.astype(np.float64)
-        self.axes_mean_ = x.mean(axis=0)
-        self.axes_ = np.linalg.svd(x - self.axes_mean_, full_matrices=False)[2][: self.components]
+        self.axes_mean_ = x.mean(axis=0) if w is None else np.average(x, axis=0, weights=w)
+        centred = x - self.axes_mean_
+        if w is not None:
+            centred *= np.sqrt(w)[:, None]
+        self.axes_ = np.linalg.svd(centred, full_matrices=False)[2][: self.components]
         self.trees_ = fit_trees(self._tree_inputs(x_emb, text), target,
                                 min_samples_leaf=max(20, round(len(target) / 100)),
-                                random_state=int(self.random_state))
+                                random_state=int(self.random_state), sample_weight=w)
 
     # -- prediction --------------------------------------------------------------------------------
     def decision_function(self, embeddings: np.ndarray, prompts=None) -> np.ndarray:

@@ -17,9 +17,12 @@ TREE_ARRAYS = ("tree_feature", "tree_threshold", "tree_left", "tree_right", "tre
 
 
 def fit_trees(x: np.ndarray, y: np.ndarray, *, iterations: int = 100, learning_rate: float = 0.05,
-              max_leaf_nodes: int = 15, min_samples_leaf: int = 20, random_state: int = 0) -> dict:
+              max_leaf_nodes: int = 15, min_samples_leaf: int = 20, random_state: int = 0,
+              sample_weight: np.ndarray | None = None) -> dict:
     """Least-squares boosted trees of ``y`` on ``x``, as the arrays :func:`predict_trees` reads.
 
+    ``sample_weight`` weighs each row's squared error (the classifier's arena votes); None = all 1.
+    ``min_samples_leaf`` still counts rows, not weight: a leaf never rests on a few heavy votes alone.
     No early stopping (scikit-learn turns it on by itself past 10,000 rows, which would make the
     shipped checkpoint's fit differ from a cross-validation fold's)."""
     from sklearn.ensemble import HistGradientBoostingRegressor
@@ -27,7 +30,8 @@ def fit_trees(x: np.ndarray, y: np.ndarray, *, iterations: int = 100, learning_r
     model = HistGradientBoostingRegressor(
         max_iter=iterations, learning_rate=learning_rate, max_leaf_nodes=max_leaf_nodes,
         min_samples_leaf=min_samples_leaf, early_stopping=False, random_state=random_state,
-    ).fit(np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64))
+    ).fit(np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64),
+          sample_weight=None if sample_weight is None else np.asarray(sample_weight, dtype=np.float64))
     return export_trees(model)
 
 
