@@ -182,12 +182,25 @@ class Arena:
         self._votes_since_check = 0  # counted votes since the last anomalous-voter check was started
         self._checking = threading.Lock()  # held while a check runs: never two at once
         self.check_error: str | None = None  # the last background check's failure
+        self.pool = None  # the prompts a team wants labelled (config arena.prompt_pool): see suggest()
+        if getattr(config, "prompt_pool", None):
+            from routellm_demo.prompt_pool import PromptPool
+
+            self.pool = PromptPool(config.prompt_pool, store, embedder, routers, [config.router, SW_ROUTER],
+                                   max_chars=config.max_prompt_chars)
 
     @classmethod
     def from_runtime(cls, runtime, **kwargs) -> "Arena":
         return cls(runtime.config, runtime.store, runtime.embedder, runtime.routers, runtime.controller, **kwargs)
 
     # -- asking -----------------------------------------------------------------------------------
+    def suggest(self, k: int = 1) -> list[str]:
+        """Prompts of the configured pool whose votes would teach the routers most (never one voted on);
+        raises a UserError without a pool or when none is left (:mod:`routellm_demo.prompt_pool`)."""
+        if self.pool is None:
+            raise ArenaError("This arena has no prompt pool; type your own question.")
+        return self.pool.suggest(k)
+
     def new_battle(self, prompt: str, session_id: str, *, params: dict | None = None) -> str:
         """Create a pending battle with random positions; returns its id (uuid4 hex). ``params``: the
         generation settings :meth:`stream_answers` will be given (recorded with the vote).
@@ -406,6 +419,8 @@ class Arena:
             if row_id is None:  # lost a race (another process voted meanwhile): say why, nothing written
                 self._votable(battle_id, session_id)
                 raise VoteError("already_voted", "This battle was already voted on.")
+            if self.pool is not None:
+                self.pool.mark_voted(pending["prompt"])
             sw_after, ratings_after, absorb_ms = sw_before, ratings_before, 0.0
             if counted:
                 started = time.perf_counter()

@@ -254,6 +254,10 @@ class Config:
     # The anomalous-voter check (routellm_demo/anomaly.py) runs in the background every this many votes
     # counted in this process; 0 = never.
     anomaly_check_every: int = _setting("arena.anomaly_check_every", "ANOMALY_CHECK_EVERY", _at_least(0), default=50)
+    # A file of prompts to collect labels on (text lines, JSONL or CSV with a "prompt" column, as the
+    # what-if reads them): the arena's "Suggest a question" picks from it the prompts whose votes teach the
+    # routers most (routellm_demo/active.py). None: no pool, only the fixed examples.
+    prompt_pool: Path | None = _setting("arena.prompt_pool", "PROMPT_POOL", default=None)
     # Embedded local models: where assembled GGUF files are cached, and llama.cpp runtime knobs.
     model_cache_dir: Path = _setting("local.cache_dir", "MODEL_CACHE", default_factory=default_cache_dir)
     local_n_ctx: int = _setting("local.n_ctx", "LOCAL_N_CTX", _at_least(256), default=2048)

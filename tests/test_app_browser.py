@@ -133,6 +133,24 @@ def test_chat_turn_in_the_browser(page, served):
     print(f"\nbrowser: median Enter->first token {ttft:.0f} ms, routing {routing:.1f} ms ({100 * routing / ttft:.1f}%)")
 
 
+def test_a_budget_given_as_a_cost_in_the_browser(page, served):
+    page.check("#budget-on input[type=checkbox]")
+    expect(page.locator("#budget-pct")).to_be_visible()
+    expect(page.locator("#threshold input[type=number]")).to_be_disabled()  # the budget sets the threshold now
+    page.get_by_label("$ per 1,000 requests").check()
+    expect(page.locator("#budget-cost")).to_be_visible()
+    expect(page.locator("#budget-pct")).to_be_hidden()
+    cost = page.locator("#budget-cost input")
+    cost.fill("1000")
+    cost.press("Enter")
+    expect(page.locator("#budget-note")).to_contain_text("100.0% of calls to the strong model", timeout=TIMEOUT_MS)
+    cost.fill("0.000001")
+    cost.press("Enter")
+    expect(page.locator("#budget-note")).to_contain_text("below the weak model", timeout=TIMEOUT_MS)
+    page.uncheck("#budget-on input[type=checkbox]")
+    expect(page.locator("#budget-cost")).to_be_hidden()
+
+
 def test_prompt_over_the_cap_stays_in_the_box(page, served):
     url, rt = served
     long = "y" * (rt.config.max_prompt_chars + 1)

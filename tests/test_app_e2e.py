@@ -36,6 +36,10 @@ SEED_BATTLES = [
 ]
 
 
+POOL = ["Explain photosynthesis in one sentence.", "What is 12 squared?", "Name a poem by Keats.",
+        "Why do cats purr?"]
+
+
 def small_config(tmp, **over):
     """The default (local pair) config with a tmp database (not seeded) and short answers, so tests stay fast."""
     cfg = load_config(environ={})
@@ -52,7 +56,8 @@ def seed(store):
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("app")
-    rt = build_runtime(small_config(tmp, max_prompt_chars=300, eval_dir=tmp / "eval"))
+    (tmp / "pool.txt").write_text("\n".join(POOL) + "\n")  # prompts a team wants labelled
+    rt = build_runtime(small_config(tmp, max_prompt_chars=300, eval_dir=tmp / "eval", prompt_pool=tmp / "pool.txt"))
     seed(rt.store)
     demo = build_demo(rt)
     url = launch_local(demo)
@@ -201,6 +206,14 @@ def test_arena_round_and_vote_add_one_battle_and_move_sw(client, served):
     again = client.predict(api_name="/arena_vote_a")  # the battle is gone from this session's state
     assert "Ask a question first" in again[2] or "no battle" in again[2].lower()
     assert sum(rt.store.count_battles().values()) == n_before + 1
+
+
+def test_the_arena_suggests_pool_prompts_not_yet_voted_on(client, served):
+    voted = {r["prompt"] for r in served[1].store.battles(source="arena-vote")}
+    assert voted & set(POOL)  # the round above voted on a pool prompt
+    for _ in range(6):
+        prompt, status = client.predict(api_name="/arena_suggest")
+        assert prompt in POOL and prompt not in voted and status == ""
 
 
 def test_leaderboard_and_data_tabs(client, served, tmp_path):

@@ -19,6 +19,7 @@ import pandas as pd
 import pytest
 
 from routellm_demo.arena import AdminError, Arena, ArenaError, ArenaRound, VoteError, check_admin
+from routellm_demo.errors import UserError
 from routellm_demo.ratings import model_battles, win_rate_matrix
 from routellm_demo.config import load_config
 from routellm_demo.controller import Controller
@@ -59,12 +60,12 @@ def make_arena(tmp_path, embedder_model, monkeypatch):
     monkeypatch.delenv("ROUTELLM_DEMO_ADMIN_TOKEN", raising=False)
     opened = []
 
-    def make(strong_fail=None, seed=0, seed_battles=True):
+    def make(strong_fail=None, seed=0, seed_battles=True, prompt_pool=None):
         # these tests script instant votes on repeated prompts to test the vote path itself: hygiene's
         # flags (test_hygiene.py) are recorded but counted, and no vote is too fast
         cfg = replace(load_config(environ={}), db_path=tmp_path / f"arena{len(opened)}.db",
                       checkpoint_dir=tmp_path / "none", max_prompt_chars=200, min_vote_seconds=0.0,
-                      count_flagged_votes=True, anomaly_check_every=0)
+                      count_flagged_votes=True, anomaly_check_every=0, prompt_pool=prompt_pool)
         store = Store(cfg.db_path, count_flagged=True)
         opened.append(store)
         if seed_battles:  # some history, so the router has something besides the votes
@@ -209,8 +210,8 @@ def test_vote_stores_the_server_side_battle_and_moves_sw_the_voted_way(make_aren
     assert (row["model_a"], row["model_b"], row["strong_side"]) == (pending["model_a"], pending["model_b"], pending["strong_side"])
     assert row["winner"] == {"A": "model_a", "B": "model_b"}[outcome]
     assert row["prompt"] == prompt and row["meta"]["answer_a"] == pending["answer_a"]
-    # the app's router (the classifier, from its checkpoint) is scored before the vote too: the Learning
-    # tab's prequential record of the router visitors are actually routed by
+    # the app's router (the classifier, fitted on the store here) is scored before the vote too: the
+    # Learning tab's prequential record of the router visitors are actually routed by
     app_router = arena.config.router
     assert app_router == "classifier"
     assert row["meta"]["scores_before"] == pytest.approx(
@@ -395,3 +396,38 @@ def test_one_vote_moves_a_new_pair_by_about_a_hundred_elo_and_the_board_agrees(m
     assert 50 < up < 150 and r.rating_change(r.weak_model) == pytest.approx(-up)  # not +-340 as with L2 0.01
     board = {row["player"]: row["rating"] for row in arena.leaderboard("arena", n_boot=10)["rows"]}
     assert board == pytest.approx(r.ratings_after)
+
+
+# -- the prompt pool (active labelling) --------------------------------------------------------------
+
+
+def test_the_pool_suggests_unvoted_prompts_and_never_one_voted_on(make_arena, tmp_path):
+    pool = ["What is the derivative of x^3?", "Write a limerick about a cat.", "Explain how vaccines work.",
+            "Translate 'good morning' into French."]
+    path = tmp_path / "pool.txt"
+    path.write_text("\n".join(pool + pool[:1]) + "\n")  # a repeated prompt is one prompt
+    arena = make_arena(prompt_pool=path)
+    seen = {arena.suggest(1)[0] for _ in range(12)}
+    assert seen <= set(pool) and len(seen) >= 2  # drawn with randomness, never outside the pool
+    for prompt in pool[:3]:  # the arena's own path: a round on the prompt, then a vote
+        battle_id = arena.record_round(prompt, SESSION, answers=("one", "two"), strong_side="a", trusted=None)
+        arena.vote(battle_id, "A", SESSION)
+    assert {arena.suggest(1)[0] for _ in range(5)} == {pool[3]}
+    battle_id = arena.record_round(pool[3], SESSION, answers=("one", "two"), strong_side="a", trusted=None)
+    arena.vote(battle_id, "tie", SESSION)
+    with pytest.raises(UserError, match="Every prompt of the pool has a vote"):
+        arena.suggest(1)
+    # a restart reads the votes back from the store: still nothing to suggest
+    again = Arena(arena.config, arena.store, arena.embedder, arena.routers, arena.controller)
+    with pytest.raises(UserError, match="Every prompt of the pool has a vote"):
+        again.suggest(1)
+
+
+def test_an_unreadable_pool_is_one_line_without_the_path(make_arena, tmp_path):
+    arena = make_arena(prompt_pool=tmp_path / "missing.txt")
+    with pytest.raises(UserError) as e:
+        arena.suggest(1)
+    assert "cannot be read" in e.value.public and "missing.txt" not in e.value.public
+    assert "missing.txt" in arena.pool.error  # the operator's log says which file
+    with pytest.raises(UserError, match="no prompt pool"):
+        make_arena().suggest(1)

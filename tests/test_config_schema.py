@@ -39,6 +39,7 @@ SCALARS = [
     ("arena.count_flagged_votes", "COUNT_FLAGGED_VOTES", "count_flagged_votes", "yes", True),
     ("arena.trusted_voters", "TRUSTED_VOTERS", "trusted_voters", "127.0.0.1", "127.0.0.1"),
     ("arena.anomaly_check_every", "ANOMALY_CHECK_EVERY", "anomaly_check_every", "0", 0),
+    ("arena.prompt_pool", "PROMPT_POOL", "prompt_pool", "/srv/pool.txt", Path("/srv/pool.txt")),
     ("local.cache_dir", "MODEL_CACHE", "model_cache_dir", "/srv/cache", Path("/srv/cache")),
     ("local.n_ctx", "LOCAL_N_CTX", "local_n_ctx", "512", 512),
     ("local.n_threads", "LOCAL_THREADS", "local_n_threads", "2", 2),

@@ -20,6 +20,7 @@ from routellm_demo.evals.benchmarks import EvalError
 from routellm_demo.evals.protocol import LeakageError
 from routellm_demo.importers import DataFormatError, DownloadError
 from routellm_demo.limits import LimitError
+from routellm_demo.prompt_pool import PoolError
 from routellm_demo.llm.endpoints import EndpointError
 from routellm_demo.replay import ReplayError
 from routellm_demo.budget import BudgetError
@@ -36,7 +37,7 @@ USER_ERRORS = {
     AdminError: 403, AnswerError: 502, ArenaError: 502, BadRequestError: 400, BudgetError: 400, CLIError: 400,
     ConfigError: 500,
     DataFormatError: 400, DownloadError: 502, EvalError: 400, ExportError: 400, ExportLimitError: 429,
-    LeakageError: 400, LimitError: 400, NoCheckpointError: 503, ReplayError: 400, SeedError: 400, StoreError: 503,
+    LeakageError: 400, LimitError: 400, NoCheckpointError: 503, PoolError: 400, ReplayError: 400, SeedError: 400, StoreError: 503,
     TrainingError: 400, UnknownRouterError: 400, VoteError: 400, WhatIfError: 400, server.APIError: 400,
 }
 # internal: wrapped into a UserError before a user sees them (EndpointError, LocalModelError -> AnswerError)

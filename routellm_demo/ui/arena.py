@@ -83,6 +83,12 @@ def arena_tab(arena: Arena, limits: Limits, session: gr.State, visitors=None) ->
                                       elem_id="arena-prompt", scale=5)
             ask = gr.Button("Ask both", variant="primary", scale=1, min_width=80)
         gr.Examples(ARENA_EXAMPLES, arena_prompt, label="Try one", api_name="arena_example")
+        if arena.pool is not None:
+            with gr.Row():
+                suggest = gr.Button("Suggest a question from the team's prompt pool", size="sm", scale=1,
+                                    elem_id="arena-suggest")
+                gr.Markdown("The pool's prompts whose votes would teach the router most: where it is least sure, "
+                            "or where the routers disagree (picked with some randomness).", elem_classes="muted")
         arena_status = gr.Markdown("", elem_id="arena-status")
         with gr.Row():
             chat_a = gr.Chatbot(label="Model A", height=300, sanitize_html=True, elem_id="model-a",
@@ -116,6 +122,14 @@ def arena_tab(arena: Arena, limits: Limits, session: gr.State, visitors=None) ->
         # when it is handled, so a vote must not wait behind others
         button.click(vote_handler(outcome), [battle, session], vote_out, api_name=f"arena_vote_{outcome.lower()}",
                      concurrency_limit=None)
+    if arena.pool is not None:
+        def suggest_prompt():
+            try:
+                return arena.suggest(1)[0], ""
+            except UserError as e:
+                return gr.update(), f"❌ {esc(e.public)}"
+
+        suggest.click(suggest_prompt, None, [arena_prompt, arena_status], api_name="arena_suggest")
 
 
 def leaderboard_tab(arena: Arena) -> None:
@@ -187,8 +201,8 @@ def data_tab(arena: Arena, store: Store, export_dir: str, admin_enabled: bool) -
                     export_btn = gr.Button("Export", scale=1, min_width=90)
                 with gr.Row():
                     export_file = gr.File(label="Download", interactive=False, visible=False, elem_id="export-file")
-                    sheet_file = gr.File(label="Datasheet (schema, counts by source, flag and model pair)", interactive=False,
-                                         visible=False, elem_id="export-datasheet")
+                    sheet_file = gr.File(label="Datasheet (schema, counts by source, flag and model pair)",
+                                         interactive=False, visible=False, elem_id="export-datasheet")
                 export_note = gr.Markdown("")
         flag_counts = gr.Dataframe(interactive=False, label="Arena votes by flag (flagged votes are stored and "
                                    "exported, and by default teach no router and move no rating)", elem_id="flag-counts")
