@@ -110,6 +110,7 @@ def test_learning_tab_helpers_render_votes_and_router_versions():
 
     text = learning_summary(preqs, 31, FakeRefresher())
     assert "**classifier**: none of the 31 arena votes scored yet" in text
+    assert "no arena votes yet" in learning_summary([prequential([])], 0, FakeRefresher())
     assert "**sw_ranking**: **29** of 31 arena votes" in text and "next in 7" in text and "<b>" not in text
     frame = router_versions_frame([RouterVersion("mf", 3, 1200, "2025-01-01T10:00:00.000+00:00", 12.5, "refit"),
                                    RouterVersion("sw_ranking", 0, 1300, None, None, "online")])

@@ -285,6 +285,9 @@ def learning_summary(preqs: list[Prequential], n_votes: int, refresher: Refreshe
     lines = []
     for preq in preqs:
         s = preq.summary()
+        if not n_votes:
+            lines.append(f"**{preq.router}**: no arena votes yet; vote in the Arena and each vote is scored here.")
+            continue
         if not preq.points:
             lines.append(f"**{preq.router}**: none of the {n_votes} arena votes scored yet (ties, and votes stored "
                          "before this router's score was recorded, are not).")
