@@ -326,20 +326,17 @@ class Arena:
     def _sw_score(self, prompt: str) -> float | None:
         """sw_ranking's score for ``prompt`` now (the prediction the voter's round is judged against),
         or None when it cannot be computed: the vote then scores the prompt itself."""
-        try:
-            return float(self.routers.score(SW_ROUTER, self.embedder.embed([prompt]), [prompt])[0])
-        except Exception:  # noqa: BLE001 (a missing score must not cost the visitor the round)
-            logger.warning("arena: no sw_ranking score for the round; the vote will score it", exc_info=True)
-            return None
+        return self._score_quietly(SW_ROUTER, prompt)
 
-    def _score_quietly(self, router: str, vector, prompt: str) -> float | None:
-        """``router``'s score for the prompt, or None if it cannot score now (no checkpoint, a failed
-        load): the vote is stored either way, that router's prequential record just skips it."""
+    def _score_quietly(self, router: str, prompt: str, vector=None) -> float | None:
+        """``router``'s score for the prompt (embedded here unless ``vector`` is given), or None if it
+        cannot score now (no checkpoint, a failed load): a missing score never costs the visitor the
+        round or the vote; that router's prequential record just skips it."""
         try:
+            vector = self.embedder.embed([prompt]) if vector is None else vector
             return float(self.routers.score(router, vector, [prompt])[0])
-        except Exception:  # noqa: BLE001 (a missing score must not cost the visitor the vote)
-            logger.warning("arena: no %s score before the vote; it is left out of that router's record", router,
-                           exc_info=True)
+        except Exception:  # noqa: BLE001
+            logger.warning("arena: no %s score for the prompt", router, exc_info=True)
             return None
 
     def _embed_quietly(self, prompt: str) -> None:
@@ -393,7 +390,7 @@ class Arena:
                 sw_before = float(self.routers.score(SW_ROUTER, vector, [pending["prompt"]])[0])
             scores_before = {SW_ROUTER: sw_before}
             if self.config.router != SW_ROUTER:
-                scores_before[self.config.router] = self._score_quietly(self.config.router, vector, pending["prompt"])
+                scores_before[self.config.router] = self._score_quietly(self.config.router, pending["prompt"], vector)
             ratings_before = self._arena_ratings()
             voter = visitor.key if visitor is not None else "session:" + hashlib.sha256(session_id.encode()).hexdigest()[:32]
             trusted = pending.get("trusted") or (visitor.trusted if visitor is not None else None)

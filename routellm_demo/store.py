@@ -353,16 +353,7 @@ class Store:
         with self._access() as db:
             rows = db.execute("SELECT flags, json_extract(meta, '$.provenance.trusted') IS NOT NULL FROM battles "
                               "WHERE source = ?", [source]).fetchall()
-        out = {"votes": len(rows), "clean": 0, "flagged": 0, "trusted": 0}
-        for flags, trusted in rows:
-            out["trusted"] += int(bool(trusted))
-            if not flags:
-                out["clean"] += 1
-                continue
-            out["flagged"] += 1
-            for flag in flags.split(","):
-                out[flag] = out.get(flag, 0) + 1
-        return out
+        return flag_counts(rows)
 
     def count_battles(self) -> dict[str, int]:
         with self._access() as db:
@@ -682,6 +673,21 @@ _INSERT_BATTLE = (
 def _decode_battle(row: dict) -> dict:
     row["meta"] = json.loads(row["meta"]) if row.get("meta") else {}
     return row
+
+
+def flag_counts(rows: Iterable) -> dict[str, int]:
+    """:meth:`Store.count_flags`'s tally of (flags, trusted) rows (both backends)."""
+    out = {"votes": 0, "clean": 0, "flagged": 0, "trusted": 0}
+    for flags, trusted in rows:
+        out["votes"] += 1
+        out["trusted"] += int(bool(trusted))
+        if not flags:
+            out["clean"] += 1
+            continue
+        out["flagged"] += 1
+        for flag in flags.split(","):
+            out[flag] = out.get(flag, 0) + 1
+    return out
 
 
 def log_row(fields: Mapping[str, Any]) -> dict:

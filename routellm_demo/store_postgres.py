@@ -44,7 +44,7 @@ import numpy as np
 from routellm_demo.battles import ARENA_SOURCE
 from routellm_demo.store import (
     _BATTLE_COLUMNS, _BATTLE_FIELDS, _CHUNK, BattleChanges, StoreError, _Abort, _battle_row, _check_text,
-    _decode_battle, log_row, savings_summary, utc_now,
+    _decode_battle, flag_counts, log_row, savings_summary, utc_now,
 )
 
 logger = logging.getLogger(__name__)
@@ -526,16 +526,7 @@ class PostgresStore:
         with self._conn() as conn:
             rows = conn.execute("SELECT flags, (meta::json #>> '{provenance,trusted}') IS NOT NULL FROM battles "
                                 "WHERE source = %s", _params([source])).fetchall()
-        out = {"votes": len(rows), "clean": 0, "flagged": 0, "trusted": 0}
-        for flags, trusted in rows:
-            out["trusted"] += int(bool(trusted))
-            if not flags:
-                out["clean"] += 1
-                continue
-            out["flagged"] += 1
-            for flag in _unescape(flags).split(","):
-                out[flag] = out.get(flag, 0) + 1
-        return out
+        return flag_counts((_unescape(f) if f else f, trusted) for f, trusted in rows)
 
     def count_battles(self) -> dict[str, int]:
         return {r["source"]: int(r["n"]) for r in self._query(
