@@ -25,6 +25,10 @@ import numpy as np
 
 from routellm_demo.hygiene import ANOMALOUS  # noqa: F401 (the flag this check sets)
 
+# "Similar prompts": as rare among the shared data's prompt pairs (0.7%) as a cosine of 0.75 was under
+# full MiniLM; the two-layer encoder's cosines sit closer together (routellm_demo/embeddings.py).
+MIN_SIMILARITY = 0.94
+
 
 @dataclass(frozen=True)
 class VoterScore:
@@ -44,7 +48,7 @@ def strong_outcome(row: dict) -> float | None:
     return 1.0 if row["winner"] == f"model_{row['strong_side']}" else 0.0
 
 
-def score_voters(rows: list[dict], embeddings: np.ndarray, *, k: int = 20, min_similarity: float = 0.75,
+def score_voters(rows: list[dict], embeddings: np.ndarray, *, k: int = 20, min_similarity: float = MIN_SIMILARITY,
                  min_neighbours: int = 3, min_lean: float = 0.2) -> list[VoterScore]:
     """Each visitor's disagreement with the consensus on similar prompts (``rows``: votes with
     ``visitor``, ``winner``, ``strong_side``; ``embeddings``: their prompts' unit vectors, in order)."""

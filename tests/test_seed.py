@@ -94,6 +94,26 @@ def test_a_second_start_adds_nothing(seeded):
     assert store.count_battles() == before
 
 
+def test_a_store_seeded_under_another_encoder_gets_the_shipped_vectors(tmp_path, caplog):
+    """An upgrade that changes the encoder: the store keeps its battles and its old cache, and the next
+    start adds the shipped vectors under the new key instead of encoding every seed prompt again."""
+    store = Store(tmp_path / "old.db")
+    assert seed.seed_store(store, "an-older-encoder") is not None  # seeded, vectors not this encoder's
+    prompts = seed.unique_prompts(store.battles())
+    shas = [prompt_sha256(p) for p in prompts]
+    assert store.get_embeddings(Embedder.model_name, shas) == {}
+    with caplog.at_level("INFO", logger="routellm_demo.seed"):
+        assert seed.seed_store(store, Embedder.model_name) is None  # not seeded again
+    assert len(store.get_embeddings(Embedder.model_name, shas)) == len(prompts)
+    assert store.count_battles() == MANIFEST["by_source"]
+    assert "added the shipped" in caplog.text
+    caplog.clear()
+    with caplog.at_level("INFO", logger="routellm_demo.seed"):
+        assert seed.seed_store(store, Embedder.model_name) is None
+    assert "added the shipped" not in caplog.text  # once
+    store.close()
+
+
 def test_build_runtime_seeds_only_when_seeding_is_on(tmp_path):
     off = replace(load_config(environ={"ROUTELLM_DEMO_SEED": "0"}), db_path=tmp_path / "off.db",
                   checkpoint_dir=tmp_path / "ckpt")

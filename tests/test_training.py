@@ -63,8 +63,8 @@ def test_router_set_builds_sw_ranking_with_the_configs_weighting(tmp_path):
                                                       "vote_weight": 30.0}
     routers.reload()  # a refit from the store keeps the parameters
     assert routers.get("sw_ranking").normalize == "one"
-    # without parameters: RouteLLM's weighting
-    assert RouterSet(store, emb, checkpoint_dir=tmp_path).get("sw_ranking").get_params()["base"] == 10.0
+    # without parameters: the router's own defaults (the "sharp" preset)
+    assert RouterSet(store, emb, checkpoint_dir=tmp_path).get("sw_ranking").get_params()["base"] == 1e4
     with pytest.raises(ValueError, match="unknown router"):
         RouterSet(store, emb, checkpoint_dir=tmp_path, router_params={"sw": {}})
 

@@ -74,7 +74,7 @@ def test_vote_weight_1_is_the_old_router_and_a_refit_forgets_the_weight():
 
 def test_explain_shows_the_votes_weight():
     store = sw_battles([E2], [1.0])
-    router = SWRankingRouter(normalize="one", text_weight=0, vote_weight=5.0).fit(store)
+    router = SWRankingRouter(base=10.0, normalize="one", text_weight=0, vote_weight=5.0).fit(store)
     router.partial_fit(sw_battles([E1], [0.0], id_start=7))
     top = router.explain(E1, k=2)
     assert top[0]["battle_id"] == 7 and top[0]["weight"] == pytest.approx(5.0 * 10.0 * 10.0)

@@ -19,7 +19,7 @@ from routellm_demo.prompt_features import CHOICE_FEATURE_NAMES, FEATURE_NAMES
 from routellm_demo.routers import registry
 
 FORMAT = "routellm_demo.router/1"
-EMBEDDING_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
+EMBEDDING_MODEL = "sentence-transformers/all-MiniLM-L6-v2, its first 2 of 6 layers, mean-pooled"
 
 
 def save_checkpoint(path, kind: str, hyperparameters: Mapping, arrays: Mapping[str, np.ndarray], **extra) -> Path:

@@ -1,13 +1,14 @@
 """RouteLLM's similarity-weighted (SW) ranking router.
 
 For a prompt q, every past battle is weighted by how similar its prompt is to q
-(``weight = scale * base ** (sim / max_sim)``, RouteLLM's ``10 * 10 ** (s / max(s))``; or, with
+(``weight = scale * base ** (sim / max_sim)``: RouteLLM's is ``10 * 10 ** (s / max(s))``, the default
+here ``10 * 1e4 ** (s / max(s))`` for the two-layer encoder's closer cosines (config.SW_PRESETS); or, with
 ``normalize="one"``, ``scale * base ** sim``, see :func:`similarity_weights`), and a weighted
 Bradley-Terry model is fitted over ALL battles, all players included: an arena battle between two
 other models still informs "strong vs weak" through transitivity. The score is
 P(strong beats weak) = sigmoid(beta_strong - beta_weak) under that fit.
 
-Similarity is the cosine of the prompts' MiniLM embeddings, extended (``text_weight > 0``, the
+Similarity is the cosine of the prompts' embeddings (:mod:`routellm_demo.embeddings`), extended (``text_weight > 0``, the
 default 0.3) with a few counts read from the text (:func:`routellm_demo.prompt_features.text_vectors`:
 numbers, arithmetic, length): a vote on a sum-heavy word problem then counts more for other
 sum-heavy prompts than for prose on the same topic. ``text_weight=0`` is RouteLLM's similarity.
@@ -107,7 +108,7 @@ class SWRankingRouter(Router):
     index_progress = None
     index_ = None
 
-    def __init__(self, base: float = 10.0, scale: float = 10.0, l2: float = DEFAULT_L2, normalize: str = "max",
+    def __init__(self, base: float = 1e4, scale: float = 10.0, l2: float = DEFAULT_L2, normalize: str = "max",
                  text_weight: float = DEFAULT_TEXT_WEIGHT, vote_weight: float = 1.0):
         self.base = base
         self.scale = scale
