@@ -225,21 +225,30 @@ class SWIndex:
         sizes = np.diff(self.starts)[by_sim]
         take = int(np.searchsorted(np.cumsum(sizes), near_battles)) + 1
         clusters = by_sim[:take]
-        spans = [(int(self.starts[k]), int(self.starts[k + 1])) for k in clusters]
-        total = sum(b - a for a, b in spans)
-        rows = np.empty(total, dtype=np.int64)
+        begins, ends = self.starts[clusters], self.starts[clusters + 1]
+        lengths = ends - begins
+        total = int(lengths.sum())
+        # each cluster's rows are contiguous: row numbers without a Python loop
+        rows = np.arange(total, dtype=np.int64) + np.repeat(begins - (np.cumsum(lengths) - lengths), lengths)
         sims = np.empty(total, dtype=np.float32)
         chunk = getattr(self._scratch, "chunk", None)
         if chunk is None:
             chunk = self._scratch.chunk = np.empty((CHUNK, self.dim), dtype=np.float32)
-        at = 0
-        for a, b in spans:
-            rows[at:at + b - a] = np.arange(a, b)
-            for i in range(a, b, CHUNK):  # int8 -> float32 in a cache-sized chunk, then its mat-vec: ten
-                m = min(CHUNK, b - i)     # times faster than converting all the rows first (measured)
-                chunk[:m] = self.codes[i:i + m]
-                np.einsum("ij,j->i", chunk[:m], q, out=sims[at:at + m])
-                at += m
+        # int8 -> float32 into a cache-sized chunk filled across clusters, then one mat-vec per full chunk:
+        # ten times faster than converting all the rows first, and one product per chunk, not per cluster
+        at = fill = 0
+        for a, b in zip(begins.tolist(), ends.tolist()):
+            while a < b:
+                m = min(CHUNK - fill, b - a)
+                chunk[fill:fill + m] = self.codes[a:a + m]
+                fill += m
+                a += m
+                if fill == CHUNK:
+                    np.einsum("ij,j->i", chunk, q, out=sims[at:at + CHUNK])
+                    at += CHUNK
+                    fill = 0
+        if fill:
+            np.einsum("ij,j->i", chunk[:fill], q, out=sims[at:at + fill])
         sims *= self.row_scale[rows]
         sims += centroid_sims[self.labels[rows]]
         return clusters, rows, sims, centroid_sims
