@@ -140,3 +140,19 @@ def test_onnx_that_cannot_load_falls_back_to_pytorch_and_says_so(tmp_path, caplo
     assert "ONNX Runtime unavailable" in caplog.text and "using PyTorch" in caplog.text
     with pytest.raises(ValueError, match="unknown embedding backend"):
         Embedder(backend="tensorflow")
+
+
+def test_batches_hold_many_short_texts_or_a_few_long_ones():
+    """Batches cover the texts in order, never exceed batch_size texts, and keep about 512 padded tokens
+    (a single text longer than that goes alone)."""
+    emb = Embedder(batch_size=64)
+    texts = sorted(["hi"] * 100 + ["word " * 40] * 30 + ["x" * 4000] * 5, key=len)
+    batches = list(emb._batches(texts))
+    assert batches[0][0] == 0 and batches[-1][1] == len(texts)
+    assert all(a[1] == b[0] for a, b in zip(batches, batches[1:]))  # contiguous, in order
+    for start, end in batches:
+        assert 1 <= end - start <= 64
+        longest = emb._tokens_about(texts[end - 1])
+        assert end - start == 1 or (end - start) * longest <= 512
+    assert batches[0] == (0, 64)  # the short ones: as many as batch_size allows
+    assert [end - start for start, end in batches[-3:]] == [2, 2, 1]  # 256-token texts: two at a time
