@@ -5,8 +5,8 @@ leaderboard with "no battles yet", nothing for ``sw_ranking`` to weigh, an empty
 seed is RouteLLM's public evaluation data of the developer split (MMLU subjects, GSM8K, MT-Bench)
 imported by :func:`routellm_demo.importers.import_routellm` (contamination lists honoured) and
 written compactly: prompts with correctness labels or judge scores, never a model's answer. The
-prompts' MiniLM embeddings ship too, as int8 with a per-row scale (each component off by at most half
-a step, 1/254 of the row's largest), so the why-panel works on the first visit instead of after a
+prompts' embeddings ship too, as int8 with a per-row scale (each code off by at most half a step,
+1/254 of the row's largest; rescaled to unit length when loaded), so the why-panel works on the first visit instead of after a
 minute of embedding on a small CPU.
 
 - :func:`seed_store`: an EMPTY store gets the seed, battles and embedding cache in one transaction

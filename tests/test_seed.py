@@ -79,10 +79,19 @@ def test_cached_embeddings_are_the_real_embedders_within_the_int8_step(seeded, e
     real = embedder.embed(prompts)
     cached = store.get_embeddings(embedder.cache_key, [prompt_sha256(p) for p in prompts])
     got = np.stack([cached[prompt_sha256(p)] for p in prompts])
-    step = np.abs(real).max(axis=1) / 127.0  # the row's int8 step
-    # half a step from rounding, plus what rescaling to unit length moves (far below a step)
-    assert (np.abs(got - real).max(axis=1) <= 0.5 * step + 1e-4).all()
     assert (np.sum(got * real, axis=1) > 0.9995).all()  # cosine similarity
+    # the shipped int8 rows, before the rescale to unit length, are the real vectors to half a step
+    # (the rescale then moves a row by its norm's error, up to ~half a step more on these anisotropic
+    # vectors, so the bound is checked on the codes)
+    all_prompts = seed.unique_prompts(seed.read_battles())
+    row = {p: i for i, p in enumerate(all_prompts)}
+    with np.load(seed.SEED_DIR / seed.EMBEDDINGS_FILE) as z:
+        q, scale = z["q"], z["scale"]
+    idx = [row[p] for p in prompts]
+    raw = q[idx].astype(np.float32) * scale[idx, None]
+    step = np.abs(real).max(axis=1) / 127.0  # the row's int8 step
+    assert (np.abs(raw - real).max(axis=1) <= 0.5 * step * (1 + 1e-4) + 1e-6).all()
+    np.testing.assert_allclose(got, raw / np.linalg.norm(raw, axis=1, keepdims=True), atol=1e-6)
 
 
 def test_a_second_start_adds_nothing(seeded):
