@@ -166,16 +166,7 @@ def seed_store(store: Store, cache_key: str, *, seed_dir: str | Path = SEED_DIR,
             _backfill_embeddings(store, cache_key, seed_dir)
             return None
         rows = read_battles(seed_dir)
-        prompts = unique_prompts(rows)
-        try:
-            key, vectors = read_embeddings(seed_dir, prompts)
-        except SeedError as e:
-            log.warning("seed: %s; its prompts will be embedded on first use", e)
-            key, vectors = cache_key, {}
-        if key != cache_key:
-            log.warning("seed: shipped embeddings are for %s, the embedder uses %s; they are embedded on first use",
-                        key, cache_key)
-            vectors = {}
+        vectors = _shipped_vectors(seed_dir, unique_prompts(rows), cache_key)
         with store.transaction():
             added = store.add_battles(rows)
             if vectors:
@@ -193,6 +184,21 @@ def seed_store(store: Store, cache_key: str, *, seed_dir: str | Path = SEED_DIR,
     return report
 
 
+def _shipped_vectors(seed_dir: str | Path, prompts: list[str], cache_key: str) -> dict[str, np.ndarray]:
+    """The seed's vectors when they are the embedder's (``cache_key``), else {} with one log line (a
+    missing or damaged file, another encoder): the prompts are then embedded on first use."""
+    try:
+        key, vectors = read_embeddings(seed_dir, prompts)
+    except SeedError as e:
+        log.warning("seed: %s; its prompts will be embedded on first use", e)
+        return {}
+    if key != cache_key:
+        log.warning("seed: shipped embeddings are for %s, the embedder uses %s; they are embedded on first use",
+                    key, cache_key)
+        return {}
+    return vectors
+
+
 def _backfill_embeddings(store: Store, cache_key: str, seed_dir: str | Path) -> int:
     """A store seeded under another encoder (an upgrade) lacks the current encoder's vectors for the
     seed's prompts: put the shipped ones in, instead of encoding thousands of prompts on the next
@@ -200,22 +206,18 @@ def _backfill_embeddings(store: Store, cache_key: str, seed_dir: str | Path) -> 
     battle whose vector is missing; never raises."""
     try:
         first = store.battle(1)
-        if not first or not str(first.get("source", "")).startswith("import:"):
+        if (not first or not first["source"].startswith("import:")
+                or store.get_embeddings(cache_key, [first["prompt_sha256"]])):
             return 0
-        sha = first.get("prompt_sha256") or prompt_sha256(first["prompt"])
-        if store.get_embeddings(cache_key, [sha]):
+        vectors = _shipped_vectors(seed_dir, unique_prompts(read_battles(seed_dir)), cache_key)
+        if first["prompt_sha256"] not in vectors:
             return 0
-        key, vectors = read_embeddings(seed_dir, unique_prompts(read_battles(seed_dir)))
-        if key != cache_key or sha not in vectors:
-            return 0
-        held = store.get_embeddings(cache_key, list(vectors))
-        missing = {s: v for s, v in vectors.items() if s not in held}
-        store.put_embeddings(cache_key, missing)
-    except (ValueError, KeyError, StoreError) as e:
+        store.put_embeddings(cache_key, vectors)  # an upsert: vectors already held are rewritten as equal
+    except (ValueError, StoreError) as e:
         log.warning("seed: the shipped embeddings were not added: %s", e)
         return 0
-    log.info("seed: added the shipped %s vectors of %d seed prompts to the embedding cache", cache_key, len(missing))
-    return len(missing)
+    log.info("seed: added the shipped %s vectors of %d seed prompts to the embedding cache", cache_key, len(vectors))
+    return len(vectors)
 
 
 def holds_only_the_seed(store: Store, seed_dir: str | Path = SEED_DIR) -> bool:
