@@ -2,7 +2,7 @@
 order, without the arena around it, so 20 seeds take minutes instead of an hour.
 
 For each domain and seed: the router is fitted on every gold battle outside the domain (``simulate-votes
---seed-store all-other``), then absorbs the domain's gold labels as votes (source "arena-vote") in the seed's
+--seed-store all-other``), then absorbs the domain's gold labels as votes in the seed's
 random order, 50 at a time, online (``partial_fit``: the app's vote path for this router); after each 50 it
 scores the prompts not voted on yet and prints their APGR. Same permutation, same store, same router as
 ``simulate-votes --order random``, whose curves it reproduces; what it leaves out is the store and the arena
@@ -29,7 +29,7 @@ from routellm_demo.evals.benchmarks import gold_battles  # noqa: E402
 from routellm_demo.evals.metrics import summarize  # noqa: E402
 from routellm_demo.replay import DEFAULT_CACHE_DB, load_domain, seed_set  # noqa: E402
 from routellm_demo.routers.sw_ranking import SWRankingRouter  # noqa: E402
-from routellm_demo.store import ARENA_SOURCE, Store  # noqa: E402
+from routellm_demo.store import Store  # noqa: E402
 
 VOTES = 200
 EVERY = 50
@@ -71,10 +71,8 @@ def main() -> None:
         embedder = Embedder(cache)
         for name in args.domains.split(","):
             domain, store = domain_and_store(args.data_dir, name, embedder)
-            stored = gold_battles(store)
-            stored.sources = ["import"] * len(stored)
-            votes = gold_battles(domain)
-            votes.sources = [ARENA_SOURCE] * len(votes)
+            # no sources: the router counts what it is fitted on as imports, what it absorbs online as votes
+            stored, votes = gold_battles(store), gold_battles(domain)
             for weight in (float(w) for w in args.weights.split(",")):
                 curves = np.array([curve(domain, stored, votes, weight, seed) for seed in range(args.seeds)])
                 mean = curves.mean(axis=0)
