@@ -35,8 +35,8 @@ from typing import Callable
 
 import numpy as np
 
-FORMAT = "routellm_demo.sw_index/1"
-NEAR_BATTLES = 8192  # battles weighed one by one per prompt (the nearest clusters')
+FORMAT = "routellm_demo.sw_index/2"  # /2: finer clusters below 250,000 battles (a /1 index is rebuilt once)
+NEAR_BATTLES = 8192  # the most battles weighed one by one per prompt (default_near_battles)
 FOLD_EVERY = 4096  # tail battles (exact float32, 6.5 MB read per prompt) before they are folded in
 BLOCK = 32768  # rows per block when building or loading
 CHUNK = 512  # rows converted from int8 at a time per prompt: 800 KB of float32 stays in the CPU cache
@@ -45,8 +45,17 @@ Progress = Callable[[str, int, int], None]  # (stage, done, total)
 
 
 def default_clusters(n: int) -> int:
-    """About 2 sqrt(n) clusters (2000 at 1M, ~500 battles each): centroid work and near-set work balance."""
-    return int(min(max(16, round(2 * math.sqrt(n))), 8192))
+    """About 4 sqrt(n) clusters, at most 2,000 (reached at 250,000 battles; ~500 battles each at 1M): the
+    centroid product stays small, and in a smaller store finer clusters let fewer near battles give the
+    same accuracy (at 65,000 battles, ~1,000 clusters and 2,048 near battles err no more than ~500 and
+    8,192, in a third of the time; SCALING.md)."""
+    return int(min(max(16, round(4 * math.sqrt(n))), 2000))
+
+
+def default_near_battles(n: int) -> int:
+    """Battles weighed one by one per prompt in a store of ``n``: a 32nd of it, from 2,048 to
+    :data:`NEAR_BATTLES`."""
+    return int(min(NEAR_BATTLES, max(2048, n // 32)))
 
 
 class VectorSource:
@@ -217,10 +226,11 @@ class SWIndex:
         """``(clusters, rows, sims, centroid_sims)``: the nearest clusters holding >= near_battles battles
         (or all), their rows and each row's similarity to ``q``, and every centroid's similarity.
 
-        Products are einsum, not BLAS: for products this small OpenBLAS's threads gain nothing and stall
-        when other processes hold the cores (p50 2-5x slower under load, measured)."""
-        near_battles = NEAR_BATTLES if near_battles is None else near_battles
-        centroid_sims = np.einsum("ij,j->i", self.centroids, q)
+        Products are row by row (``vecdot``: BLAS's single-threaded dot per row), not one BLAS mat-vec:
+        for products this small OpenBLAS's threads gain nothing and stall when other processes hold the
+        cores (p50 2-5x slower under load, measured); ``einsum``, also single-threaded, is 2x slower."""
+        near_battles = default_near_battles(len(self)) if near_battles is None else near_battles
+        centroid_sims = np.vecdot(self.centroids, q)
         by_sim = np.argsort(-centroid_sims)
         sizes = np.diff(self.starts)[by_sim]
         take = int(np.searchsorted(np.cumsum(sizes), near_battles)) + 1
@@ -244,11 +254,11 @@ class SWIndex:
                 fill += m
                 a += m
                 if fill == CHUNK:
-                    np.einsum("ij,j->i", chunk, q, out=sims[at:at + CHUNK])
+                    np.vecdot(chunk, q, out=sims[at:at + CHUNK])
                     at += CHUNK
                     fill = 0
         if fill:
-            np.einsum("ij,j->i", chunk[:fill], q, out=sims[at:at + fill])
+            np.vecdot(chunk[:fill], q, out=sims[at:at + fill])
         sims *= self.row_scale[rows]
         sims += centroid_sims[self.labels[rows]]
         return clusters, rows, sims, centroid_sims
@@ -259,7 +269,7 @@ class SWIndex:
         (see :func:`routellm_demo.routers.sw_ranking.similarity_weights` for ``ref``)."""
         q = np.asarray(q, dtype=np.float32)
         clusters, rows, sims, centroid_sims = self.near(q, near_battles)
-        tail_sims = np.einsum("ij,j->i", self.tail_vectors, q)
+        tail_sims = np.vecdot(self.tail_vectors, q)
         if normalize == "one":
             ref = 1.0
         else:
