@@ -61,10 +61,24 @@ def features_of(text: str) -> list[float]:
     ]
 
 
+def distinct_texts(prompts: Iterable[str]) -> tuple[list[str], np.ndarray]:
+    """``(texts, inverse)``: the distinct prompts in first-seen order (a non-string counts as "") and,
+    per prompt, its row among them. A store holds many battles per prompt (a million battles of a few
+    thousand prompts): per-prompt work done once per distinct text, then spread with ``inverse``."""
+    first: dict[str, int] = {}
+    inverse = [first.setdefault(p if isinstance(p, str) else "", len(first)) for p in prompts]
+    return list(first), np.asarray(inverse, dtype=np.int64)
+
+
+def _per_distinct(of_one, prompts: Iterable[str], width: int) -> np.ndarray:
+    texts, inverse = distinct_texts(prompts)
+    rows = np.asarray([of_one(t) for t in texts], dtype=np.float64).reshape(len(texts), width)
+    return rows[inverse]
+
+
 def prompt_features(prompts: Iterable[str]) -> np.ndarray:
-    """(n, len(FEATURE_NAMES)) float64 features of ``prompts``."""
-    rows = [features_of(p if isinstance(p, str) else "") for p in prompts]
-    return np.asarray(rows, dtype=np.float64).reshape(len(rows), len(FEATURE_NAMES))
+    """(n, len(FEATURE_NAMES)) float64 features of ``prompts`` (each distinct text read once)."""
+    return _per_distinct(features_of, prompts, len(FEATURE_NAMES))
 
 
 # Each feature's mean and standard deviation over the 11,665 prompts of the shipped seed (RouteLLM's public
@@ -146,9 +160,9 @@ def choice_features_of(text: str) -> list[float]:
 
 
 def choice_features(prompts: Iterable[str]) -> np.ndarray:
-    """(n, len(CHOICE_FEATURE_NAMES)) float64 multiple-choice features of ``prompts``."""
-    rows = [choice_features_of(p if isinstance(p, str) else "") for p in prompts]
-    return np.asarray(rows, dtype=np.float64).reshape(len(rows), len(CHOICE_FEATURE_NAMES))
+    """(n, len(CHOICE_FEATURE_NAMES)) float64 multiple-choice features of ``prompts`` (each distinct text
+    read once)."""
+    return _per_distinct(choice_features_of, prompts, len(CHOICE_FEATURE_NAMES))
 
 
 def has_options(choices: np.ndarray) -> np.ndarray:

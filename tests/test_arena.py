@@ -336,6 +336,23 @@ def test_export_all_battles_in_three_formats(make_arena, tmp_path):
         arena.export("xlsx", tmp_path)
 
 
+def test_jsonl_export_written_in_slices_reads_as_one(make_arena, tmp_path, monkeypatch):
+    """A large store's JSONL export is written a slice of rows at a time (one string per document
+    would need ~10 GB at a million battles): slices of 2 rows give the lines of the whole, in order."""
+    import routellm_demo.export as export_module
+
+    arena = make_arena()
+    arena.vote(answered(arena), "tie", SESSION)
+    whole = arena.export("jsonl", tmp_path / "whole").read_text(encoding="utf-8")
+    monkeypatch.setattr(export_module, "JSONL_ROWS_PER_WRITE", 2)
+    sliced = arena.export("jsonl", tmp_path / "sliced").read_text(encoding="utf-8")
+    lines = sliced.splitlines()
+    assert len(lines) == 5 and sliced.endswith("\n")
+    # the same rows, each exported at its own time: compare all but the export timestamp, if any
+    assert [json.loads(x)["uid"] for x in lines] == [json.loads(x)["uid"] for x in whole.splitlines()]
+    assert [json.loads(x) for x in lines] == [json.loads(x) for x in whole.splitlines()]
+
+
 def test_exports_have_names_of_their_own_a_cap_on_kept_files_and_a_rate_limit(make_arena, tmp_path, monkeypatch):
     import routellm_demo.export as arena_module  # the export limits
 

@@ -337,6 +337,34 @@ def test_the_head_weighs_counts_separately_for_multiple_choice_and_open_prompts(
     assert _auc(shared.win_probability(test.embeddings, test.prompts), strong_side) < 0.75
 
 
+def test_battles_of_one_prompt_give_the_axes_of_every_battle():
+    """A large store repeats prompts (many battles each): the principal axes are taken over the distinct
+    prompts, each weighing its battles' total, and are those of the full weighted matrix."""
+    base, _ = mixed_battles(n=300, seed=2)
+    reps = np.random.default_rng(0).integers(1, 5, size=300)  # 1-4 battles per prompt
+    rows = np.repeat(np.arange(300), reps)
+    sources = np.where(np.random.default_rng(1).random(len(rows)) < 0.2, "arena-vote", "import:test")
+    texts = [f"{p} (#{i})" for i, p in enumerate(base.prompts)]  # one vector per text, as in a store
+    x = base.embeddings[rows].astype(np.float64)
+    for prompts in ([texts[i] for i in rows], [base.prompts[i] for i in rows]):  # the second: texts repeat
+        # with different vectors (a row per battle then)
+        battles = Battles(["strong", "weak"], base.a[rows], base.b[rows], base.outcome[rows],
+                          base.embeddings[rows], prompts=prompts, sources=list(sources))
+        router = ClassifierRouter(epochs=2, components=3).fit(battles)
+        w = np.where(sources == "arena-vote", router.vote_weight, 1.0)
+        mean = np.average(x, axis=0, weights=w)
+        axes = np.linalg.svd((x - mean) * np.sqrt(w)[:, None], full_matrices=False)[2][:3]
+        np.testing.assert_allclose(router.axes_mean_, mean, atol=1e-12)
+        np.testing.assert_allclose(np.abs((router.axes_ * axes).sum(axis=1)), 1.0, atol=1e-9)  # same up to sign
+
+
+def test_training_passes_are_capped_by_steps_on_a_large_store():
+    router = ClassifierRouter()  # 60 epochs of 256, at most 20,000 steps
+    assert router.epochs_for(11_665) == 60 and router.epochs_for(80_000) == 60
+    assert router.epochs_for(1_000_000) == 5 and router.epochs_for(10**9) == 1
+    assert ClassifierRouter(max_steps=10**9).epochs_for(1_000_000) == 60
+
+
 def test_trees_need_the_prompts_and_round_trip(tmp_path):
     train, _ = choice_battles(n=300)
     router = ClassifierRouter(epochs=2, text_weight=0).fit(train)  # the trees alone read text here

@@ -16,7 +16,7 @@ from routellm_demo.controller import Controller
 from routellm_demo.embeddings import Embedder
 from routellm_demo.prompt_features import (
     CHOICE_FEATURE_NAMES, FEATURE_NAMES, REFERENCE_MEAN, REFERENCE_SCALE, choice_features, choice_features_of,
-    choices_of, features_of, prompt_features, text_vectors,
+    choices_of, distinct_texts, features_of, prompt_features, text_vectors,
 )
 from routellm_demo.store import Store
 from routellm_demo.router_set import RouterSet
@@ -58,6 +58,21 @@ def test_matrix_shape_and_odd_inputs():
     assert m.shape == (3, len(FEATURE_NAMES)) and m.dtype == np.float64 and np.isfinite(m).all()
     np.testing.assert_array_equal(m[0], m[2])  # a missing text counts as empty
     assert prompt_features([]).shape == (0, len(FEATURE_NAMES))
+
+
+def test_each_distinct_text_is_read_once_and_spread_to_its_rows(monkeypatch):
+    import routellm_demo.prompt_features as pf
+
+    texts, inverse = distinct_texts(["b", "a", "b", None, ""])
+    assert texts == ["b", "a", ""] and inverse.tolist() == [0, 1, 0, 2, 2]
+    prompts = ["Add 2 and 3.", "Why?\nA. x\nB. y\nAnswer:", "Add 2 and 3.", None]
+    read = []
+    monkeypatch.setattr(pf, "features_of", lambda t: read.append(t) or [float(len(t))] * len(FEATURE_NAMES))
+    m = pf.prompt_features(prompts)
+    assert read == ["Add 2 and 3.", "Why?\nA. x\nB. y\nAnswer:", ""]  # once each, first-seen order
+    assert m[:, 0].tolist() == [12.0, 22.0, 12.0, 0.0]
+    monkeypatch.undo()
+    np.testing.assert_array_equal(choice_features(prompts), [choice_features([p])[0] for p in prompts])
 
 
 def test_multiple_choice_structure():

@@ -42,7 +42,8 @@ from __future__ import annotations
 import numpy as np
 
 from routellm_demo.battles import ARENA_SOURCE, Battles
-from routellm_demo.prompt_features import FEATURE_NAMES, choice_features, has_options, prompt_features
+from routellm_demo.prompt_features import (FEATURE_NAMES, choice_features, distinct_texts, has_options,
+                                           prompt_features)
 from routellm_demo.routers.base import Router
 from routellm_demo.routers.checkpoint import load_checkpoint, save_checkpoint
 from routellm_demo.routers.numeric import check_battles, check_embeddings, sigmoid, train_minibatches
@@ -71,6 +72,7 @@ class ClassifierRouter(Router):
         components: int = 5,
         split_by_options: bool = True,
         vote_weight: float = VOTE_WEIGHT,
+        max_steps: int = 20_000,
     ):
         self.hidden = hidden
         self.alpha = alpha
@@ -83,6 +85,7 @@ class ClassifierRouter(Router):
         self.components = components
         self.split_by_options = split_by_options
         self.vote_weight = vote_weight
+        self.max_steps = max_steps
 
     def _battle_weights(self, battles: Battles) -> np.ndarray:
         """Each battle's weight in the fit: ``vote_weight`` for this app's arena votes, 1 for any other
@@ -201,28 +204,51 @@ class ClassifierRouter(Router):
 
         opt = torch.optim.Adam(params, lr=self.lr)
         self.loss_history_ = train_minibatches(
-            loss_of_batch, n, epochs=self.epochs, batch_size=self.batch_size, optimizer=opt, generator=g
+            loss_of_batch, n, epochs=self.epochs_for(n), batch_size=self.batch_size, optimizer=opt, generator=g
         )
         self.weights_ = [wt.detach().numpy().astype(np.float32) for wt in weights]
         self.biases_ = [np.asarray(bs.detach().numpy(), dtype=np.float32) for bs in biases]
         self.n_battles_ = int(n)
         if self.tree_weight:
-            self._fit_trees(x_emb, text, target, w if weighted else None)
+            self._fit_trees(x_emb, text, target, w if weighted else None, battles.prompts)
         return self
 
-    def _fit_trees(self, x_emb: np.ndarray, text, target: np.ndarray, w: np.ndarray | None = None) -> None:
+    def epochs_for(self, n: int) -> int:
+        """``epochs``, or fewer where that many passes would exceed ``max_steps`` minibatches: a store of a
+        million battles (a few thousand prompts, each seen hundreds of times a pass) would otherwise
+        train for minutes in a background refit; up to ~85,000 battles nothing changes."""
+        steps_per_epoch = -(-int(n) // int(self.batch_size))
+        return int(max(1, min(int(self.epochs), int(self.max_steps) // max(1, steps_per_epoch))))
+
+    def _fit_trees(self, x_emb: np.ndarray, text, target: np.ndarray, w: np.ndarray | None = None,
+                   prompts=None) -> None:
         """Principal axes of the training embeddings, then boosted trees on the expected outcome
         (1 strong win, 0.5 tie, 0 weak win: squared loss fits P(strong wins) + P(tie)/2 directly).
         Leaves hold at least 1% of the battles (20 at least): each leaf is a mean over many prompts.
-        ``w``: per-battle weights (arena votes), in the axes (weighted covariance) and the trees' loss."""
-        x = x_emb.astype(np.float64)
-        self.axes_mean_ = x.mean(axis=0) if w is None else np.average(x, axis=0, weights=w)
-        centred = x - self.axes_mean_
-        if w is not None:
-            centred *= np.sqrt(w)[:, None]
-        self.axes_ = np.linalg.svd(centred, full_matrices=False)[2][: self.components]
-        self.trees_ = fit_trees(self._tree_inputs(x_emb, text), target,
-                                min_samples_leaf=max(20, round(len(target) / 100)),
+        ``w``: per-battle weights (arena votes), in the axes (weighted covariance) and the trees' loss.
+
+        Where the battles of one prompt share its vector (a store's do: one cached embedding a prompt),
+        the axes come from the distinct prompts, each weighing its battles' total (the same covariance),
+        so a million battles of a few thousand prompts never copy a million vectors to float64 (3 GB)."""
+        groups = _shared_vectors(prompts, x_emb)
+        if groups is not None:
+            first, inverse = groups
+            x = x_emb[first].astype(np.float64)
+            mass = np.bincount(inverse, weights=w, minlength=len(first))
+            self.axes_mean_ = np.average(x, axis=0, weights=mass)
+            centred = (x - self.axes_mean_) * np.sqrt(mass)[:, None]
+            self.axes_ = np.linalg.svd(centred, full_matrices=False)[2][: self.components]
+            raw, choices = text
+            projected = self._tree_inputs(x, (raw[first], choices[first]))[inverse]
+        else:  # no prompt repeats, or its battles carry different vectors: a row per battle
+            x = x_emb.astype(np.float64)
+            self.axes_mean_ = x.mean(axis=0) if w is None else np.average(x, axis=0, weights=w)
+            centred = x - self.axes_mean_
+            if w is not None:
+                centred *= np.sqrt(w)[:, None]
+            self.axes_ = np.linalg.svd(centred, full_matrices=False)[2][: self.components]
+            projected = self._tree_inputs(x_emb, text)
+        self.trees_ = fit_trees(projected, target, min_samples_leaf=max(20, round(len(target) / 100)),
                                 random_state=int(self.random_state), sample_weight=w)
 
     # -- prediction --------------------------------------------------------------------------------
@@ -286,3 +312,19 @@ class ClassifierRouter(Router):
         router.n_features_in_ = int(router.weights_[0].shape[0]) - router._text_columns()
         router.n_battles_ = int(meta["n_battles"])
         return router
+
+
+def _shared_vectors(prompts, x: np.ndarray, block: int = 65_536) -> tuple[np.ndarray, np.ndarray] | None:
+    """``(first, inverse)``: each distinct prompt's first battle and each battle's distinct prompt, when
+    prompts repeat and every battle of a prompt carries that prompt's vector; None otherwise (checked
+    block by block: no copy of all the vectors)."""
+    if prompts is None:
+        return None
+    texts, inverse = distinct_texts(prompts)
+    if len(texts) == len(inverse):
+        return None
+    first = np.unique(inverse, return_index=True)[1]
+    for start in range(0, len(x), block):
+        if not np.array_equal(x[start:start + block], x[first[inverse[start:start + block]]]):
+            return None
+    return first, inverse
