@@ -179,7 +179,7 @@ class Embedder:
         order = sorted(todo, key=lambda s: len(todo[s]))
         done: dict[str, np.ndarray] = {}
         pending: dict[str, np.ndarray] = {}
-        # no bar object at all unless asked: even a disabled one costs a request's encode ~3%
+        # no bar object at all unless asked: even a disabled one costs a one-prompt request time
         bar = tqdm(total=len(order), desc="embedding", unit="prompt") if progress else None
         try:
             for start, end in self._batches([todo[s] for s in order]):

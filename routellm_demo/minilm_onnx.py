@@ -67,7 +67,7 @@ def export(target: Path) -> Path:
 
     # eager attention: the graph the optimizer recognises and fuses into one Attention kernel per layer
     # (and the embeddings with their layer norm); PyTorch's default (SDPA) exports as a dozen small
-    # operators per layer that stay unfused (a one-prompt encode ~15% slower)
+    # operators per layer that stay unfused, each paying its own dispatch
     bert = AutoModel.from_pretrained(model_dir(), attn_implementation="eager").eval()
     truncate(bert)
     model = LastHiddenState(bert)
@@ -107,9 +107,9 @@ class OnnxMiniLM:
         options.intra_op_num_threads = threads or min(os.cpu_count() or 1, 4)
         options.inter_op_num_threads = 1
         # Idle worker threads sleep instead of spinning. Spinning between operators is faster on an idle
-        # machine (a one-prompt encode ~25%), but with one other busy process on these 2 cores (a model
-        # server, a refit) the spinners fight it for the cores and an encode takes twice as long (8.6 vs
-        # 4.5 ms, measured), even when they stop spinning as each call returns (force_spinning_stop).
+        # machine, but with one other busy process on these 2 cores (a model server, a refit) the
+        # spinners fight it for the cores and an encode took up to twice as long, even when they stop
+        # spinning as each call returns (force_spinning_stop; SCALING.md).
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self._session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         self._tokenizer = Tokenizer.from_file(str(model_dir() / "tokenizer.json"))

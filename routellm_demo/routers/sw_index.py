@@ -45,10 +45,9 @@ Progress = Callable[[str, int, int], None]  # (stage, done, total)
 
 
 def default_clusters(n: int) -> int:
-    """About 4 sqrt(n) clusters, at most 2,000 (reached at 250,000 battles; ~500 battles each at 1M): the
-    centroid product stays small, and in a smaller store finer clusters let fewer near battles give the
-    same accuracy (at 65,000 battles, ~1,000 clusters and 2,048 near battles err no more than ~500 and
-    8,192, in a third of the time; SCALING.md)."""
+    """About 4 sqrt(n) clusters, at most 2,000 (reached at 250,000 battles): the centroid product stays
+    small, and in a smaller store finer clusters make the far sums exact enough for a smaller near set
+    (:func:`default_near_battles`; measured in SCALING.md)."""
     return int(min(max(16, round(4 * math.sqrt(n))), 2000))
 
 
