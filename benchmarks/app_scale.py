@@ -44,12 +44,11 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from sw_latency import real_battles, rss_mb  # noqa: E402  (the 1M benchmarks' real prompts, RSS)
+from sw_latency import add_resampled_battles, real_battles, rss_mb  # noqa: E402  (the 1M benchmarks' store)
 
-from routellm_demo.battles import ARENA_SOURCE  # noqa: E402
 from routellm_demo.config import load_config  # noqa: E402
 from routellm_demo.embeddings import Embedder  # noqa: E402
-from routellm_demo.store import open_store, prompt_sha256  # noqa: E402
+from routellm_demo.store import open_store  # noqa: E402
 
 WORK = Path(tempfile.gettempdir()) / "routellm_demo_app_scale"
 ARENA_SHARE = 0.1  # of the battles stored as arena votes: what the admin delete removes
@@ -86,21 +85,13 @@ def open_app(db: Path):
 
 
 def build_store(db: Path, n: int, seed: int = 0) -> int:
-    """``n`` battles over the real prompts (cached embeddings), as sw_latency's ``store_startup``; a
-    tenth are arena votes. Returns how many arena votes were stored."""
-    real = real_battles()
-    rng = np.random.default_rng(seed)
+    """``n`` battles over the real prompts (cached embeddings), as sw_latency's ``--store``; a tenth are
+    arena votes. Returns how many arena votes were stored."""
     store = open_store(db)
-    store.put_embeddings(Embedder(store).cache_key,
-                         {prompt_sha256(p): v for p, v in zip(real.prompts, real.embeddings)})
-    winners = np.array(["model_a", "model_b", "tie"])
-    src, won, arena = rng.integers(0, len(real), n), rng.integers(0, 3, n), rng.random(n) < ARENA_SHARE
-    store.add_battles(dict(prompt=real.prompts[j], model_a="gpt-4-1106-preview", model_b="mixtral-8x7b",
-                           winner=winners[w], strong_side="a", source=ARENA_SOURCE if v else "bench",
-                           uid=f"arena:bench-{i}" if v else None)
-                      for i, (j, w, v) in enumerate(zip(src, won, arena)))
-    store.close()
-    return int(arena.sum())
+    try:
+        return add_resampled_battles(store, real_battles(), n, np.random.default_rng(seed), ARENA_SHARE)
+    finally:
+        store.close()
 
 
 def refit_child(db: Path, name: str, n: int) -> None:

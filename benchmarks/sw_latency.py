@@ -278,13 +278,32 @@ def million(n: int = 1_000_000, n_queries: int = 1000, seed: int = 0) -> None:
     report_accuracy("real", router, real, real.embeddings[pick], [real.prompts[i] for i in pick])
 
 
+def add_resampled_battles(store, real, n: int, rng, arena_share: float = 0.0) -> int:
+    """``n`` battles in ``store``, each one of the real prompts (its embedding put in the store's cache)
+    with a random outcome; ``arena_share`` of them stored as arena votes (what an admin delete removes).
+    Returns how many are votes."""
+    from routellm_demo.battles import ARENA_SOURCE
+    from routellm_demo.embeddings import Embedder
+    from routellm_demo.store import prompt_sha256
+
+    store.put_embeddings(Embedder(store).cache_key, {prompt_sha256(p): v for p, v in zip(real.prompts, real.embeddings)})
+    winners = np.array(["model_a", "model_b", "tie"])
+    src, won = rng.integers(0, len(real), n), rng.integers(0, 3, n)
+    votes = rng.random(n) < arena_share if arena_share else np.zeros(n, dtype=bool)
+    store.add_battles(dict(prompt=real.prompts[j], model_a="gpt-4-1106-preview", model_b="mixtral-8x7b",
+                           winner=winners[w], strong_side="a", source=ARENA_SOURCE if v else "bench",
+                           uid=f"arena:bench-{i}" if v else None)
+                      for i, (j, w, v) in enumerate(zip(src, won, votes)))
+    return int(votes.sum())
+
+
 def store_startup(n: int = 1_000_000, seed: int = 0) -> None:
     """The app's start-up at ``n`` battles, from a SQLite store: reading the battles and their cached
     embeddings (``router_set.load_battles``), then the router's fit (building the index once, then a
     restart's reload). The store is written under $TMPDIR and removed afterwards."""
     from routellm_demo.embeddings import Embedder
     from routellm_demo.router_set import load_battles
-    from routellm_demo.store import Store, prompt_sha256
+    from routellm_demo.store import Store
 
     real = real_battles()
     rng = np.random.default_rng(seed)
@@ -294,13 +313,9 @@ def store_startup(n: int = 1_000_000, seed: int = 0) -> None:
         shutil.rmtree(leftover, ignore_errors=True) if leftover.is_dir() else leftover.unlink(missing_ok=True)
     store = Store(path)
     embedder = Embedder(store)
-    store.put_embeddings(embedder.cache_key, {prompt_sha256(p): v for p, v in zip(real.prompts, real.embeddings)})
-    winners = np.array(["model_a", "model_b", "tie"])
-    src, won = rng.integers(0, len(real), n), rng.integers(0, 3, n)
     start = time.perf_counter()
-    store.add_battles(dict(prompt=real.prompts[j], model_a="gpt-4-1106-preview", model_b="mixtral-8x7b",
-                           winner=winners[w], strong_side="a", source="bench") for j, w in zip(src, won))
-    insert_s = time.perf_counter() - start
+    add_resampled_battles(store, real, n, rng)
+    insert_s = time.perf_counter() - start  # the 11,681 cached vectors included
     gc.collect()
     rss0 = rss_mb()
     start = time.perf_counter()

@@ -231,23 +231,18 @@ class ClassifierRouter(Router):
         the axes come from the distinct prompts, each weighing its battles' total (the same covariance),
         so a million battles of a few thousand prompts never copy a million vectors to float64 (3 GB)."""
         groups = _shared_vectors(prompts, x_emb)
-        if groups is not None:
-            first, inverse = groups
-            x = x_emb[first].astype(np.float64)
-            mass = np.bincount(inverse, weights=w, minlength=len(first))
-            self.axes_mean_ = np.average(x, axis=0, weights=mass)
-            centred = (x - self.axes_mean_) * np.sqrt(mass)[:, None]
-            self.axes_ = np.linalg.svd(centred, full_matrices=False)[2][: self.components]
-            raw, choices = text
-            projected = self._tree_inputs(x, (raw[first], choices[first]))[inverse]
-        else:  # no prompt repeats, or its battles carry different vectors: a row per battle
-            x = x_emb.astype(np.float64)
-            self.axes_mean_ = x.mean(axis=0) if w is None else np.average(x, axis=0, weights=w)
-            centred = x - self.axes_mean_
-            if w is not None:
-                centred *= np.sqrt(w)[:, None]
-            self.axes_ = np.linalg.svd(centred, full_matrices=False)[2][: self.components]
-            projected = self._tree_inputs(x_emb, text)
+        first, inverse = groups if groups is not None else (slice(None), None)  # else a row per battle
+        x = x_emb[first].astype(np.float64)
+        mass = w if inverse is None else np.bincount(inverse, weights=w, minlength=len(x))
+        self.axes_mean_ = x.mean(axis=0) if mass is None else np.average(x, axis=0, weights=mass)
+        centred = x - self.axes_mean_
+        if mass is not None:
+            centred *= np.sqrt(mass)[:, None]
+        self.axes_ = np.linalg.svd(centred, full_matrices=False)[2][: self.components]
+        raw, choices = text
+        projected = self._tree_inputs(x, (raw[first], choices[first]))
+        if inverse is not None:
+            projected = projected[inverse]
         self.trees_ = fit_trees(projected, target, min_samples_leaf=max(20, round(len(target) / 100)),
                                 random_state=int(self.random_state), sample_weight=w)
 
