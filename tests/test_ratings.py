@@ -170,3 +170,30 @@ def test_huge_weighted_counts_reach_the_same_optimum():
     # reach 100 per battle over 65k battles) must not stall Newton in float noise.
     counts = pair_counts(random_battles(500, seed=9))
     np.testing.assert_allclose(fit_bt(counts * 1e5, l2=0.3 * 1e5, init=np.ones(4)), fit_bt(counts, l2=0.3), atol=1e-8)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_two_player_fit_matches_the_general_newton(seed):
+    # Two players take a scalar path (the app's store scored per prompt). A third player who never
+    # played stays at 0 and leaves the pair's optimum unchanged, so the K x K path on the padded matrix
+    # is the reference: random counts, one-sided ones, empty ones, huge ones, far warm starts.
+    rng = np.random.default_rng(seed)
+    cases = [rng.uniform(0, 50, (2, 2)), np.array([[0.0, 7.0], [0.0, 0.0]]), np.zeros((2, 2)),
+             rng.uniform(0, 1, (2, 2)) * 1e9, np.array([[0.0, 1e-6], [3.0, 0.0]])]
+    for counts in cases:
+        for l2 in (1e-2, 0.7, 30.0):
+            init = rng.normal(0, 20, 2)
+            padded = np.zeros((3, 3))
+            padded[:2, :2] = counts
+            reference = fit_bt(padded, l2=l2)
+            assert reference[2] == pytest.approx(0.0, abs=1e-9)
+            beta = fit_bt(counts, l2=l2, init=init)
+            # the difference is what the data decide; the mean is the penalty's (exactly 0 here, within
+            # float noise of 0 for the K x K path when the counts dwarf the penalty)
+            assert beta[0] - beta[1] == pytest.approx(reference[0] - reference[1], rel=1e-9, abs=1e-9)
+            assert beta.sum() == 0.0
+
+
+def test_two_player_fit_matches_sklearn():
+    battles = random_battles(300, seed=11, strengths=(0.8, -0.3))
+    np.testing.assert_allclose(fit_bt(pair_counts(battles), l2=0.5), sklearn_beta(battles, 0.5), atol=1e-3)
