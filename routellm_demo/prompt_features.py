@@ -45,7 +45,7 @@ def features_of(text: str) -> list[float]:
         math.log1p(len(text.split())),
         math.log1p(text.count("\n")),
         math.log1p(len(numbers)),
-        math.log1p(sum(c.isdigit() for c in text)),
+        math.log1p(sum(map(str.isdigit, text))),
         math.log1p(max((len(n) for n in numbers), default=0)),
         math.sqrt(sum(1 for n in numbers if "." in n or "," in n)),
         math.sqrt(len(_OPERATOR.findall(text))),

@@ -314,13 +314,14 @@ def build_seed(data_dir: str | Path, out_dir: str | Path = SEED_DIR, *, embedder
                progress: bool = False) -> dict:
     """Write the seed (battles, int8 embeddings, manifest) made from RouteLLM's evals folder.
 
-    ``embedder``: the project's :class:`~routellm_demo.embeddings.Embedder` (a cache-less one by
-    default). Returns the manifest.
+    ``embedder``: the project's :class:`~routellm_demo.embeddings.Embedder` (by default a cache-less one
+    on PyTorch: the model's float32 vectors, the reference every faster backend is held to, so the
+    shipped vectors do not depend on which one serves requests). Returns the manifest.
     """
     if embedder is None:
         from routellm_demo.embeddings import Embedder
 
-        embedder = Embedder()
+        embedder = Embedder(backend="torch")
     out_dir = Path(out_dir)
     rows = public_battles(data_dir, progress=progress)
     if not rows:

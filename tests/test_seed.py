@@ -45,7 +45,7 @@ def seeded(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def embedder():
-    return Embedder()  # the real model, no cache: what the builder used
+    return Embedder(backend="torch")  # the real model in float32, no cache: what the builder uses
 
 
 def test_the_shipped_seed_is_compact_and_described():
