@@ -151,8 +151,8 @@ class OnnxMiniLM:
     def encode(self, texts: list[str], max_seq_length: int) -> np.ndarray:
         """One run per text, never a batch: the int8 product quantises its input per run, so in a batch a
         prompt's vector would depend on its neighbours and their padding (cosine to itself alone down to
-        0.998). Alone, a prompt always gets the same vector, with no padding to compute; bulk encoding
-        pays ~10% for it (measured in SCALING.md)."""
+        0.998). Alone, a prompt always gets the same vector; bulk encoding gives up the batch's larger
+        products but no longer computes padding, and came out faster (SCALING.md)."""
         with self._lock:
             self._tokenizer.enable_truncation(max_seq_length)
             # one text (a request): encode it here; encode_batch hands even one to a thread pool, whose
