@@ -110,6 +110,7 @@ def test_the_pool_priority_follows_the_real_routers_scores(small_real_store):
     assert mean_picked > prio.mean() + 0.1
 
 
+@pytest.mark.slow  # fits mf and the classifier on a real store
 def test_the_routers_disagreement_on_a_real_store(small_real_store):
     routers, prompts, emb = small_real_store
     scores = {n: routers.score(n, emb, prompts) for n in ("sw_ranking", "classifier")}

@@ -99,6 +99,7 @@ def test_read_only_database_exits_2_and_keeps_its_rows(db, tmp_path, capsys):
     assert Store(db).count_battles() == before
 
 
+@pytest.mark.slow  # waits out the store's 5 s busy timeout
 def test_locked_database_exits_2(db, tmp_path, capsys):
     import sqlite3
 

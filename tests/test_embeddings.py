@@ -102,6 +102,7 @@ def test_read_only_cache_still_embeds(model, tmp_path):
         assert "readonly" in e.last_cache_error
 
 
+@pytest.mark.slow  # a whole export (and quantisation) of the model into a fresh folder, then PyTorch's encode
 def test_onnx_backend_gives_the_pytorch_vectors(tmp_path, shared_routellm):
     """The default backend exports the shipped weights once into the cache folder and then encodes
     real prompts (MMLU, GSM8K, MT-Bench from ../shared, plus edge cases) to the reference vectors: cosine

@@ -48,6 +48,11 @@ PUBLIC = {how: "The model did not answer in time; try again." if how == "hang" e
 ARENA_PUBLIC = {how: "did not answer in time." if how == "hang" else "could not answer right now." for how in FAULTS}
 
 
+def fault_cases(extra=()):
+    """The faults as parameters; a hang waits out the endpoints' timeouts, so it runs with the slow tests."""
+    return [pytest.param(how, marks=pytest.mark.slow) if how == "hang" else how for how in (*FAULTS, *extra)]
+
+
 @pytest.fixture(scope="module")
 def fake():
     with FakeUpstream() as f:
@@ -177,7 +182,7 @@ def test_server_refuses_a_body_over_1_mib_before_reading_it(api_fake, chunked):
     assert httpx.post(url, json=body("Still up?"), timeout=60).status_code == 200
 
 
-@pytest.mark.parametrize("how", list(FAULTS))
+@pytest.mark.parametrize("how", fault_cases())
 def test_app_upstream_faults_are_clear_and_the_app_stays_up(app_fake, fake, how, caplog):
     url, rt = app_fake
     db = rt.config.db_path
@@ -230,6 +235,7 @@ def test_a_store_fault_after_the_answer_keeps_the_answer_on_screen(tmp_path, fak
         rt.close()
 
 
+@pytest.mark.slow  # a whole app runtime, faults injected one after another
 def test_app_store_faults_are_clear_and_keep_the_vote(tmp_path, fake):
     rt = make_runtime(fake_config(tmp_path, fake), store_timeout=0.5)
     db = rt.config.db_path
@@ -372,7 +378,7 @@ def test_server_bad_requests_are_400_with_the_reason(api_fake, raw, status, mess
     assert httpx.post(url, json=body(ODD), timeout=60).status_code == 200  # up, and control characters are fine
 
 
-@pytest.mark.parametrize("how", list(FAULTS))
+@pytest.mark.parametrize("how", fault_cases())
 @pytest.mark.parametrize("stream", [False, True])
 def test_server_upstream_faults_are_openai_shaped_502_or_504(api_fake, fake, how, stream):
     url, rt = api_fake
@@ -467,7 +473,7 @@ def test_cli_invalid_utf8_argument_exits_2():
     assert proc.returncode == 2 and b"not valid UTF-8" in proc.stderr and b"Traceback" not in proc.stderr
 
 
-@pytest.mark.parametrize("how", list(FAULTS) + ["refused"])
+@pytest.mark.parametrize("how", fault_cases(["refused"]))
 def test_cli_upstream_faults_exit_2_naming_the_model(tmp_path, fake, capsys, how):
     if how == "refused":
         from test_reliability_support import free_port

@@ -123,6 +123,7 @@ def test_a_store_seeded_under_another_encoder_gets_the_shipped_vectors(tmp_path,
     store.close()
 
 
+@pytest.mark.slow  # two app runtimes, one of them seeding a fresh store
 def test_build_runtime_seeds_only_when_seeding_is_on(tmp_path):
     off = replace(load_config(environ={"ROUTELLM_DEMO_SEED": "0"}), db_path=tmp_path / "off.db",
                   checkpoint_dir=tmp_path / "ckpt")
