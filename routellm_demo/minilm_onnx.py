@@ -111,10 +111,11 @@ def quantise_feed_forward_in(path: str) -> None:
     nodes = [n.name for n in graph.node if n.op_type == "MatMul" and "/intermediate/" in n.name]
     if not nodes:
         raise RuntimeError("no feed-forward products found to quantise: the exported graph changed")
-    # the quantiser logs, on the root logger, advice to pre-process the graph for static calibration:
-    # not ours to follow (dynamic, two products), and not an operator's concern
-    advice = logging.Filter()
-    advice.filter = lambda record: "pre-processing before quantization" not in record.getMessage()
+    # the quantiser logs on the root logger: advice to pre-process the graph for static calibration (not
+    # ours to follow: dynamic, two products) and a line per tensor it leaves alone; not an operator's concern
+    def advice(record: logging.LogRecord) -> bool:
+        return "onnxruntime" not in record.pathname
+
     logging.getLogger().addFilter(advice)
     try:
         quantize_dynamic(path, path, weight_type=QuantType.QInt8, per_channel=True, nodes_to_quantize=nodes,
@@ -166,6 +167,6 @@ class OnnxMiniLM:
             out.append(hidden.mean(axis=0))  # sentence-transformers' mean pooling: every token is real
         if not out:
             return np.zeros((0, self._session.get_outputs()[0].shape[-1]), dtype=np.float32)
-        pooled = np.stack(out).astype(np.float32)
+        pooled = np.stack(out)  # float32, as the model returns it
         norms = np.linalg.norm(pooled, axis=1, keepdims=True)
         return (pooled / np.clip(norms, 1e-12, None)).astype(np.float32)
