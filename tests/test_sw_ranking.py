@@ -218,7 +218,7 @@ def test_bad_weighting_parameters_are_refused():
 
 def test_presets_are_valid_and_the_default_is_the_routers():
     assert SW_PRESETS[SW_DEFAULT_PRESET] == {k: v for k, v in SWRankingRouter().get_params().items()
-                                             if k not in ("l2", "text_weight", "vote_weight")}
+                                             if k not in ("l2", "text_weight", "vote_weight", "vote_neighbours", "vote_share")}
     for params in SW_PRESETS.values():
         SWRankingRouter(**params, text_weight=0).fit(random_battles(5))
 

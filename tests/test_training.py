@@ -60,7 +60,8 @@ def test_router_set_builds_sw_ranking_with_the_configs_weighting(tmp_path):
     routers = RouterSet.from_config(store, emb, cfg)
     assert routers.get("sw_ranking").get_params() == {"base": 3.0, "scale": 10.0, "l2": pytest.approx(1e-2),
                                                       "normalize": "one", "text_weight": 0.5,
-                                                      "vote_weight": 30.0}
+                                                      "vote_weight": 30.0, "vote_neighbours": 50,
+                                                      "vote_share": 0.1}
     routers.reload()  # a refit from the store keeps the parameters
     assert routers.get("sw_ranking").normalize == "one"
     # without parameters: the router's own defaults (the "sharp" preset)

@@ -53,7 +53,9 @@ def test_a_vote_weighted_3_equals_three_copies_of_it(normalize):
     store = sw_battles(x, rng.choice([0.0, 0.5, 1.0], 40))
     vote = sw_battles(E2[None], [0.5], strong_side="b", id_start=100)  # a tie weighs too
     copies = sw_battles(np.tile(E2, (3, 1)), [0.5] * 3, strong_side="b", id_start=100)
-    weighted = SWRankingRouter(normalize=normalize, text_weight=0, vote_weight=3.0).fit(store).partial_fit(vote)
+    # vote_neighbours=0: the weight everywhere (the gate, tested below, would blend in the weight-1 fit)
+    weighted = SWRankingRouter(normalize=normalize, text_weight=0, vote_weight=3.0,
+                               vote_neighbours=0).fit(store).partial_fit(vote)
     repeated = SWRankingRouter(normalize=normalize, text_weight=0).fit(store).partial_fit(copies)
     queries = np.vstack([E1, E2, E3, x[:5]])
     np.testing.assert_allclose(weighted.win_probability(queries), repeated.win_probability(queries), atol=1e-9)
@@ -132,17 +134,103 @@ def test_a_refit_from_the_store_weighs_the_votes_as_absorbing_them_did():
     imported = with_sources(sw_battles([E3], [0.0], id_start=200), "import:gsm8k")
     queries = np.vstack([E1, E2, E3, x[:5]])
 
-    def router():
-        return SWRankingRouter(normalize="one", text_weight=0, vote_weight=5.0)
+    def router(vote_neighbours):
+        return SWRankingRouter(normalize="one", text_weight=0, vote_weight=5.0, vote_neighbours=vote_neighbours)
 
-    live = router().fit(store).partial_fit(votes).partial_fit(imported)
-    restarted = router().fit(joined(store, votes, imported))
-    np.testing.assert_allclose(live.win_probability(queries), restarted.win_probability(queries), atol=1e-9)
-    unweighted = SWRankingRouter(normalize="one", text_weight=0).fit(joined(store, votes, imported))
-    assert not np.allclose(restarted.win_probability(queries), unweighted.win_probability(queries), atol=1e-3)
+    for gate in (0, 10):  # the weight everywhere, and gated by the votes' share of the 10 nearest battles
+        live = router(gate).fit(store).partial_fit(votes).partial_fit(imported)
+        restarted = router(gate).fit(joined(store, votes, imported))
+        np.testing.assert_allclose(live.win_probability(queries), restarted.win_probability(queries), atol=1e-9)
+        unweighted = SWRankingRouter(normalize="one", text_weight=0).fit(joined(store, votes, imported))
+        assert not np.allclose(restarted.win_probability(queries), unweighted.win_probability(queries), atol=1e-3)
     as_copies = SWRankingRouter(normalize="one", text_weight=0).fit(
         joined(store, *[votes] * 5, imported))  # five copies of each vote, the import once
-    np.testing.assert_allclose(restarted.win_probability(queries), as_copies.win_probability(queries), atol=1e-9)
+    np.testing.assert_allclose(router(0).fit(joined(store, votes, imported)).win_probability(queries),
+                               as_copies.win_probability(queries), atol=1e-9)
+
+
+# -- the vote gate: the heavy fit near votes, the weight-1 fit where none are ----------------------------
+
+
+def gate_case():
+    """Two far-apart regions, e1 and e2, four stored battles each; two votes on e1 (weak won both)."""
+    store = sw_battles([E1] * 4 + [E2] * 4, [1.0, 1.0, 0.5, 0.0] * 2)
+    votes = sw_battles([E1, E1], [1.0, 1.0], strong_side="b", id_start=100)
+    return store, votes
+
+
+def test_the_gate_uses_the_heavy_fit_among_votes_and_the_weight_1_fit_far_from_them():
+    store, votes = gate_case()
+
+    def router(**kw):
+        params = dict(base=math.e, scale=1.0, normalize="one", text_weight=0, vote_weight=10.0)
+        return SWRankingRouter(**{**params, **kw}).fit(store).partial_fit(votes)
+
+    gated = router(vote_neighbours=6, vote_share=0.25)
+    heavy = router(vote_neighbours=0)  # the weight everywhere
+    light = router(vote_weight=1.0)  # a vote counts as any battle
+    # e1: the 6 nearest battles are its 4 stored ones and the 2 votes: votes are 1/3 >= 0.25 -> the heavy fit
+    assert gated.win_probability(E1[None])[0] == pytest.approx(heavy.win_probability(E1[None])[0], abs=1e-12)
+    # e2 (orthogonal): its 6 nearest are its 4 and 2 of e1's stored battles (sim 0 ties broken by position),
+    # no vote -> the weight-1 fit, although the heavy fit moved it (the kernel is never zero)
+    assert gated.win_probability(E2[None])[0] == pytest.approx(light.win_probability(E2[None])[0], abs=1e-12)
+    assert abs(heavy.win_probability(E2[None])[0] - light.win_probability(E2[None])[0]) > 0.05
+    # in between: one vote among the 6 nearest of (e1 + e2)/|..| is 1/6 of them: gate (1/6) / 0.25 = 2/3
+    q = ((E1 + E2) / math.sqrt(2))[None]
+    gated_mid = router(vote_neighbours=6, vote_share=0.25)
+    p_heavy, p_light = heavy.win_probability(q)[0], light.win_probability(q)[0]
+    nearest = np.argsort(-(gated_mid.embeddings_ @ q[0]), kind="stable")[:6]
+    share = np.mean(gated_mid.cell_weight_[gated_mid.cell_buffer_[nearest]] != 1.0)
+    want = p_light + min(1.0, share / 0.25) * (p_heavy - p_light)
+    assert gated_mid.win_probability(q)[0] == pytest.approx(want, abs=1e-12)
+
+
+def test_the_gate_is_off_without_votes_and_with_vote_weight_1():
+    store, votes = gate_case()
+    plain = SWRankingRouter(text_weight=0, vote_neighbours=0).fit(store).partial_fit(votes)
+    for router in (SWRankingRouter(text_weight=0, vote_weight=1.0).fit(store).partial_fit(votes),
+                   SWRankingRouter(text_weight=0, vote_weight=10.0).fit(store)):
+        assert router._gate_neighbours() == 0  # one fit per prompt: nothing weighs other than 1
+    q = np.vstack([E1, E2, E3])
+    np.testing.assert_allclose(SWRankingRouter(text_weight=0).fit(store).partial_fit(votes).win_probability(q),
+                               plain.win_probability(q), atol=1e-12)
+
+
+@pytest.mark.parametrize("bad", [{"vote_neighbours": -1}, {"vote_neighbours": 2.5}, {"vote_share": 0.0},
+                                 {"vote_share": 1.5}, {"vote_share": float("nan")}])
+def test_bad_gate_parameters_are_refused(bad):
+    with pytest.raises(ValueError, match=next(iter(bad))):
+        SWRankingRouter(text_weight=0, **bad).fit(sw_battles([E1], [1.0]))
+
+
+def test_the_clustered_index_gates_as_the_exact_path(monkeypatch):
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((600, 8)).astype(np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    store = sw_battles(x, rng.choice([0.0, 0.5, 1.0], 600))
+    # 30 votes around x[0] (weak won all): a voted region, and the rest of the sphere far from it
+    votes = sw_battles(x[0] + 0.1 * rng.standard_normal((30, 8)), np.ones(30), strong_side="b", id_start=1000)
+    votes.embeddings /= np.linalg.norm(votes.embeddings, axis=1, keepdims=True)
+
+    def router():
+        return SWRankingRouter(text_weight=0, vote_weight=30.0, vote_neighbours=20, vote_share=0.2)
+
+    monkeypatch.setattr(sw_ranking, "INDEX_MIN_BATTLES", 1)
+    fast = router().fit(store).partial_fit(votes)
+    assert fast.index_ is not None
+    monkeypatch.setattr(sw_ranking, "INDEX_MIN_BATTLES", 10**9)
+    exact = router().fit(store).partial_fit(votes)
+    heavy = SWRankingRouter(text_weight=0, vote_weight=30.0, vote_neighbours=0).fit(store).partial_fit(votes)
+    light = SWRankingRouter(text_weight=0, vote_weight=1.0).fit(store).partial_fit(votes)
+    # the index's similarities are approximate: where the 20th nearest battle is a near tie, one vote more
+    # or less among them moves the gate by a step (1/20 / 0.2), so a few boundary prompts differ more
+    diff = np.abs(fast.win_probability(x) - exact.win_probability(x))
+    assert np.mean(diff < 0.01) > 0.98
+    near, far = votes.embeddings[:5], x[x @ x[0] < 0]
+    np.testing.assert_allclose(exact.win_probability(near), heavy.win_probability(near), atol=1e-9)
+    moved = np.abs(heavy.win_probability(far) - light.win_probability(far))
+    left = np.abs(exact.win_probability(far) - light.win_probability(far))
+    assert moved.mean() > 5 * left.mean()  # far from the votes the gate keeps (nearly all of) the weight-1 fit
 
 
 # -- the classifier (the app's default router): the same weight, through its loss and its trees ----------

@@ -266,16 +266,28 @@ class SWIndex:
                      near_battles: int | None = None) -> np.ndarray:
         """Per-cell sums of the battle weights ``exp(sim * log_base / ref + log_scale)`` for prompt ``q``
         (see :func:`routellm_demo.routers.sw_ranking.similarity_weights` for ``ref``)."""
+        return self.cell_weights_and_nearest(q, log_base, log_scale, normalize, 0, near_battles)[0]
+
+    def cell_weights_and_nearest(self, q: np.ndarray, log_base: float, log_scale: float, normalize: str,
+                                 k: int, near_battles: int | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+        """:meth:`cell_weights`, and the cells of the ``k`` battles most similar to ``q`` among those
+        weighed one by one (None for ``k=0``): sw_ranking's vote gate reads them."""
         q = np.asarray(q, dtype=np.float32)
         clusters, rows, sims, centroid_sims = self.near(q, near_battles)
         tail_sims = np.vecdot(self.tail_vectors, q)
+        nearest = None
+        if k:
+            every_sim = np.concatenate([sims, tail_sims])
+            every_cell = np.concatenate([self.cells[rows], self.tail_cells])
+            k = min(k, len(every_sim))
+            nearest = every_cell[np.argpartition(-every_sim, k - 1)[:k]] if k else None
         if normalize == "one":
             ref = 1.0
         else:
             ref = float(max(sims.max(initial=0.0), tail_sims.max(initial=0.0)))
             if ref <= 0.0:  # nothing is similar: every battle weighs scale
                 total = self.counts.sum(axis=0) + np.bincount(self.tail_cells, minlength=self.n_cells)
-                return math.exp(log_scale) * total
+                return math.exp(log_scale) * total, nearest
         slope = log_base / ref
         near_w = np.exp(sims.astype(np.float64) * slope + log_scale)
         out = np.bincount(self.cells[rows], weights=near_w, minlength=self.n_cells)
@@ -285,7 +297,7 @@ class SWIndex:
         if len(tail_sims):
             out += np.bincount(self.tail_cells, weights=np.exp(tail_sims.astype(np.float64) * slope + log_scale),
                                minlength=self.n_cells)
-        return out
+        return out, nearest
 
     def vectors(self, rows: np.ndarray) -> np.ndarray:
         """The stored (dequantised) vectors of clustered rows."""

@@ -33,6 +33,16 @@ by a refit (:meth:`fit`: a restart, a delete), since :class:`~routellm_demo.batt
 battle's source. The weight is part of the battle's *cell* (a cell is (player a, player b, outcome,
 weight)), so the clustered index, which stores cells, carries it with no change.
 
+Heavy votes where they are, weight 1 elsewhere (``vote_neighbours``, ``vote_share``). The kernel is never
+zero, so 200 votes weighing 30 each also move prompts of domains that got none: after 200 votes on one
+MMLU subject, GSM8K's scores all moved, its APGR by up to -.05 and the share of its prompts above a fixed
+threshold from half to a few percent (``benchmarks/vote_locality.py``). So a prompt's score is fitted twice
+on the same kernel sums, votes at ``vote_weight`` and at 1, and blended by the share of votes among its
+``vote_neighbours`` most similar battles: from ``vote_share`` of them on, the heavy fit alone; with no vote
+among them, the weight-1 fit, i.e. what a vote counting as any other battle does there. Blending per prompt
+(not weighing each vote by its own similarity, which shifts only the prompts near some vote and reorders
+them) keeps each fit's ranking intact where it applies.
+
 From ``INDEX_MIN_BATTLES`` battles on, streaming the whole float32 matrix for every prompt costs more than
 the index (100 MB a prompt at 65,000 battles; 1.6 GB at a million): :meth:`fit` then builds, or reloads
 from ``index_dir``, the clustered int8 index of
@@ -66,6 +76,11 @@ INDEX_MIN_BATTLES = 50_000  # fit uses the clustered index from here on (the exa
 INDEX_CHECK_ROWS = 32  # stored vectors compared with fresh ones when an index is reloaded
 
 SIMILARITY_BLOCK = 4_000_000  # similarities computed per block of queries: at most ~16 MB of float32
+
+# A prompt counts as inside the voted region when votes are VOTE_SHARE of its VOTE_NEIGHBOURS most similar
+# battles (see the module doc; chosen on benchmarks/vote_locality.py's grid, over 6 seeds).
+VOTE_NEIGHBOURS = 50
+VOTE_SHARE = 0.1
 
 
 def similarity_weights(similarities: np.ndarray, base: float = 10.0, scale: float = 10.0,
@@ -109,13 +124,16 @@ class SWRankingRouter(Router):
     index_ = None
 
     def __init__(self, base: float = 1e4, scale: float = 10.0, l2: float = DEFAULT_L2, normalize: str = "max",
-                 text_weight: float = DEFAULT_TEXT_WEIGHT, vote_weight: float = 1.0):
+                 text_weight: float = DEFAULT_TEXT_WEIGHT, vote_weight: float = 1.0,
+                 vote_neighbours: int = VOTE_NEIGHBOURS, vote_share: float = VOTE_SHARE):
         self.base = base
         self.scale = scale
         self.l2 = l2
         self.normalize = normalize
         self.text_weight = text_weight
         self.vote_weight = vote_weight
+        self.vote_neighbours = vote_neighbours  # 0: votes weigh vote_weight everywhere
+        self.vote_share = vote_share
 
     def _vectors(self, embeddings, prompts) -> np.ndarray:
         """What similarity is taken between: the embeddings, or with text_weight the text-extended vectors."""
@@ -138,6 +156,10 @@ class SWRankingRouter(Router):
             raise ValueError(f"text_weight must be 0 or more, got {self.text_weight}")
         if not (math.isfinite(self.vote_weight) and self.vote_weight > 0):
             raise ValueError(f"vote_weight must be a positive number, got {self.vote_weight}")
+        if not (isinstance(self.vote_neighbours, (int, np.integer)) and self.vote_neighbours >= 0):
+            raise ValueError(f"vote_neighbours must be a whole number, 0 or more, got {self.vote_neighbours!r}")
+        if not 0.0 < self.vote_share <= 1.0:
+            raise ValueError(f"vote_share must be in (0, 1], got {self.vote_share!r}")
         self.players_ = [STRONG, WEAK]
         self.player_index_ = {STRONG: 0, WEAK: 1}
         self.n_battles_ = 0
@@ -364,11 +386,13 @@ class SWRankingRouter(Router):
         init[: len(self.global_beta_)] = self.global_beta_
         self.global_beta_ = fit_bt(self._counts(self.scale * self.cell_count_), l2=self.l2, init=init)
 
-    def _counts(self, cell_weights: np.ndarray) -> np.ndarray:
+    def _counts(self, cell_weights: np.ndarray, own_weights: bool = True) -> np.ndarray:
         """Fold per-cell weights (the kernel's sums), times each cell's own weight (vote_weight for
-        votes absorbed online), into the K x K matrix of weighted wins (ties: half to each side)."""
+        votes; all 1 with ``own_weights=False``), into the K x K matrix of weighted wins (ties: half to
+        each side)."""
         k = len(self.players_)
-        cell_weights = cell_weights * self.cell_weight_
+        if own_weights:
+            cell_weights = cell_weights * self.cell_weight_
         codes = np.concatenate([self.cell_a_ * k + self.cell_b_, self.cell_b_ * k + self.cell_a_])
         wins = np.concatenate([cell_weights * self.cell_outcome_, cell_weights * (1.0 - self.cell_outcome_)])
         return np.bincount(codes, weights=wins, minlength=k * k).reshape(k, k)
@@ -394,7 +418,8 @@ class SWRankingRouter(Router):
         return self._vectors(x, prompts)
 
     def beta_for_similarities(self, similarities: np.ndarray) -> np.ndarray:
-        """Log-strengths of every player (``players_`` order) under the similarity-weighted fit."""
+        """Log-strengths of every player (``players_`` order) under the similarity-weighted fit, votes at
+        their weight (the heavy fit of :meth:`_blend`)."""
         weights = similarity_weights(similarities, self.base, self.scale, self.normalize)
         cell_weights = np.bincount(self.cell_buffer_[: self.n_battles_], weights=weights, minlength=len(self.cell_a_))
         return fit_bt(self._counts(cell_weights), l2=self.l2, init=self.global_beta_)
@@ -405,23 +430,46 @@ class SWRankingRouter(Router):
         if self.n_battles_ == 0:
             return np.full(len(x), float(win_probability(self.global_beta_[0], self.global_beta_[1])))
         out = np.empty(len(x))
+        k = self._gate_neighbours()
         if self.index_ is not None:
             for row, q in enumerate(x):
-                beta = fit_bt(self._counts(self._index_cell_weights(q)), l2=self.l2, init=self.global_beta_)
-                out[row] = win_probability(beta[0], beta[1])
+                weights, nearest = self.index_.cell_weights_and_nearest(
+                    q, math.log(self.base), math.log(self.scale), self.normalize, k)
+                out[row] = self._blend(np.pad(weights, (0, len(self.cell_a_) - len(weights))), nearest)
             return out
         block = max(1, SIMILARITY_BLOCK // self.n_battles_)
         stored = self.embeddings_
+        cells = self.cell_buffer_[: self.n_battles_]
         for start in range(0, len(x), block):
             sims = x[start : start + block] @ stored.T  # (block, n_battles), one BLAS call
             for row, similarities in enumerate(sims, start):
-                beta = self.beta_for_similarities(similarities)
-                out[row] = win_probability(beta[0], beta[1])
+                weights = similarity_weights(similarities, self.base, self.scale, self.normalize)
+                cell_weights = np.bincount(cells, weights=weights, minlength=len(self.cell_a_))
+                nearest = cells[np.argpartition(-similarities, k - 1)[:k]] if k else None
+                out[row] = self._blend(cell_weights, nearest)
         return out
 
-    def _index_cell_weights(self, q: np.ndarray) -> np.ndarray:
-        weights = self.index_.cell_weights(q, math.log(self.base), math.log(self.scale), self.normalize)
-        return np.pad(weights, (0, len(self.cell_a_) - len(weights)))
+    def _gate_neighbours(self) -> int:
+        """How many nearest battles the vote gate reads: 0 when it has nothing to do (no battle weighs
+        other than 1, so both fits are one)."""
+        if not self.vote_neighbours or not np.any((self.cell_weight_ != 1.0) & (self.cell_count_ > 0)):
+            return 0
+        return min(int(self.vote_neighbours), self.n_battles_)
+
+    def _blend(self, cell_weights: np.ndarray, nearest_cells: np.ndarray | None) -> float:
+        """P(strong beats weak) from the kernel's per-cell sums: the fit with votes at their weight where
+        votes are at least ``vote_share`` of the nearest battles, at weight 1 where none are, linear in
+        between (see the module doc)."""
+        gate = 1.0 if nearest_cells is None else min(
+            1.0, float(np.mean(self.cell_weight_[nearest_cells] != 1.0)) / self.vote_share)
+        p_heavy = p_light = 0.0
+        if gate > 0.0:
+            heavy = fit_bt(self._counts(cell_weights), l2=self.l2, init=self.global_beta_)
+            p_heavy = win_probability(heavy[0], heavy[1])
+        if gate < 1.0:
+            light = fit_bt(self._counts(cell_weights, own_weights=False), l2=self.l2, init=self.global_beta_)
+            p_light = win_probability(light[0], light[1])
+        return p_light + gate * (p_heavy - p_light)  # one fit unless the prompt is at the region's edge
 
     def _candidates(self, q: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``(sims, cells, ids)`` of every battle the similarity is taken with: all of them (exact path),
