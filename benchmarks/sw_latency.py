@@ -36,6 +36,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from routellm_demo.battles import Battles
+from routellm_demo.config import SW_VOTE_WEIGHT
 from routellm_demo.ratings import fit_bt
 from routellm_demo.ratings import win_probability as bt_probability
 from routellm_demo.routers import sw_ranking
@@ -93,7 +94,8 @@ def time_appends(router: SWRankingRouter, votes: list[Battles]) -> list[float]:
 def main(sizes=(1_000, 10_000, 65_000), n_queries: int = 200, n_votes: int = 200, seed: int = 0) -> None:
     rng = np.random.default_rng(seed)
     for n in sizes:
-        router = SWRankingRouter().fit(synthetic_battles(rng, n))  # the app's default: text_weight 0.3
+        # the app's defaults: text_weight 0.3, arena votes weighing SW_VOTE_WEIGHT
+        router = SWRankingRouter(vote_weight=SW_VOTE_WEIGHT).fit(synthetic_battles(rng, n))
         queries = unit_rows(rng, n_queries)
         prompts = [prompt_text(rng) for _ in range(n_queries)]
         router.win_probability(queries[:3], prompts[:3])  # warm-up: BLAS threads, caches
@@ -102,6 +104,9 @@ def main(sizes=(1_000, 10_000, 65_000), n_queries: int = 200, n_votes: int = 200
         votes = [synthetic_battles(rng, 1, id_start=n + i) for i in range(n_votes)]
         p50, p95 = percentiles_ms(time_appends(router, votes))
         print(f"sw_append N={n} p50_ms={p50:.3f} p95_ms={p95:.3f}", flush=True)
+        # with votes stored the vote gate runs too: the nearest battles read, a second fit where it blends
+        p50, p95 = percentiles_ms(time_queries(router, queries, prompts))
+        print(f"sw_ranking_after_votes N={n} votes={n_votes} p50_ms={p50:.2f} p95_ms={p95:.2f}", flush=True)
 
 
 # -- a million battles ---------------------------------------------------------------------------------
