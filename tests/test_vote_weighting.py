@@ -153,8 +153,10 @@ def test_a_refit_from_the_store_weighs_the_votes_as_absorbing_them_did():
 
 
 def gate_case():
-    """Two far-apart regions, e1 and e2, four stored battles each; two votes on e1 (weak won both)."""
-    store = sw_battles([E1] * 4 + [E2] * 4, [1.0, 1.0, 0.5, 0.0] * 2)
+    """Two orthogonal regions: e1 with four stored battles and two votes (weak won both), e2 with six
+    stored battles. Every battle has similarity 1 or 0 to e1 and to e2, so the nearest battles of e1 and
+    e2 are unambiguous."""
+    store = sw_battles([E1] * 4 + [E2] * 6, [1.0, 1.0, 0.5, 0.0, 1.0, 1.0, 0.5, 0.0, 1.0, 0.5])
     votes = sw_battles([E1, E1], [1.0, 1.0], strong_side="b", id_start=100)
     return store, votes
 
@@ -166,23 +168,23 @@ def test_the_gate_uses_the_heavy_fit_among_votes_and_the_weight_1_fit_far_from_t
         params = dict(base=math.e, scale=1.0, normalize="one", text_weight=0, vote_weight=10.0)
         return SWRankingRouter(**{**params, **kw}).fit(store).partial_fit(votes)
 
-    gated = router(vote_neighbours=6, vote_share=0.25)
+    def p(r, q):
+        return r.win_probability(q[None])[0]
+
     heavy = router(vote_neighbours=0)  # the weight everywhere
     light = router(vote_weight=1.0)  # a vote counts as any battle
-    # e1: the 6 nearest battles are its 4 stored ones and the 2 votes: votes are 1/3 >= 0.25 -> the heavy fit
-    assert gated.win_probability(E1[None])[0] == pytest.approx(heavy.win_probability(E1[None])[0], abs=1e-12)
-    # e2 (orthogonal): its 6 nearest are its 4 and 2 of e1's stored battles (sim 0 ties broken by position),
-    # no vote -> the weight-1 fit, although the heavy fit moved it (the kernel is never zero)
-    assert gated.win_probability(E2[None])[0] == pytest.approx(light.win_probability(E2[None])[0], abs=1e-12)
-    assert abs(heavy.win_probability(E2[None])[0] - light.win_probability(E2[None])[0]) > 0.05
-    # in between: one vote among the 6 nearest of (e1 + e2)/|..| is 1/6 of them: gate (1/6) / 0.25 = 2/3
-    q = ((E1 + E2) / math.sqrt(2))[None]
-    gated_mid = router(vote_neighbours=6, vote_share=0.25)
-    p_heavy, p_light = heavy.win_probability(q)[0], light.win_probability(q)[0]
-    nearest = np.argsort(-(gated_mid.embeddings_ @ q[0]), kind="stable")[:6]
-    share = np.mean(gated_mid.cell_weight_[gated_mid.cell_buffer_[nearest]] != 1.0)
-    want = p_light + min(1.0, share / 0.25) * (p_heavy - p_light)
-    assert gated_mid.win_probability(q)[0] == pytest.approx(want, abs=1e-12)
+    gated = router(vote_neighbours=6, vote_share=0.25)
+    # e1: its 6 nearest are its 4 stored battles and the 2 votes; votes are 1/3 >= 0.25: the heavy fit
+    assert p(gated, E1) == pytest.approx(p(heavy, E1), abs=1e-12)
+    assert abs(p(heavy, E1) - p(light, E1)) > 0.05
+    # e2: its 6 nearest are its own 6 battles, no vote: the weight-1 fit, although the heavy fit moved it
+    # (the kernel is never zero: e1's heavy votes weigh on e2 too)
+    assert p(gated, E2) == pytest.approx(p(light, E2), abs=1e-12)
+    assert abs(p(heavy, E2) - p(light, E2)) > 0.01
+    # in between: among e1's 7 nearest (its 6, and one battle of e2) votes are 2/7; with vote_share 0.5 the
+    # gate is (2/7) / 0.5 = 4/7 of the way from the weight-1 fit to the heavy one
+    wider = router(vote_neighbours=7, vote_share=0.5)
+    assert p(wider, E1) == pytest.approx(p(light, E1) + 4 / 7 * (p(heavy, E1) - p(light, E1)), abs=1e-12)
 
 
 def test_the_gate_is_off_without_votes_and_with_vote_weight_1():

@@ -34,9 +34,9 @@ battle's source. The weight is part of the battle's *cell* (a cell is (player a,
 weight)), so the clustered index, which stores cells, carries it with no change.
 
 Heavy votes where they are, weight 1 elsewhere (``vote_neighbours``, ``vote_share``). The kernel is never
-zero, so 200 votes weighing 30 each also move prompts of domains that got none: after 200 votes on one
-MMLU subject, GSM8K's scores all moved, its APGR by up to -.05 and the share of its prompts above a fixed
-threshold from half to a few percent (``benchmarks/vote_locality.py``). So a prompt's score is fitted twice
+zero, so a few hundred heavy votes on one domain also move the prompts of domains that got none, all of
+them together: their ranking a little, their level enough to send most of them to one model at a fixed
+threshold (``benchmarks/vote_locality.py`` measures both). So a prompt's score is fitted twice
 on the same kernel sums, votes at ``vote_weight`` and at 1, and blended by the share of votes among its
 ``vote_neighbours`` most similar battles: from ``vote_share`` of them on, the heavy fit alone; with no vote
 among them, the weight-1 fit, i.e. what a vote counting as any other battle does there. Blending per prompt
