@@ -242,7 +242,7 @@ def million(n: int = 1_000_000, n_queries: int = 1000, seed: int = 0) -> None:
     rss_built = rss_mb()
 
     start = time.perf_counter()  # a restart: the persisted index (vectors and text features) is read back
-    router = SWRankingRouter()
+    router = SWRankingRouter(vote_weight=SW_VOTE_WEIGHT)  # the app's: the votes appended below weigh 30
     router.index_dir, router.index_progress = index_dir, progress_printer()
     router.fit(battles)
     startup_s = time.perf_counter() - start
@@ -263,6 +263,8 @@ def million(n: int = 1_000_000, n_queries: int = 1000, seed: int = 0) -> None:
     start = time.perf_counter()
     router.index_.fold()  # every FOLD_EVERY votes, inside one vote's partial_fit
     print(f"sw_append N={n} p50_ms={p50:.3f} p95_ms={p95:.3f} fold_s={time.perf_counter() - start:.2f}", flush=True)
+    p50, p95 = percentiles_ms(time_queries(router, queries, prompts))  # the vote gate runs from here on
+    print(f"sw_ranking_after_votes N={n} votes=200 p50_ms={p50:.2f} p95_ms={p95:.2f}", flush=True)
 
     router = SWRankingRouter()
     router.index_dir = index_dir
