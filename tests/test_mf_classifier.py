@@ -383,3 +383,46 @@ def test_bad_tree_settings_are_refused_before_any_training(params, message):
     train, _ = choice_battles(n=50)
     with pytest.raises(ValueError, match=message):
         ClassifierRouter(**params).fit(train)
+
+
+def test_the_linear_schedule_lowers_the_learning_rate_to_zero_at_the_last_step():
+    import torch
+
+    from routellm_demo.routers.numeric import train_minibatches
+
+    for schedule, last_lr in (("constant", 0.1), ("linear", 0.0)):
+        w = torch.zeros(3, requires_grad=True)
+        opt = torch.optim.SGD([w], lr=0.1)
+        target = torch.tensor([1.0, -2.0, 0.5])
+        train_minibatches(lambda idx: ((w - target) ** 2).sum(), 10, epochs=3, batch_size=4, optimizer=opt,
+                          generator=torch.Generator().manual_seed(0), schedule=schedule)
+        assert opt.param_groups[0]["lr"] == pytest.approx(last_lr, abs=1e-12)
+    with pytest.raises(ValueError, match="schedule must be one of constant, linear"):
+        train_minibatches(lambda idx: (w**2).sum(), 10, epochs=1, batch_size=4, optimizer=opt,
+                          generator=torch.Generator(), schedule="cosine")
+
+
+def test_a_refit_on_slightly_different_data_keeps_its_level_with_the_linear_schedule():
+    """Why the classifier settles its learning rate: with a constant one the head ends wherever the last
+    minibatches left it, so a refit after a few more (or fewer) battles moves every score; a background
+    refit would change what a fixed threshold costs on every domain."""
+    full = synthetic_battles(n=3000, seed=4, n_arena=0)
+    probe, _ = _prompts(np.random.default_rng(9), 500)
+
+    def level_moves(schedule: str) -> float:
+        def fit(battles):
+            router = ClassifierRouter(text_weight=0, tree_weight=0, epochs=5, lr=0.05, batch_size=64,
+                                      lr_schedule=schedule)
+            return router.fit(battles).win_probability(probe).mean()
+        base = fit(full)
+        kept = [np.flatnonzero(np.random.default_rng(s).random(len(full)) > 0.02) for s in range(3)]  # 2% out
+        moves = [abs(fit(full.subset(rows)) - base) for rows in kept]
+        return float(np.mean(moves))
+
+    constant, linear = level_moves("constant"), level_moves("linear")
+    assert linear < constant / 2, (constant, linear)
+
+
+def test_a_bad_lr_schedule_is_refused_before_any_training():
+    with pytest.raises(ValueError, match="lr_schedule must be one of constant, linear"):
+        ClassifierRouter(lr_schedule="step").fit(synthetic_battles(n=50, n_arena=0))

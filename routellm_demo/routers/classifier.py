@@ -33,6 +33,12 @@ that subject .530/.574/.565 and GSM8K's change -.011/-.019/-.046 at weights 1/5/
 estimates from the data: the head's loss, its starting base rate, the text counts' standardisation, the
 trees' squared error and their principal axes, so a vote weighted w fits like w copies of it.
 
+The learning rate falls linearly to 0 over training (``lr_schedule="linear"``; "constant" was the rule
+before issue 18). With a constant rate Adam's last minibatches leave the head wherever they happen to,
+and that moves every score: a refit on the store with 2% of its battles left out shifted GSM8K's scores
+by several hundredths, enough to send most of its prompts to the strong model at the old threshold. A
+settled head keeps a background refit from changing what a threshold costs.
+
 Training uses torch (imported only in ``fit``); prediction is plain numpy, so a loaded checkpoint
 predicts exactly as the fitted router did, without torch.
 """
@@ -46,7 +52,7 @@ from routellm_demo.prompt_features import (FEATURE_NAMES, choice_features, disti
                                            prompt_features)
 from routellm_demo.routers.base import Router
 from routellm_demo.routers.checkpoint import load_checkpoint, save_checkpoint
-from routellm_demo.routers.numeric import check_battles, check_embeddings, sigmoid, train_minibatches
+from routellm_demo.routers.numeric import SCHEDULES, check_battles, check_embeddings, sigmoid, train_minibatches
 from routellm_demo.routers.trees import TREE_ARRAYS, fit_trees, predict_trees
 
 VOTE_WEIGHT = 5.0  # an arena vote counts as this many imported battles (see the module doc)
@@ -73,6 +79,7 @@ class ClassifierRouter(Router):
         split_by_options: bool = True,
         vote_weight: float = VOTE_WEIGHT,
         max_steps: int = 20_000,
+        lr_schedule: str = "linear",
     ):
         self.hidden = hidden
         self.alpha = alpha
@@ -86,6 +93,7 @@ class ClassifierRouter(Router):
         self.split_by_options = split_by_options
         self.vote_weight = vote_weight
         self.max_steps = max_steps
+        self.lr_schedule = lr_schedule  # "linear": settle at the end, so a refit's level does not jitter
 
     def _battle_weights(self, battles: Battles) -> np.ndarray:
         """Each battle's weight in the fit: ``vote_weight`` for this app's arena votes, 1 for any other
@@ -138,6 +146,8 @@ class ClassifierRouter(Router):
 
         if not (np.isfinite(self.vote_weight) and self.vote_weight > 0):
             raise ValueError(f"vote_weight must be a positive number, got {self.vote_weight!r}")
+        if self.lr_schedule not in SCHEDULES:
+            raise ValueError(f"lr_schedule must be one of {', '.join(SCHEDULES)}, got {self.lr_schedule!r}")
         if not 0.0 <= self.tree_weight <= 1.0:  # also refuses NaN
             raise ValueError(f"tree_weight must be in [0, 1] (a blend weight), got {self.tree_weight!r}")
         if self.tree_weight and int(self.components) < 1:
@@ -204,8 +214,8 @@ class ClassifierRouter(Router):
 
         opt = torch.optim.Adam(params, lr=self.lr)
         self.loss_history_ = train_minibatches(
-            loss_of_batch, n, epochs=self.epochs_for(n), batch_size=self.batch_size, optimizer=opt, generator=g
-        )
+            loss_of_batch, n, epochs=self.epochs_for(n), batch_size=self.batch_size, optimizer=opt, generator=g,
+            schedule=self.lr_schedule)
         self.weights_ = [wt.detach().numpy().astype(np.float32) for wt in weights]
         self.biases_ = [np.asarray(bs.detach().numpy(), dtype=np.float32) for bs in biases]
         self.n_battles_ = int(n)

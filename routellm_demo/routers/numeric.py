@@ -34,8 +34,12 @@ def check_battles(battles: Battles) -> np.ndarray:
     return check_embeddings(battles.embeddings)
 
 
-def train_minibatches(loss_of_batch, n: int, *, epochs: int, batch_size: int, optimizer, generator) -> list[float]:
+def train_minibatches(loss_of_batch, n: int, *, epochs: int, batch_size: int, optimizer, generator,
+                      schedule: str = "constant") -> list[float]:
     """Shuffle, cut into minibatches, step; returns the mean loss of each epoch (to check convergence).
+
+    ``schedule``: "constant" keeps the optimizer's learning rate; "linear" lowers it after every step, to
+    0 at the last: the weights then settle instead of ending wherever the last minibatches left them.
 
     Shared by the MF and classifier routers so both train the same way; the shuffling draws from the
     given torch generator only, so a fixed seed gives the same weights run after run. Runs on one
@@ -45,17 +49,26 @@ def train_minibatches(loss_of_batch, n: int, *, epochs: int, batch_size: int, op
     """
     import torch
 
+    if schedule not in SCHEDULES:
+        raise ValueError(f"schedule must be one of {', '.join(SCHEDULES)}, got {schedule!r}")
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        return _epochs(loss_of_batch, n, epochs, batch_size, optimizer, generator)
+        return _epochs(loss_of_batch, n, epochs, batch_size, optimizer, generator, schedule)
     finally:
         torch.set_num_threads(threads)
 
 
-def _epochs(loss_of_batch, n, epochs, batch_size, optimizer, generator) -> list[float]:
+SCHEDULES = ("constant", "linear")
+
+
+def _epochs(loss_of_batch, n, epochs, batch_size, optimizer, generator, schedule="constant") -> list[float]:
     import torch
 
+    scheduler = None
+    if schedule == "linear":
+        steps = int(epochs) * -(-int(n) // int(batch_size))
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: max(0.0, 1.0 - step / steps))
     history = []
     for _ in range(int(epochs)):
         order = torch.randperm(n, generator=generator)
@@ -66,6 +79,8 @@ def _epochs(loss_of_batch, n, epochs, batch_size, optimizer, generator) -> list[
             loss = loss_of_batch(idx)
             loss.backward()
             optimizer.step()
+            if scheduler is not None:
+                scheduler.step()
             total += float(loss.detach()) * len(idx)
         history.append(total / n)
     return history
