@@ -27,11 +27,11 @@ trained beside MMLU (`--combine`; .579 without the split).
 Arena votes weigh more than imported battles (``vote_weight``, issue 18, default 5). A refit sees
 ~11,000 gold battles and 200 votes on a new domain: unweighted, the votes are ~2% of the loss and the
 refit barely moves on their domain. The classifier's weight is its own, lower than sw_ranking's 30:
-its fit is global, so heavy votes pull every domain (200 votes on professional_psychology, 3 seeds:
-that subject .530/.574/.565 and GSM8K's change -.011/-.019/-.046 at weights 1/5/30;
-``simulate-votes --watch gsm8k``). A battle whose store source is "arena-vote" counts ``vote_weight`` times in everything the fit
-estimates from the data: the head's loss, its starting base rate, the text counts' standardisation, the
-trees' squared error and their principal axes, so a vote weighted w fits like w copies of it.
+its fit is global, so heavy votes pull every domain (``benchmarks/vote_locality.py --router classifier``
+measures the pull on a domain that got no vote). A battle whose store source is "arena-vote" counts
+``vote_weight`` times in everything the fit estimates from the data: the head's loss, its starting base
+rate, the text counts' standardisation, the trees' squared error and their principal axes, so a vote
+weighted w fits like w copies of it.
 
 The learning rate falls linearly to 0 over training (``lr_schedule="linear"``; "constant" was the rule
 before issue 18). With a constant rate Adam's last minibatches leave the head wherever they happen to,

@@ -34,6 +34,9 @@ def check_battles(battles: Battles) -> np.ndarray:
     return check_embeddings(battles.embeddings)
 
 
+SCHEDULES = ("constant", "linear")  # learning-rate schedules of train_minibatches
+
+
 def train_minibatches(loss_of_batch, n: int, *, epochs: int, batch_size: int, optimizer, generator,
                       schedule: str = "constant") -> list[float]:
     """Shuffle, cut into minibatches, step; returns the mean loss of each epoch (to check convergence).
@@ -57,9 +60,6 @@ def train_minibatches(loss_of_batch, n: int, *, epochs: int, batch_size: int, op
         return _epochs(loss_of_batch, n, epochs, batch_size, optimizer, generator, schedule)
     finally:
         torch.set_num_threads(threads)
-
-
-SCHEDULES = ("constant", "linear")
 
 
 def _epochs(loss_of_batch, n, epochs, batch_size, optimizer, generator, schedule="constant") -> list[float]:
