@@ -341,8 +341,9 @@ def write_curve(rows: list[dict], path: Path) -> Path:
     return path
 
 
-def plot_curve(rows: list[dict], path: Path, title: str) -> Path:
-    """APGR against votes, with the 0-vote baseline and random (0.5); CPT(50%) beside it."""
+def plot_curve(rows: list[dict], path: Path, title: str, watch: str | None = None) -> Path:
+    """APGR against votes, with the 0-vote baseline, random (0.5) and the watched domain that got no vote
+    (``watch``); CPT(50%) beside it."""
     from matplotlib.figure import Figure
 
     x = [r["votes"] for r in rows]
@@ -353,9 +354,11 @@ def plot_curve(rows: list[dict], path: Path, title: str) -> Path:
     ax.plot(x, [r["apgr_fixed"] for r in rows], ":", color="#db2777", label="APGR, fixed evaluation set (both orders)")
     ax.axhline(rows[0]["apgr"], color="#059669", ls=":", label=f"0-vote baseline ({rows[0]['apgr']:.3f})")
     ax.axhline(0.5, color="#6b7280", lw=0.8, label="random (0.5)")
+    if watch and rows[0].get("apgr_watch") is not None:
+        ax.plot(x, [r["apgr_watch"] for r in rows], "-.", color="#0891b2", label=f"APGR, {watch} (got no vote)")
     ax.set_xlabel("arena votes replayed")
     ax.set_ylabel("APGR (area under the PGR curve)")
-    ax.set_title(title, fontsize=10)
+    fig.suptitle(title, fontsize=10)  # across both panels: a long run title is not cut at the figure's edge
     ax.legend(fontsize=7, loc="best")
     ax2.plot(x, [r["cpt50"] for r in rows], "o-", color="#7c3aed", ms=3, label="CPT(50%), prompts not voted on yet")
     ax2.axhline(50.0, color="#6b7280", lw=0.8, label="random (50%)")
@@ -466,7 +469,7 @@ def simulate_votes(data_dir, benchmark: str, out_dir, *, subject: str | None = N
     }
     curve = write_curve(rows, out / "curve.csv")
     title = f"{label}: {router}, seed store {seed_store}, seed {seed}, {order} order"
-    png = plot_curve(rows, out / "learning_curve.png", title)
+    png = plot_curve(rows, out / "learning_curve.png", title, watch)
     (out / "summary.json").write_text(json.dumps(_jsonable(summary), indent=2))
     return ReplayResult(rows, summary, curve, png, store_path)
 
