@@ -275,10 +275,11 @@ class SWIndex:
         q = np.asarray(q, dtype=np.float32)
         clusters, rows, sims, centroid_sims = self.near(q, near_battles)
         tail_sims = np.vecdot(self.tail_vectors, q)
+        row_cells = self.cells[rows]
         nearest = None
         if k:
             every_sim = np.concatenate([sims, tail_sims])
-            every_cell = np.concatenate([self.cells[rows], self.tail_cells])
+            every_cell = np.concatenate([row_cells, self.tail_cells])
             k = min(k, len(every_sim))
             nearest = every_cell[np.argpartition(-every_sim, k - 1)[:k]] if k else None
         if normalize == "one":
@@ -290,7 +291,7 @@ class SWIndex:
                 return math.exp(log_scale) * total, nearest
         slope = log_base / ref
         near_w = np.exp(sims.astype(np.float64) * slope + log_scale)
-        out = np.bincount(self.cells[rows], weights=near_w, minlength=self.n_cells)
+        out = np.bincount(row_cells, weights=near_w, minlength=self.n_cells)
         far_w = np.exp(centroid_sims.astype(np.float64) * slope + log_scale)
         far_w[clusters] = 0.0
         out += np.einsum("i,ij->j", far_w, self.counts)

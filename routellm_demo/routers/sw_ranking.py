@@ -420,9 +420,12 @@ class SWRankingRouter(Router):
     def beta_for_similarities(self, similarities: np.ndarray) -> np.ndarray:
         """Log-strengths of every player (``players_`` order) under the similarity-weighted fit, votes at
         their weight (the heavy fit of :meth:`_blend`)."""
+        return fit_bt(self._counts(self._kernel_cell_weights(similarities)), l2=self.l2, init=self.global_beta_)
+
+    def _kernel_cell_weights(self, similarities: np.ndarray) -> np.ndarray:
+        """Per-cell sums of the kernel's battle weights (exact path: one similarity per stored battle)."""
         weights = similarity_weights(similarities, self.base, self.scale, self.normalize)
-        cell_weights = np.bincount(self.cell_buffer_[: self.n_battles_], weights=weights, minlength=len(self.cell_a_))
-        return fit_bt(self._counts(cell_weights), l2=self.l2, init=self.global_beta_)
+        return np.bincount(self.cell_buffer_[: self.n_battles_], weights=weights, minlength=len(self.cell_a_))
 
     def win_probability(self, embeddings: np.ndarray, prompts=None) -> np.ndarray:
         """P(strong beats weak) per prompt; 0.5 (the zero-data prior) when no battles are stored."""
@@ -443,10 +446,8 @@ class SWRankingRouter(Router):
         for start in range(0, len(x), block):
             sims = x[start : start + block] @ stored.T  # (block, n_battles), one BLAS call
             for row, similarities in enumerate(sims, start):
-                weights = similarity_weights(similarities, self.base, self.scale, self.normalize)
-                cell_weights = np.bincount(cells, weights=weights, minlength=len(self.cell_a_))
                 nearest = cells[np.argpartition(-similarities, k - 1)[:k]] if k else None
-                out[row] = self._blend(cell_weights, nearest)
+                out[row] = self._blend(self._kernel_cell_weights(similarities), nearest)
         return out
 
     def _gate_neighbours(self) -> int:
