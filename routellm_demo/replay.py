@@ -168,7 +168,7 @@ def check_fresh(store, domain: EvalSet) -> None:
 
 
 def open_arena(store_path: Path, checkpoint_dir: Path, max_prompt_chars: int, seed: int,
-               sw_params: dict | None = None):
+               sw_params: dict | None = None, router: str | None = None):
     """Store, embedder, routers and arena wired as the app wires them, for the gold models' names.
 
     The routers come from the config (``RouterSet.from_config``, as in the app), so sw_ranking's
@@ -176,7 +176,8 @@ def open_arena(store_path: Path, checkpoint_dir: Path, max_prompt_chars: int, se
     ``preset``, ``base``, ``scale``, ``normalize``, ``text_weight``, ``vote_weight``) replaces it for this run;
     its ``vote_weight``, when given, is the classifier's too (else the classifier keeps its own default).
     No checkpoint is loaded (the shipped ones were trained on these benchmarks); the controller is
-    not needed, since no model is called."""
+    not needed, since no model is called. ``router`` is the app's router for this run: the arena records its
+    score before each vote (as the app does for its own), which the prequential accuracy reads."""
     from routellm_demo.arena import Arena
     from routellm_demo.config import check_sw_params, load_config
     from routellm_demo.embeddings import Embedder
@@ -187,6 +188,8 @@ def open_arena(store_path: Path, checkpoint_dir: Path, max_prompt_chars: int, se
     cfg = replace(cfg, db_path=store_path, checkpoint_dir=checkpoint_dir,
                   max_prompt_chars=max(cfg.max_prompt_chars, max_prompt_chars),
                   strong=replace(cfg.strong, name=STRONG_MODEL), weak=replace(cfg.weak, name=WEAK_MODEL))
+    if router is not None:
+        cfg = replace(cfg, router=router)
     if sw_params is not None:
         sw = check_sw_params(sw_params, "--sw-params")
         cfg = replace(cfg, sw_base=sw["base"], sw_scale=sw["scale"], sw_normalize=sw["normalize"],
@@ -423,7 +426,7 @@ def simulate_votes(data_dir, benchmark: str, out_dir, *, subject: str | None = N
         for suffix in ("", "-wal", "-shm"):  # this run's own output from an earlier run
             Path(str(store_path) + suffix).unlink(missing_ok=True)
     max_chars = max(len(p) for p in domain.prompts)
-    arena = open_arena(store_path, out / "no-checkpoints", max_chars, seed, sw_params=sw_params)
+    arena = open_arena(store_path, out / "no-checkpoints", max_chars, seed, sw_params=sw_params, router=router)
     store, embedder, routers = arena.store, arena.embedder, arena.routers
     sw_used = dict(routers.router_params.get("sw_ranking", {}))
     refresher = None
@@ -445,7 +448,7 @@ def simulate_votes(data_dir, benchmark: str, out_dir, *, subject: str | None = N
                       progress=progress, order=order, watch=watched, active_routers=active_routers)
         arena_rows = store.battles(source=ARENA_SOURCE)
         pending = store.count_pending()
-        preq = prequential(arena_rows, window=50).summary()
+        preq = prequential(arena_rows, window=50, router=router).summary()  # the replayed router's own
         counts = store.count_battles()
     finally:
         if refresher is not None:
@@ -464,7 +467,7 @@ def simulate_votes(data_dir, benchmark: str, out_dir, *, subject: str | None = N
         "apgr_heldout_final": rows[-1]["apgr_heldout"], "n_eval_final": rows[-1]["n_eval"],
         "apgr_watch_0": rows[0].get("apgr_watch"), "apgr_watch_final": rows[-1].get("apgr_watch"),
         "apgr_fixed_0": rows[0]["apgr_fixed"], "apgr_fixed_final": rows[-1]["apgr_fixed"], "n_fixed": rows[-1]["n_fixed"],
-        "sw_params": sw_used, "prequential_sw_ranking": preq, "embeddings": embed_stats,
+        "sw_params": sw_used, "prequential": preq, "embeddings": embed_stats,
         "seconds": round(time.perf_counter() - started, 1),
     }
     curve = write_curve(rows, out / "curve.csv")
@@ -554,9 +557,9 @@ def cmd_simulate_votes(args) -> int:
         watched = f" {s['watch']} {r['apgr_watch']:.4f}" if s.get("watch") else ""
         print(f"{r['votes']:>6} {r['apgr']:>7.4f} {r['cpt50']:>7.2f} {r['n_eval']:>7} {r['apgr_heldout']:>13.4f} "
               f"{r['apgr_fixed']:>11.4f}{watched}")
-    p = s["prequential_sw_ranking"]
+    p = s["prequential"]
     print(f"APGR {s['apgr_0']:.4f} at 0 votes -> {s['apgr_final']:.4f} after {s['votes']}; "
-          f"sw_ranking prequential accuracy {p['accuracy']} (first {p['window']}: {p['first_window']}, "
+          f"{s['router']} prequential accuracy {p['accuracy']} (first {p['window']}: {p['first_window']}, "
           f"last {p['window']}: {p['last_window']}; majority baseline {p['baseline_accuracy']})")
     print(f"wrote {result.curve_csv}, {result.plot_png}, {result.curve_csv.parent / 'summary.json'}; store {result.store_path}")
     return 0

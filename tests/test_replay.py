@@ -166,7 +166,18 @@ def test_replay_through_the_arena_teaches_sw_ranking_the_voted_way(tmp_path, mod
         header = next(csv.reader(f))
     assert tuple(header) == CURVE_COLUMNS
     assert (out / "learning_curve.png").stat().st_size > 10_000
-    assert result.summary["prequential_sw_ranking"]["scored_votes"] > 0
+    assert result.summary["prequential"]["scored_votes"] > 0
+
+
+def test_replay_scores_the_replayed_routers_own_prequential_accuracy(tmp_path, model_loaded):
+    """The arena records the replayed router's score before each vote (the app records its own router's), so
+    the summary's prequential accuracy is that router's, not sw_ranking's whatever --router said."""
+    data = synthetic_gsm8k(tmp_path, n_per_kind=15)
+    result = simulate_votes(data, "gsm8k", tmp_path / "out", votes=20, every=10, router="random", seed=3,
+                            cache_db=None, progress=False)
+    preq = result.summary["prequential"]
+    assert preq["router"] == "random"
+    assert preq["scored_votes"] + preq["ties"] == 20 and preq["unscored"] == 0
 
 
 def test_replay_refuses_a_store_that_already_holds_the_domain(tmp_path, model_loaded):
