@@ -33,6 +33,12 @@ measures the pull on a domain that got no vote). A battle whose store source is 
 rate, the text counts' standardisation, the trees' squared error and their principal axes, so a vote
 weighted w fits like w copies of it.
 
+Weighting alone cannot teach a global fit a new domain's ranking from 200 votes among 11,000 battles (it
+ranked moral_disputes at .44 before and after them). With ``vote_ridge`` (the default) a fit that holds at
+least ``MIN_VOTES`` voted prompts also fits a ridge on the votes alone, and a prompt's probability moves to
+the ridge's where the votes are and the ridge can be trusted (:mod:`routellm_demo.routers.vote_ridge`):
+far from them, the classifier's own.
+
 The learning rate falls linearly to 0 over training (``lr_schedule="linear"``; "constant" was the rule
 before issue 18). With a constant rate Adam's last minibatches leave the head wherever they happen to,
 and that moves every score: a refit on the store with 2% of its battles left out shifted GSM8K's scores
@@ -54,7 +60,9 @@ from routellm_demo.routers.base import Router
 from routellm_demo.routers.checkpoint import load_checkpoint, save_checkpoint
 from routellm_demo.routers.numeric import SCHEDULES, check_battles, check_embeddings, sigmoid, train_minibatches
 from routellm_demo.routers.trees import TREE_ARRAYS, fit_trees, predict_trees
+from routellm_demo.routers.vote_ridge import MIN_VOTES, VoteRidge
 
+VOTE_RIDGE_PREFIX = "vote_ridge_"  # its arrays' names in a checkpoint
 VOTE_WEIGHT = 5.0  # an arena vote counts as this many imported battles (see the module doc)
 
 TEXT_WEIGHT = round(1 / np.sqrt(len(FEATURE_NAMES)), 4)  # the feature block's total variance = 1
@@ -80,6 +88,7 @@ class ClassifierRouter(Router):
         vote_weight: float = VOTE_WEIGHT,
         max_steps: int = 20_000,
         lr_schedule: str = "linear",
+        vote_ridge: bool = True,
     ):
         self.hidden = hidden
         self.alpha = alpha
@@ -94,6 +103,7 @@ class ClassifierRouter(Router):
         self.vote_weight = vote_weight
         self.max_steps = max_steps
         self.lr_schedule = lr_schedule  # "linear": settle at the end, so a refit's level does not jitter
+        self.vote_ridge = vote_ridge  # a ridge on the votes alone, blended in where they are (vote_ridge.py)
 
     def _battle_weights(self, battles: Battles) -> np.ndarray:
         """Each battle's weight in the fit: ``vote_weight`` for this app's arena votes, 1 for any other
@@ -221,7 +231,27 @@ class ClassifierRouter(Router):
         self.n_battles_ = int(n)
         if self.tree_weight:
             self._fit_trees(x_emb, text, target, w if weighted else None, battles.prompts)
+        self.vote_ridge_ = self._fit_vote_ridge(battles, x_emb, target) if self.vote_ridge else None
         return self
+
+    def _fit_vote_ridge(self, battles: Battles, x_emb: np.ndarray, target: np.ndarray) -> VoteRidge | None:
+        """The votes' own ridge (:mod:`routellm_demo.routers.vote_ridge`), fitted on each voted prompt's mean
+        outcome, against the store's other prompts; None with fewer than ``MIN_VOTES`` voted prompts."""
+        if battles.sources is None or battles.prompts is None:
+            return None
+        is_vote = np.asarray(battles.sources, dtype=object) == ARENA_SOURCE
+        if not is_vote.any():
+            return None
+        texts, inverse = distinct_texts(list(battles.prompts))
+        voted = np.unique(inverse[is_vote])
+        if len(voted) < MIN_VOTES:
+            return None
+        first = np.unique(inverse, return_index=True)[1]  # each distinct prompt's first battle (its vector)
+        outcome = np.bincount(inverse[is_vote], weights=target[is_vote], minlength=len(texts))[voted]
+        outcome /= np.bincount(inverse[is_vote], minlength=len(texts))[voted]
+        others = np.setdiff1d(np.unique(inverse[~is_vote]), voted)
+        return VoteRidge(random_state=int(self.random_state)).fit(x_emb[first[voted]], outcome,
+                                                                   x_emb[first[others]])
 
     def epochs_for(self, n: int) -> int:
         """``epochs``, or fewer where that many passes would exceed ``max_steps`` minibatches: a store of a
@@ -281,6 +311,8 @@ class ClassifierRouter(Router):
             raw, choices = text
             trees = predict_trees(self.trees_, self._tree_inputs(x[options], (raw[options], choices[options])))
             p[options] = (1.0 - self.tree_weight) * p[options] + self.tree_weight * np.clip(trees, 0.0, 1.0)
+        if getattr(self, "vote_ridge_", None) is not None:
+            p = self.vote_ridge_.blend(p, x)
         return p
 
     def _text_columns(self) -> int:
@@ -299,6 +331,8 @@ class ClassifierRouter(Router):
             arrays.update(text_mean=self.text_mean_, text_scale=self.text_scale_)
         if self.tree_weight:
             arrays.update(axes_mean=self.axes_mean_, axes=self.axes_, **self.trees_)
+        if getattr(self, "vote_ridge_", None) is not None:
+            arrays.update(self.vote_ridge_.to_arrays(VOTE_RIDGE_PREFIX))
         return save_checkpoint(path, self.name, self.get_params(), arrays, n_battles=self.n_battles_)
 
     @classmethod
@@ -316,6 +350,7 @@ class ClassifierRouter(Router):
             router.trees_ = {k: arrays[k] for k in TREE_ARRAYS}
         router.n_features_in_ = int(router.weights_[0].shape[0]) - router._text_columns()
         router.n_battles_ = int(meta["n_battles"])
+        router.vote_ridge_ = VoteRidge.from_arrays(arrays, VOTE_RIDGE_PREFIX)
         return router
 
 

@@ -1,0 +1,132 @@
+"""A ridge regression on the arena's votes alone, blended into a router's score where the votes are.
+
+Why (issue 18): a global fit over ~11,000 stored battles cannot learn a new domain's ranking from its 200
+votes, weighted or not; the classifier ranked moral_disputes at .44 before and after them. A domain's own
+labels can: cross-validated inside the domain, a ridge on 200 of its prompts' vectors ranks the rest at .65
+(``benchmarks/vote_ceiling.py``). So the votes get a small model of their own, and it speaks only where it
+knows something:
+
+- the *gate*: the share of votes among a prompt's ``neighbours`` most similar battles (the store's, stood
+  for by a sample of its distinct prompts, and the votes), full from ``share`` on, as sw_ranking's vote gate:
+  far from the votes a prompt keeps the router's score;
+- the *reach*: a linear fit extrapolates, so near the votes' region but off their span (a word problem
+  beside psychology vignettes) it is trusted in full only up to the ``reach`` quantile of the voted prompts'
+  own leverage, and not at all from twice that;
+- the ridge's penalty is the one of ``ALPHAS`` with the least leave-one-out error on the votes.
+
+``benchmarks/vote_ridge.py`` measures it on the protocol (the voted domain, and a domain that got none).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+ALPHAS = (1.0, 3.0, 10.0, 30.0, 100.0, 300.0)
+NEIGHBOURS = 50
+SHARE = 0.1
+REACH = 0.8
+MIN_VOTES = 20  # distinct voted prompts; fewer teach a ridge nothing but their mean
+REFERENCE_ROWS = 4096  # the store's distinct prompts the gate compares with (a sample, each standing for its share)
+_BLOCK = 1024  # queries scored at once (bounds the similarity matrix)
+
+
+def loo_error(xc: np.ndarray, yc: np.ndarray, alpha: float) -> float:
+    """Mean squared leave-one-out error of a ridge with an unpenalised intercept on centred ``xc``, ``yc``, in
+    closed form (each residual over one minus its leverage), from the hat matrix's diagonal and its product with
+    y: never the n x n matrix, so thousands of votes cost what a few hundred do."""
+    inverse = np.linalg.inv(xc.T @ xc + alpha * np.eye(xc.shape[1]))
+    fitted = xc @ (inverse @ (xc.T @ yc))
+    leverage = ((xc @ inverse) * xc).sum(axis=1) + 1.0 / len(yc)  # + the intercept's share
+    return float(np.mean(((yc - fitted) / np.maximum(1.0 - leverage, 1e-9)) ** 2))
+
+
+class VoteRidge:
+    """Fit on the voted prompts' vectors and mean outcomes (1 strong win, 0.5 tie, 0 weak win) and the store's
+    distinct prompt vectors; :meth:`blend` moves a router's scores toward the ridge's where the votes are."""
+
+    def __init__(self, neighbours: int = NEIGHBOURS, share: float = SHARE, reach: float = REACH,
+                 reference_rows: int = REFERENCE_ROWS, random_state: int = 0):
+        self.neighbours = neighbours
+        self.share = share
+        self.reach = reach
+        self.reference_rows = reference_rows
+        self.random_state = random_state
+
+    def fit(self, votes: np.ndarray, outcomes: np.ndarray, store: np.ndarray) -> "VoteRidge":
+        votes = np.asarray(votes, dtype=np.float64)
+        outcomes = np.asarray(outcomes, dtype=np.float64)
+        if len(votes) < 2 or len(votes) != len(outcomes):
+            raise ValueError(f"a vote ridge needs at least 2 voted prompts with an outcome each, got {len(votes)}")
+        self.x_mean_ = votes.mean(axis=0)
+        self.y_mean_ = float(outcomes.mean())
+        xc, yc = votes - self.x_mean_, outcomes - self.y_mean_
+        self.alpha_ = min(ALPHAS, key=lambda alpha: loo_error(xc, yc, alpha))
+        self.inverse_ = np.linalg.inv(xc.T @ xc + self.alpha_ * np.eye(votes.shape[1]))
+        self.coef_ = self.inverse_ @ xc.T @ yc
+        self.limit_ = max(float(np.quantile(self._leverage(votes), self.reach)), 1e-12)
+        store = np.asarray(store, dtype=np.float32)
+        rows = np.random.default_rng(self.random_state).permutation(len(store))[: self.reference_rows]
+        self.reference_ = store[np.sort(rows)]
+        self.reference_mass_ = len(store) / max(1, len(self.reference_))
+        self.votes_ = votes.astype(np.float32)
+        return self
+
+    def _leverage(self, x: np.ndarray) -> np.ndarray:
+        xc = np.asarray(x, dtype=np.float64) - self.x_mean_
+        return ((xc @ self.inverse_) * xc).sum(axis=1)
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        """The ridge's expected outcome per prompt, in [0, 1]."""
+        return np.clip((np.asarray(x, dtype=np.float64) - self.x_mean_) @ self.coef_ + self.y_mean_, 0.0, 1.0)
+
+    def trust(self, x: np.ndarray) -> np.ndarray:
+        """1 within the votes' span (leverage up to ``limit_``), falling linearly to 0 at twice it."""
+        return np.clip(2.0 - self._leverage(x) / self.limit_, 0.0, 1.0)
+
+    def gate(self, x: np.ndarray) -> np.ndarray:
+        """Share of votes among each prompt's ``neighbours`` most similar battles, over ``share``, capped at 1;
+        a reference row stands for ``reference_mass_`` of the store's prompts."""
+        x = np.asarray(x, dtype=np.float32)
+        k = int(self.neighbours)
+        mass = np.concatenate([np.ones(len(self.votes_)), np.full(len(self.reference_), self.reference_mass_)])
+        out = np.empty(len(x))
+        for start in range(0, len(x), _BLOCK):
+            sims = np.hstack([x[start:start + _BLOCK] @ self.votes_.T, x[start:start + _BLOCK] @ self.reference_.T])
+            top = min(k, sims.shape[1])  # each row weighs at least 1: the k most similar always reach k battles
+            near = np.argpartition(-sims, top - 1, axis=1)[:, :top]
+            near = np.take_along_axis(near, np.argsort(-np.take_along_axis(sims, near, axis=1), axis=1), axis=1)
+            m = mass[near]
+            taken = np.minimum(m, np.maximum(0.0, k - (np.cumsum(m, axis=1) - m)))  # mass counted up to k battles
+            out[start:start + _BLOCK] = (taken * (near < len(self.votes_))).sum(axis=1) / taken.sum(axis=1)
+        return np.clip(out / self.share, 0.0, 1.0)
+
+    def blend(self, scores: np.ndarray, x: np.ndarray) -> np.ndarray:
+        """``(1 - w) * scores + w * ridge`` with w = gate x trust: the router's score far from the votes."""
+        w = self.gate(x) * self.trust(x)
+        return (1.0 - w) * np.asarray(scores, dtype=np.float64) + w * self.predict(x)
+
+    # -- persistence (arrays for a router's checkpoint) -------------------------------------------------
+    ARRAYS = ("x_mean", "y_mean", "coef", "inverse", "limit", "alpha", "reference", "reference_mass", "votes",
+              "settings")
+
+    def to_arrays(self, prefix: str) -> dict[str, np.ndarray]:
+        settings = np.array([self.neighbours, self.share, self.reach, self.reference_rows, self.random_state],
+                            dtype=np.float64)
+        values = {"x_mean": self.x_mean_, "y_mean": np.float64(self.y_mean_), "coef": self.coef_,
+                  "inverse": self.inverse_, "limit": np.float64(self.limit_), "alpha": np.float64(self.alpha_),
+                  "reference": self.reference_, "reference_mass": np.float64(self.reference_mass_),
+                  "votes": self.votes_, "settings": settings}
+        return {prefix + name: np.asarray(values[name]) for name in self.ARRAYS}
+
+    @classmethod
+    def from_arrays(cls, arrays, prefix: str) -> "VoteRidge | None":
+        """The ridge saved under ``prefix``, or None when the checkpoint holds none."""
+        if prefix + "coef" not in arrays:
+            return None
+        neighbours, share, reach, reference_rows, random_state = arrays[prefix + "settings"]
+        ridge = cls(int(neighbours), float(share), float(reach), int(reference_rows), int(random_state))
+        ridge.x_mean_, ridge.coef_, ridge.inverse_ = (arrays[prefix + n] for n in ("x_mean", "coef", "inverse"))
+        ridge.y_mean_, ridge.limit_, ridge.alpha_, ridge.reference_mass_ = (
+            float(arrays[prefix + n]) for n in ("y_mean", "limit", "alpha", "reference_mass"))
+        ridge.reference_, ridge.votes_ = arrays[prefix + "reference"], arrays[prefix + "votes"]
+        return ridge
