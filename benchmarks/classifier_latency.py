@@ -3,8 +3,10 @@ with and without its boosted trees; plus a refit's time on the shipped training-
 
 Reads ``data/checkpoints/classifier.npz`` (the router the app uses by default). Embedding the prompt is
 excluded (the vector is given); the text counts, the multiple-choice features and the trees' walk are
-included. A refit (what the app does in the background every 50 votes) is timed on synthetic battles of
-the checkpoint's own size. Prints figures; never asserts on time.
+included. "with_vote_ridge": the same router after 200 votes, with the votes' ridge and its gate against a
+4096-prompt sample of the store (``routellm_demo/routers/vote_ridge.py``). A refit (what the app does in the
+background every 50 votes) is timed on synthetic battles of the checkpoint's own size, without votes and
+with 200 of them. Prints figures; never asserts on time.
 
 Run: python benchmarks/classifier_latency.py
 """
@@ -21,7 +23,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from routellm_demo.battles import Battles  # noqa: E402
+from routellm_demo.battles import ARENA_SOURCE  # noqa: E402
 from routellm_demo.routers.classifier import ClassifierRouter  # noqa: E402
+from routellm_demo.routers.vote_ridge import VoteRidge  # noqa: E402
 
 PROMPT = ("A train leaves at 3:15 pm at 80 km/h; a second leaves 45 minutes later at 100 km/h. When does "
           "the second catch up?\nA. 5:00 pm\nB. 6:15 pm\nC. 7:00 pm\nD. It never does\nAnswer:")
@@ -48,7 +52,12 @@ def main() -> None:
     x /= np.linalg.norm(x)
     head_only = ClassifierRouter.load(ROOT / "data" / "checkpoints" / "classifier.npz")
     head_only.tree_weight = 0.0
-    for label, r in (("blend", router), ("head_only", head_only)):
+    voted = ClassifierRouter.load(ROOT / "data" / "checkpoints" / "classifier.npz")
+    votes = rng.standard_normal((200, 384))
+    store = rng.standard_normal((20_000, 384)).astype(np.float32)
+    voted.vote_ridge_ = VoteRidge().fit(votes / np.linalg.norm(votes, axis=1, keepdims=True), rng.random(200),
+                                        store / np.linalg.norm(store, axis=1, keepdims=True))
+    for label, r in (("blend", router), ("head_only", head_only), ("with_vote_ridge", voted)):
         r.win_probability(x, [PROMPT])
         print(f"classifier {label} one_prompt {percentiles(time_calls(lambda: r.win_probability(x, [PROMPT]), 500))}")
     batch = rng.standard_normal((1000, 384)).astype(np.float32)
@@ -59,11 +68,16 @@ def main() -> None:
     n = router.n_battles_
     xs = rng.standard_normal((n, 384)).astype(np.float32)
     xs /= np.linalg.norm(xs, axis=1, keepdims=True)
+    texts = [prompts[i % 1000] for i in range(n - 200)] + [f"voted prompt {i}" for i in range(200)]
+    sources = ["import"] * (n - 200)
     battles = Battles(["strong", "weak"], np.zeros(n), np.ones(n), rng.choice([0.0, 0.5, 1.0], n), xs,
-                      prompts=[prompts[i % 1000] for i in range(n)])
-    for label, params in (("blend", {}), ("head_only", {"tree_weight": 0.0})):
+                      prompts=texts, sources=sources + ["import"] * 200)
+    with_votes = Battles(battles.players, battles.a, battles.b, battles.outcome, xs, prompts=texts,
+                         sources=sources + [ARENA_SOURCE] * 200)
+    for label, params, data in (("blend", {}, battles), ("head_only", {"tree_weight": 0.0}, battles),
+                                ("blend_200_votes", {}, with_votes)):
         start = time.perf_counter()
-        ClassifierRouter(**params).fit(battles)
+        ClassifierRouter(**params).fit(data)
         print(f"classifier {label} refit N={n} seconds={time.perf_counter() - start:.1f}")
 
 
