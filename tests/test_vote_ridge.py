@@ -85,6 +85,13 @@ def test_blend_keeps_the_routers_score_far_from_the_votes_and_takes_the_ridges_a
     crowded = VoteRidge(neighbours=10).fit(votes, outcome, np.vstack([store, crowd]))
     assert crowded.trust(crowd[:3]).min() > 0.5 and crowded.gate(crowd[:3]).max() == 0.0
     np.testing.assert_array_equal(crowded.blend(np.full(3, 0.3), crowd[:3]), np.full(3, 0.3))
+    # given the router's scores at the votes, the ridge speaks on their scale, its ranking kept
+    router_scale = VoteRidge(neighbours=10).fit(votes, outcome, store, scores=0.4 + 0.01 * outcome)
+    mapped = router_scale.on_router_scale(votes)
+    assert mapped.min() >= 0.4 - 1e-12 and mapped.max() <= 0.41 + 1e-12
+    assert np.all(np.diff(mapped[np.argsort(router_scale.predict(votes))]) >= 0)
+    again = VoteRidge.from_arrays(router_scale.to_arrays("r_"), "r_")
+    np.testing.assert_array_equal(again.blend(np.full(10, 0.3), among), router_scale.blend(np.full(10, 0.3), among))
     again = VoteRidge.from_arrays(ridge.to_arrays("r_"), "r_")
     np.testing.assert_array_equal(again.blend(np.full(10, 0.3), among), ridge.blend(np.full(10, 0.3), among))
     assert VoteRidge.from_arrays({}, "r_") is None
@@ -99,11 +106,15 @@ def test_a_ridge_needs_two_voted_prompts():
 
 
 def classifier_case(n_votes, seed=3, d=6):
-    """Store battles around axis 2 (strong wins half), votes around axis 0: strong wins where axis 1 > 0."""
+    """Store battles around axis 2, votes around axis 0; strong wins where axis 1 < 0 in the store and where it
+    is > 0 among the votes: a global fit follows the store, which outnumbers the votes."""
     rng = np.random.default_rng(seed)
-    votes, _, store = two_regions(rng, n_votes=n_votes, n_store=300, d=d)
+    votes, _, _ = two_regions(rng, n_votes=n_votes, d=d)
+    n_store = 600
+    store = unit(np.c_[np.zeros(n_store), rng.uniform(-0.5, 0.5, n_store), np.ones(n_store),
+                       0.05 * rng.standard_normal((n_store, d - 3))])
     vote_y = (votes[:, 1] > 0).astype(float)
-    store_y = rng.choice([0.0, 1.0], len(store))
+    store_y = (store[:, 1] < 0).astype(float)
     x = np.vstack([store, votes]).astype(np.float32)
     y = np.r_[store_y, vote_y]
     prompts = [f"stored prompt {i}" for i in range(len(store))] + [f"voted prompt {i}" for i in range(n_votes)]
@@ -123,9 +134,13 @@ def test_the_classifier_learns_the_votes_direction_where_they_are_and_keeps_its_
     assert with_ridge.vote_ridge_ is not None and without.vote_ridge_ is None
     np.testing.assert_array_equal(with_ridge.win_probability(store), without.win_probability(store))
     wins = votes[:, 1] > 0
-    p = with_ridge.win_probability(votes)
-    assert p[wins].mean() - p[~wins].mean() > 0.3 > abs(
-        without.win_probability(votes)[wins].mean() - without.win_probability(votes)[~wins].mean())
+    p, own = with_ridge.win_probability(votes), without.win_probability(votes)
+
+    def ordered(scores):  # share of (win, loss) pairs the scores put in the right order
+        return float(np.mean(scores[wins][:, None] > scores[~wins][None, :]))
+
+    assert ordered(p) > 0.9 and ordered(own) < 0.75  # the votes' direction, which the global fit missed
+    assert own.min() - 1e-9 <= p.min() and p.max() <= own.max() + 1e-9  # on the classifier's scale at the votes
     loaded = ClassifierRouter.load(with_ridge.save(tmp_path / "classifier.npz"))
     np.testing.assert_array_equal(loaded.win_probability(votes), p)  # a restart scores as the live router
 

@@ -35,9 +35,9 @@ weighted w fits like w copies of it.
 
 Weighting alone cannot teach a global fit a new domain's ranking from 200 votes among 11,000 battles (it
 ranked moral_disputes at .44 before and after them). With ``vote_ridge`` (the default) a fit that holds at
-least ``MIN_VOTES`` voted prompts also fits a ridge on the votes alone, and a prompt's probability moves to
-the ridge's where the votes are and the ridge can be trusted (:mod:`routellm_demo.routers.vote_ridge`):
-far from them, the classifier's own.
+least ``MIN_VOTES`` voted prompts also fits a ridge on the votes alone, put on the classifier's scale at the
+votes, and a prompt's probability moves to the ridge's where the votes are and the ridge can be trusted
+(:mod:`routellm_demo.routers.vote_ridge`): far from them, the classifier's own.
 
 The learning rate falls linearly to 0 over training (``lr_schedule="linear"``; "constant" was the rule
 before issue 18). With a constant rate Adam's last minibatches leave the head wherever they happen to,
@@ -231,7 +231,9 @@ class ClassifierRouter(Router):
         self.n_battles_ = int(n)
         if self.tree_weight:
             self._fit_trees(x_emb, text, target, w if weighted else None, battles.prompts)
-        self.vote_ridge_ = self._fit_vote_ridge(battles, x_emb, target) if self.vote_ridge else None
+        self.vote_ridge_ = None  # the classifier's own scores first: the ridge is put on their scale
+        if self.vote_ridge:
+            self.vote_ridge_ = self._fit_vote_ridge(battles, x_emb, target)
         return self
 
     def _fit_vote_ridge(self, battles: Battles, x_emb: np.ndarray, target: np.ndarray) -> VoteRidge | None:
@@ -250,8 +252,9 @@ class ClassifierRouter(Router):
         outcome = np.bincount(inverse[is_vote], weights=target[is_vote], minlength=len(texts))[voted]
         outcome /= np.bincount(inverse[is_vote], minlength=len(texts))[voted]
         others = np.setdiff1d(np.unique(inverse[~is_vote]), voted)
-        return VoteRidge(random_state=int(self.random_state)).fit(x_emb[first[voted]], outcome,
-                                                                   x_emb[first[others]])
+        at_votes = x_emb[first[voted]]
+        own = self.win_probability(at_votes, [texts[i] for i in voted])
+        return VoteRidge(random_state=int(self.random_state)).fit(at_votes, outcome, x_emb[first[others]], own)
 
     def epochs_for(self, n: int) -> int:
         """``epochs``, or fewer where that many passes would exceed ``max_steps`` minibatches: a store of a

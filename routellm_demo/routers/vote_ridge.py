@@ -12,7 +12,10 @@ knows something:
 - the *reach*: a linear fit extrapolates, so near the votes' region but off their span (a word problem
   beside psychology vignettes) it is trusted in full only up to the ``reach`` quantile of the voted prompts'
   own leverage, and not at all from twice that;
-- the ridge's penalty is the one of ``ALPHAS`` with the least leave-one-out error on the votes.
+- the ridge's penalty is the one of ``ALPHAS`` with the least leave-one-out error on the votes;
+- the ridge speaks on the router's scale: its predictions at the votes are matched, quantile to quantile, to
+  the router's scores there. A heavily penalised ridge varies far less than the router, so blended raw it would
+  leave the router's ranking in charge wherever the gate is below 1 (moral_disputes stayed at .45).
 
 ``benchmarks/vote_ridge.py`` measures it on the protocol (the voted domain, and a domain that got none).
 """
@@ -52,7 +55,10 @@ class VoteRidge:
         self.reference_rows = reference_rows
         self.random_state = random_state
 
-    def fit(self, votes: np.ndarray, outcomes: np.ndarray, store: np.ndarray) -> "VoteRidge":
+    def fit(self, votes: np.ndarray, outcomes: np.ndarray, store: np.ndarray,
+            scores: np.ndarray | None = None) -> "VoteRidge":
+        """``scores``: the router's scores at the voted prompts, the scale :meth:`blend` puts the ridge on
+        (None: the ridge's own, an expected outcome)."""
         votes = np.asarray(votes, dtype=np.float64)
         outcomes = np.asarray(outcomes, dtype=np.float64)
         if len(votes) < 2 or len(votes) != len(outcomes):
@@ -69,6 +75,12 @@ class VoteRidge:
         self.reference_ = store[np.sort(rows)]
         self.reference_mass_ = len(store) / max(1, len(self.reference_))
         self.votes_ = votes.astype(np.float32)
+        self.scale_from_ = self.scale_to_ = None
+        if scores is not None:
+            scores = np.asarray(scores, dtype=np.float64)
+            if len(scores) != len(votes):
+                raise ValueError(f"{len(scores)} router scores for {len(votes)} voted prompts")
+            self.scale_from_, self.scale_to_ = np.sort(self.predict(votes)), np.sort(scores)
         return self
 
     def _leverage(self, x: np.ndarray) -> np.ndarray:
@@ -100,14 +112,20 @@ class VoteRidge:
             out[start:start + _BLOCK] = (taken * (near < len(self.votes_))).sum(axis=1) / taken.sum(axis=1)
         return np.clip(out / self.share, 0.0, 1.0)
 
+    def on_router_scale(self, x: np.ndarray) -> np.ndarray:
+        """The ridge's prediction mapped to the router's scores at the votes (quantile matching: monotone, so
+        the ridge's ranking is kept); its own prediction when fitted without them."""
+        predicted = self.predict(x)
+        return predicted if self.scale_from_ is None else np.interp(predicted, self.scale_from_, self.scale_to_)
+
     def blend(self, scores: np.ndarray, x: np.ndarray) -> np.ndarray:
         """``(1 - w) * scores + w * ridge`` with w = gate x trust: the router's score far from the votes."""
         w = self.gate(x) * self.trust(x)
-        return (1.0 - w) * np.asarray(scores, dtype=np.float64) + w * self.predict(x)
+        return (1.0 - w) * np.asarray(scores, dtype=np.float64) + w * self.on_router_scale(x)
 
     # -- persistence (arrays for a router's checkpoint) -------------------------------------------------
     ARRAYS = ("x_mean", "y_mean", "coef", "inverse", "limit", "alpha", "reference", "reference_mass", "votes",
-              "settings")
+              "settings", "scale_from", "scale_to")
 
     def to_arrays(self, prefix: str) -> dict[str, np.ndarray]:
         settings = np.array([self.neighbours, self.share, self.reach, self.reference_rows, self.random_state],
@@ -115,7 +133,9 @@ class VoteRidge:
         values = {"x_mean": self.x_mean_, "y_mean": np.float64(self.y_mean_), "coef": self.coef_,
                   "inverse": self.inverse_, "limit": np.float64(self.limit_), "alpha": np.float64(self.alpha_),
                   "reference": self.reference_, "reference_mass": np.float64(self.reference_mass_),
-                  "votes": self.votes_, "settings": settings}
+                  "votes": self.votes_, "settings": settings,
+                  "scale_from": np.zeros(0) if self.scale_from_ is None else self.scale_from_,
+                  "scale_to": np.zeros(0) if self.scale_to_ is None else self.scale_to_}
         return {prefix + name: np.asarray(values[name]) for name in self.ARRAYS}
 
     @classmethod
@@ -129,4 +149,6 @@ class VoteRidge:
         ridge.y_mean_, ridge.limit_, ridge.alpha_, ridge.reference_mass_ = (
             float(arrays[prefix + n]) for n in ("y_mean", "limit", "alpha", "reference_mass"))
         ridge.reference_, ridge.votes_ = arrays[prefix + "reference"], arrays[prefix + "votes"]
+        scale_from, scale_to = arrays[prefix + "scale_from"], arrays[prefix + "scale_to"]
+        ridge.scale_from_, ridge.scale_to_ = (scale_from, scale_to) if len(scale_from) else (None, None)
         return ridge
