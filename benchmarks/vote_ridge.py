@@ -78,7 +78,8 @@ def main() -> None:
                 curve, gate_means = [apgr(before, voted)], []
                 for k in CHECKPOINTS:
                     votes, rest = order[:k], order[k:]
-                    ridge = VoteRidge(args.neighbours, args.share, args.reach).fit(x[votes], outcome[votes], stored)
+                    ridge = VoteRidge(args.neighbours, args.share, args.reach).fit(
+                        x[votes], outcome[votes], stored, before[votes])  # on the router's scale, as the classifier
 
                     def blended(base, vectors):
                         return ridge.blend(base, vectors), ridge.gate(vectors) * ridge.trust(vectors)
