@@ -22,8 +22,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from routellm_demo.battles import Battles  # noqa: E402
-from routellm_demo.battles import ARENA_SOURCE  # noqa: E402
+from routellm_demo.battles import ARENA_SOURCE, Battles  # noqa: E402
 from routellm_demo.routers.classifier import ClassifierRouter  # noqa: E402
 from routellm_demo.routers.vote_ridge import VoteRidge  # noqa: E402
 
@@ -69,11 +68,11 @@ def main() -> None:
     xs = rng.standard_normal((n, 384)).astype(np.float32)
     xs /= np.linalg.norm(xs, axis=1, keepdims=True)
     texts = [prompts[i % 1000] for i in range(n - 200)] + [f"voted prompt {i}" for i in range(200)]
-    sources = ["import"] * (n - 200)
     battles = Battles(["strong", "weak"], np.zeros(n), np.ones(n), rng.choice([0.0, 0.5, 1.0], n), xs,
-                      prompts=texts, sources=sources + ["import"] * 200)
+                      prompts=texts, sources=["import"] * n)
     with_votes = Battles(battles.players, battles.a, battles.b, battles.outcome, xs, prompts=texts,
-                         sources=sources + [ARENA_SOURCE] * 200)
+                         sources=["import"] * (n - 200) + [ARENA_SOURCE] * 200)  # the last 200 prompts voted on
+    ClassifierRouter(epochs=1).fit(battles.subset(np.arange(500)))  # torch's first use, out of the timings
     for label, params, data in (("blend", {}, battles), ("head_only", {"tree_weight": 0.0}, battles),
                                 ("blend_200_votes", {}, with_votes)):
         start = time.perf_counter()
