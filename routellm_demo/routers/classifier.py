@@ -24,20 +24,20 @@ prompts keep the head's probability (there the trees only add variance). Grouped
 5 fold draws (`eval --repeats 5`): MMLU APGR .578 -> .606 with the trees; GSM8K .649, and .648 when
 trained beside MMLU (`--combine`; .579 without the split).
 
-Arena votes weigh more than imported battles (``vote_weight``, issue 18, default 5). A refit sees
-~11,000 gold battles and 200 votes on a new domain: unweighted, the votes are ~2% of the loss and the
-refit barely moves on their domain. The classifier's weight is its own, lower than sw_ranking's 30:
-its fit is global, so heavy votes pull every domain (``benchmarks/vote_locality.py --router classifier``
-measures the pull on a domain that got no vote). A battle whose store source is "arena-vote" counts
-``vote_weight`` times in everything the fit estimates from the data: the head's loss, its starting base
-rate, the text counts' standardisation, the trees' squared error and their principal axes, so a vote
-weighted w fits like w copies of it.
+Arena votes can weigh more than imported battles (``vote_weight``, issue 18): a battle whose store source
+is "arena-vote" then counts ``vote_weight`` times in everything the fit estimates from the data: the head's
+loss, its starting base rate, the text counts' standardisation, the trees' squared error and their principal
+axes, so a vote weighted w fits like w copies of it. The default is 1 (a vote is a battle like any other),
+since weighting cannot teach a global fit a new domain's ranking from 200 votes among 11,000 battles (it
+ranked moral_disputes at .44 before and after them, at weight 5) while it pulls every domain: the fit is
+global (``benchmarks/vote_locality.py --router classifier`` measures the pull on a domain that got no vote).
 
-Weighting alone cannot teach a global fit a new domain's ranking from 200 votes among 11,000 battles (it
-ranked moral_disputes at .44 before and after them). With ``vote_ridge`` (the default) a fit that holds at
-least ``MIN_VOTES`` voted prompts also fits a ridge on the votes alone, put on the classifier's scale at the
-votes, and a prompt's probability moves to the ridge's where the votes are and the ridge can be trusted
-(:mod:`routellm_demo.routers.vote_ridge`): far from them, the classifier's own.
+What learns the new domain is ``vote_ridge`` (the default): a fit that holds at least ``MIN_VOTES`` voted
+prompts also fits a ridge on the votes alone, put on the classifier's scale at the votes, and a prompt's
+probability moves to the ridge's where the votes are and the ridge can be trusted
+(:mod:`routellm_demo.routers.vote_ridge`): far from them, the classifier's own. With it, weight 5 ranked the
+voted domains no better than 1 and moved a domain that got no vote further (README, "The classifier's votes
+at weight 1").
 
 The learning rate falls linearly to 0 over training (``lr_schedule="linear"``; "constant" was the rule
 before issue 18). With a constant rate Adam's last minibatches leave the head wherever they happen to,
@@ -63,7 +63,7 @@ from routellm_demo.routers.trees import TREE_ARRAYS, fit_trees, predict_trees
 from routellm_demo.routers.vote_ridge import MIN_VOTES, VoteRidge
 
 VOTE_RIDGE_PREFIX = "vote_ridge_"  # its arrays' names in a checkpoint
-VOTE_WEIGHT = 5.0  # an arena vote counts as this many imported battles (see the module doc)
+VOTE_WEIGHT = 1.0  # an arena vote counts as this many imported battles (see the module doc)
 
 TEXT_WEIGHT = round(1 / np.sqrt(len(FEATURE_NAMES)), 4)  # the feature block's total variance = 1
 
