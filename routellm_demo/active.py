@@ -1,22 +1,29 @@
 """Active labelling: which prompt of a pool the arena should ask about next (issue 18, part 2).
 
-Why: a team collecting labels has more prompts than voters. A vote on a prompt the router already
-routes confidently teaches it little; a vote where the router sits on the fence (its score near the
-routing cut) or where the routers disagree can flip a decision. So the next prompt is drawn from the
-pool with probability rising with that *priority*, never by a pure arg-max: with probability
-``epsilon`` a pick is uniform, and the rest are sampled proportional to ``priority ** power``, so every
-prompt keeps a chance and the labels stay representative of the pool (a router fitted on votes
-chosen only at its own boundary would learn a biased picture of the domain).
+Why: a team collecting labels has more prompts than voters. What learns a new domain from its votes is a
+model of the votes themselves (the classifier's votes' ridge, sw_ranking's vote gate: both read the votes
+near a prompt), so a vote teaches most where the votes so far say least: on a prompt unlike any voted one.
+:func:`coverage_gap` measures that as the prompt's *leverage* under a ridge fitted on the voted prompts'
+vectors (the ridge's predictive variance, in units of its noise): small on a voted prompt, large off the
+votes' span. The arena's order (:func:`next_prompts`, ``simulate-votes --order active``) draws by it.
 
-Priorities are read from *ranks within the pool*, not raw scores: sw_ranking's probabilities hug the
-base rate and the classifier's spread out, so "near 0.5" means different things; a rank says where a
-prompt sits against the cut that sends a given share of the pool to the strong model.
+The first rule tried drew by the router's *uncertainty* (its score near the routing cut) or the routers'
+*disagreement* (:func:`uncertainty`, :func:`disagreement`, :func:`priority`; ``--order uncertain``). With
+the router held still over many seeds (README, "Active order: what the votes have not covered"), it taught
+no more than random order, while the coverage gap ranked the rest of the domain better after 200 votes on
+two of the issue's three domains. A score near the cut is a poor guide on a domain the router has not
+learned yet: there its scores are the ones in doubt.
 
+Priorities are read from *ranks within the pool*, not raw values (sw_ranking's probabilities hug the base
+rate, the classifier's spread out; a leverage's scale depends on the penalty), and the next prompt is never
+an arg-max: with probability ``epsilon`` a pick is uniform, and the rest are sampled proportional to
+``rank ** power``, so every prompt keeps a chance and the labels stay representative of the pool.
+
+- :func:`coverage_gap`: the leverage of each candidate under the votes' ridge (all 1 before any vote).
 - :func:`uncertainty`: 1 at the cut (default: the pool's median, the cut that sends half to strong;
   or the rank of a given score threshold), falling linearly to 0 at the pool's extremes.
 - :func:`disagreement`: spread of the routers' rank percentiles per prompt (scaled to [0, 1]).
 - :func:`choose`: the epsilon-mixed sampling, without replacement.
-- :func:`pool_priority`: the priority of a pool's prompts under a :class:`~routellm_demo.router_set.RouterSet`.
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ import numpy as np
 
 DEFAULT_EPSILON = 0.1  # share of picks drawn uniformly from the pool
 DEFAULT_POWER = 2.0  # sharpness of the priority sampling (0: uniform)
+COVERAGE_ALPHA = 10.0  # the votes' ridge penalty in the coverage gap (unit-norm prompt vectors)
 
 
 def rank_percentile(scores) -> np.ndarray:
@@ -101,17 +109,25 @@ def choose(prio, k: int, rng: np.random.Generator, *, epsilon: float = DEFAULT_E
     return np.array(picked, dtype=np.int64)
 
 
-def pool_priority(routers, names: Sequence[str], embeddings: np.ndarray, prompts: Sequence[str],
-                  threshold: float | None = None) -> np.ndarray:
-    """The priority of a pool's prompts (e.g. the routing log's, or an uploaded file's) under the
-    served routers ``names`` of a :class:`~routellm_demo.router_set.RouterSet`."""
-    scores = {n: np.asarray(routers.score(n, embeddings, list(prompts)), dtype=np.float64) for n in names}
-    return priority(scores, threshold)
+def coverage_gap(voted, candidates, alpha: float = COVERAGE_ALPHA) -> np.ndarray:
+    """How far each candidate lies outside what the votes cover: its leverage under a ridge (penalty
+    ``alpha``, unpenalised intercept) fitted on the voted prompts' vectors, ``(x - m)' (Xc'Xc + alpha I)^-1
+    (x - m)`` with ``m`` the votes' mean and ``Xc`` the centred votes: the ridge's predictive variance over
+    its noise's. 1 for every candidate before any vote (nothing is covered)."""
+    candidates = np.asarray(candidates, dtype=np.float64)
+    voted = np.asarray(voted, dtype=np.float64).reshape(-1, candidates.shape[1])  # no vote: 0 rows
+    if len(voted) == 0:
+        return np.ones(len(candidates))
+    if not alpha > 0:
+        raise ValueError(f"alpha must be positive, got {alpha}")
+    centred = voted - voted.mean(axis=0)
+    inverse = np.linalg.inv(centred.T @ centred + alpha * np.eye(voted.shape[1]))
+    offset = candidates - voted.mean(axis=0)
+    return ((offset @ inverse) * offset).sum(axis=1)
 
 
-def next_prompts(routers, names: Sequence[str], embeddings: np.ndarray, prompts: Sequence[str], k: int,
-                 rng: np.random.Generator, *, threshold: float | None = None, epsilon: float = DEFAULT_EPSILON,
+def next_prompts(voted, candidates, k: int, rng: np.random.Generator, *, epsilon: float = DEFAULT_EPSILON,
                  power: float = DEFAULT_POWER) -> np.ndarray:
-    """Indices of the ``k`` pool prompts to ask about next (what the arena's "Try one" would offer)."""
-    prio = pool_priority(routers, names, embeddings, prompts, threshold)
-    return choose(prio, k, rng, epsilon=epsilon, power=power)
+    """Indices of the ``k`` candidates to ask about next: drawn by the rank of their :func:`coverage_gap`
+    (``voted``, ``candidates``: prompt vectors), epsilon-mixed (:func:`choose`)."""
+    return choose(rank_percentile(coverage_gap(voted, candidates)), k, rng, epsilon=epsilon, power=power)

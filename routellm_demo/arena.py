@@ -186,8 +186,7 @@ class Arena:
         if getattr(config, "prompt_pool", None):
             from routellm_demo.prompt_pool import PromptPool
 
-            self.pool = PromptPool(config.prompt_pool, store, embedder, routers, [config.router, SW_ROUTER],
-                                   max_chars=config.max_prompt_chars)
+            self.pool = PromptPool(config.prompt_pool, store, embedder, max_chars=config.max_prompt_chars)
 
     @classmethod
     def from_runtime(cls, runtime, **kwargs) -> "Arena":

@@ -1,10 +1,10 @@
 """The prompts a team wants labelled (config ``arena.prompt_pool``), and which one to ask about next.
 
 Why: a team collecting labels has more prompts than voters, so the arena offers the prompts whose votes
-teach the routers most (:mod:`routellm_demo.active`: where the app's router and sw_ranking are least sure
-or disagree, drawn with some randomness so the labels stay representative). Why a sample: sw_ranking
-scores a prompt against every stored battle, so a suggestion scores a random sample of the prompts not
-voted on yet (``sample`` of them) rather than the whole pool; a click stays short and the picks stay
+teach the routers most (:mod:`routellm_demo.active`: the ones least covered by the arena's votes so far,
+drawn with some randomness so the labels stay representative). Why a sample: a pool can hold thousands
+of prompts and each must be encoded before it can be compared with the votes, so a suggestion compares a
+random sample of the prompts not voted on yet (``sample`` of them); a click stays short and the picks stay
 spread over the pool.
 """
 
@@ -13,8 +13,6 @@ from __future__ import annotations
 import logging
 import threading
 from pathlib import Path
-from typing import Sequence
-
 import numpy as np
 
 from routellm_demo.active import next_prompts
@@ -34,19 +32,19 @@ class PoolError(UserError, RuntimeError):
 class PromptPool:
     """Suggests prompts from a file to ask the arena's visitors about; ``suggest`` is thread-safe."""
 
-    def __init__(self, path: str | Path, store, embedder, routers, names: Sequence[str], *, max_chars: int,
-                 sample: int = DEFAULT_SAMPLE, seed: int | None = None):
+    def __init__(self, path: str | Path, store, embedder, *, max_chars: int, sample: int = DEFAULT_SAMPLE,
+                 seed: int | None = None):
         self.path = Path(path)
         self.store = store
         self.embedder = embedder
-        self.routers = routers
-        self.names = list(dict.fromkeys(names))  # the routers whose uncertainty counts, no repeats
         self.max_chars = int(max_chars)
         self.sample = int(sample)
         self._rng = np.random.default_rng(seed)
         self._lock = threading.Lock()
         self._prompts: list[str] | None = None
         self._voted: set[str] = set()
+        self._voted_prompts: list[str] = []  # every arena vote's prompt, pool or not: what the votes cover
+        self._voted_vectors: np.ndarray | None = None  # the first len() of them, embedded (grown per suggest)
         self.error: str | None = None  # why the file could not be read (for the operator's log)
 
     def _load(self) -> list[str]:
@@ -62,7 +60,8 @@ class PromptPool:
                 raise PoolError("The prompt pool cannot be read right now; type your own question.") from None
             self._prompts = list(dict.fromkeys(prompts))
             voted = self.store.battles(source=ARENA_SOURCE, include_flagged=True)  # asked is asked, flagged or not
-            self._voted = {prompt_sha256(b["prompt"]) for b in voted}
+            self._voted_prompts = list(dict.fromkeys(b["prompt"] for b in voted))
+            self._voted = {prompt_sha256(p) for p in self._voted_prompts}
             logger.info("arena: prompt pool %s: %d prompts, %d already voted on", self.path, len(self._prompts),
                         sum(prompt_sha256(p) in self._voted for p in self._prompts))
         return [p for p in self._prompts if prompt_sha256(p) not in self._voted]
@@ -70,11 +69,15 @@ class PromptPool:
     def mark_voted(self, prompt: str) -> None:
         """A vote on ``prompt`` was stored: it is not suggested again."""
         with self._lock:
-            self._voted.add(prompt_sha256(prompt))
+            digest = prompt_sha256(prompt)
+            if digest not in self._voted:
+                self._voted.add(digest)
+                self._voted_prompts.append(prompt)
 
     def suggest(self, k: int = 1) -> list[str]:
-        """Up to ``k`` prompts to ask about next: a random sample of the unvoted ones, scored by the
-        routers, drawn by :func:`routellm_demo.active.next_prompts`."""
+        """Up to ``k`` prompts to ask about next: a random sample of the unvoted ones, compared with every
+        voted prompt, drawn by :func:`routellm_demo.active.next_prompts` (embeddings come from the cache
+        the votes filled, so only the sample may need encoding)."""
         with self._lock:
             todo = self._load()
             if not todo:
@@ -82,5 +85,10 @@ class PromptPool:
             pick = self._rng.choice(len(todo), size=min(self.sample, len(todo)), replace=False)
             candidates = [todo[i] for i in pick]
             vectors = self.embedder.embed(candidates)
-            chosen = next_prompts(self.routers, self.names, vectors, candidates, k, self._rng)
+            if self._voted_vectors is None:
+                self._voted_vectors = np.zeros((0, vectors.shape[1]), dtype=np.float32)
+            new = self._voted_prompts[len(self._voted_vectors):]
+            if new:
+                self._voted_vectors = np.vstack([self._voted_vectors, self.embedder.embed(new)])
+            chosen = next_prompts(self._voted_vectors, vectors, k, self._rng)
             return [candidates[i] for i in chosen]

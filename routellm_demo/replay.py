@@ -22,11 +22,13 @@ checkpoint too, its battles kept out of the store (``apgr_watch``): do votes on 
 worse on a domain that got none?
 
 The order (``order``): "random" votes the seeded permutation's first prompts (as before this option
-existed: same votes, same sides); "active" (:mod:`routellm_demo.active`) draws each next batch of
-``ACTIVE_BATCH`` votes from the rest of the pool (the domain minus the fixed set) by the measured
-router's uncertainty, epsilon-mixed with uniform picks. Both replay the same gold labels; only which
-prompts get voted, and when, differs. The active order's "prompts not voted on yet" are not a random
-sample of the domain (it took the ones near the cut), so compare orders on ``apgr_fixed``.
+existed: same votes, same sides); "active" (:mod:`routellm_demo.active`, the arena's own rule) draws each
+next batch of ``ACTIVE_BATCH`` votes from the rest of the pool (the domain minus the fixed set) by how far
+each prompt lies outside what the votes so far cover (:func:`~routellm_demo.active.coverage_gap`),
+epsilon-mixed with uniform picks; "uncertain" draws by the measured router's uncertainty (or, with
+``active_routers``, those routers' uncertainty and disagreement), the first rule tried. All replay the same
+gold labels; only which prompts get voted, and when, differs. A chosen order's "prompts not voted on yet"
+are not a random sample of the domain, so compare orders on ``apgr_fixed``.
 
 The store starts with no battle of the domain (checked: no stored prompt equals a domain prompt).
 ``seed_store`` chooses what else it holds: "none" (default: a fresh store, so any gain comes from the
@@ -55,7 +57,7 @@ from routellm_demo.routers import ROUTER_NAMES
 from routellm_demo.store import ARENA_SOURCE, prompt_sha256
 
 SEED_CHOICES = ("none", "other-benchmarks", "all-other")
-ORDER_CHOICES = ("random", "active")
+ORDER_CHOICES = ("random", "active", "uncertain")
 CURVE_COLUMNS = ("votes", "apgr", "cpt50", "n_eval", "apgr_heldout", "cpt50_heldout", "n_heldout", "apgr_fixed",
                  "cpt50_fixed", "n_fixed", "apgr_watch", "n_watch")
 FIXED_FRACTION = 0.3  # share of the domain set aside, never voted on in either order (see replay())
@@ -257,10 +259,10 @@ def checkpoints(votes: int, every: int) -> list[int]:
 def replay(arena, domain: EvalSet, *, votes: int, every: int, router: str, seed: int, refresher=None,
            session_id: str | None = None, progress: bool = True, order: str = "random",
            watch: EvalSet | None = None, active_routers: tuple[str, ...] | None = None) -> list[dict]:
-    """Cast ``votes`` gold-label votes on the domain through ``arena``, in a seeded random order or the
-    active one (module docstring); return the curve (one row per checkpoint). ``domain.embeddings``
+    """Cast ``votes`` gold-label votes on the domain through ``arena``, in a seeded random order or a
+    chosen one (module docstring); return the curve (one row per checkpoint). ``domain.embeddings``
     must be set; so must ``watch.embeddings`` if a watched set (a domain that gets no vote) is given.
-    ``active_routers``: whose scores rank the pool in the active order (default: ``router`` alone, its
+    ``active_routers``: whose scores rank the pool in the uncertain order (default: ``router`` alone, its
     uncertainty; several: :func:`routellm_demo.active.priority`, uncertainty and disagreement)."""
     from routellm_demo import active
 
@@ -295,14 +297,19 @@ def replay(arena, domain: EvalSet, *, votes: int, every: int, router: str, seed:
                disable=not progress)
     with bar:
         for k in range(votes):
-            if order == "active" and k % ACTIVE_BATCH == 0:
+            if order != "random" and k % ACTIVE_BATCH == 0:
                 left = pool[~np.isin(pool, sequence[:k])]
-                scores = {}
-                for name in active_routers or (router,):
-                    fresh = name == router and (k in marks or k == 0)  # just scored at a checkpoint
-                    full = current if fresh else router_scores(arena.routers, name, domain.embeddings, prompts)
-                    scores[name] = full[left]
-                take = active.choose(active.priority(scores), min(ACTIVE_BATCH, votes - k), pick_rng)
+                batch = min(ACTIVE_BATCH, votes - k)
+                if order == "active":  # the arena's rule: what the votes so far do not cover
+                    take = active.next_prompts(domain.embeddings[sequence[:k]], domain.embeddings[left], batch,
+                                               pick_rng)
+                else:
+                    scores = {}
+                    for name in active_routers or (router,):
+                        fresh = name == router and (k in marks or k == 0)  # just scored at a checkpoint
+                        full = current if fresh else router_scores(arena.routers, name, domain.embeddings, prompts)
+                        scores[name] = full[left]
+                    take = active.choose(active.priority(scores), batch, pick_rng)
                 sequence[k:k + len(take)] = left[take]
             i = int(sequence[k])
             side = str(sides[k])
@@ -399,6 +406,8 @@ def simulate_votes(data_dir, benchmark: str, out_dir, *, subject: str | None = N
     for name in active_routers or ():
         if name not in ROUTER_NAMES:
             raise ReplayError(f"unknown router {name!r} in --active-routers; choose from {', '.join(ROUTER_NAMES)}")
+    if active_routers and order != "uncertain":
+        raise ReplayError("--active-routers ranks the pool in --order uncertain only")
     started = time.perf_counter()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -458,7 +467,7 @@ def simulate_votes(data_dir, benchmark: str, out_dir, *, subject: str | None = N
     label = f"{benchmark}" + (f" / {subject}" if subject else "")
     summary = {
         "domain": label, "router": router, "votes": votes, "every": every, "seed": seed, "seed_store": seed_store,
-        "order": order, "watch": watch, "active_routers": list(active_routers or [router]) if order == "active" else None,
+        "order": order, "watch": watch, "active_routers": list(active_routers or [router]) if order == "uncertain" else None,
         "domain_prompts": len(domain), "q_strong": domain.q_strong, "q_weak": domain.q_weak,
         "seed_battles": 0 if seeds is None else len(seeds), "store_battles": counts,
         "arena_votes_stored": len(arena_rows), "arena_rounds": pending,
@@ -517,11 +526,12 @@ def register(subparsers) -> argparse.ArgumentParser:
                    help='sw_ranking weighting for this run, as JSON like the config\'s [sw_ranking] table, e.g. '
                         '\'{"preset": "smooth"}\' or \'{"base": 3, "normalize": "one"}\' (default: the config\'s)')
     s.add_argument("--order", choices=ORDER_CHOICES, default="random",
-                   help="which prompts get voted: random (default; the seeded permutation) or active (by the "
-                        "router's uncertainty, epsilon-mixed; compare orders on apgr_fixed)")
+                   help="which prompts get voted: random (default; the seeded permutation), active (the arena's "
+                        "rule: the prompts least covered by the votes so far, epsilon-mixed) or uncertain (by the "
+                        "router's uncertainty); compare orders on apgr_fixed")
     s.add_argument("--active-routers", type=lambda t: tuple(x for x in t.split(",") if x), default=None,
-                   help="comma-separated routers whose scores rank the pool in the active order (default: --router; "
-                        "several: their uncertainty and disagreement)")
+                   help="comma-separated routers whose scores rank the pool in the uncertain order (default: "
+                        "--router; several: their uncertainty and disagreement)")
     s.add_argument("--watch", choices=BENCHMARKS, default=None,
                    help="also score this whole benchmark at every checkpoint, its battles kept out of the store: "
                         "what the votes do to a domain that got none (apgr_watch)")

@@ -1,6 +1,6 @@
-"""Active labelling (issue 18, part 2): the pool's priorities on hand cases, the epsilon-mixed sampling,
-the selection under real routers on a small real store (real embeddings), and `simulate-votes --order
-active` replaying the same gold labels in the chosen order."""
+"""Active labelling (issue 18, part 2): the coverage gap and the routers' priorities on hand cases, the
+epsilon-mixed sampling, the selection on a small real store (real embeddings, real routers), and
+`simulate-votes --order active|uncertain` replaying the same gold labels in the chosen order."""
 
 import random
 from dataclasses import replace
@@ -40,6 +40,23 @@ def test_disagreement_is_the_spread_of_the_routers_ranks():
     # two routers: the mean uncertainty and the disagreement, half each
     np.testing.assert_allclose(active.priority({"x": a, "y": [0.3, 0.2, 0.1]}), [0.5, 0.5, 0.5])
     np.testing.assert_allclose(active.priority([a]), [0.0, 1.0, 0.0])
+
+
+def test_the_coverage_gap_is_the_votes_ridge_leverage_on_a_hand_case():
+    votes = np.array([[1.0, 0.0], [-1.0, 0.0]])  # mean 0; Xc'Xc = diag(2, 0); + alpha I (1) -> diag(3, 1)
+    gap = active.coverage_gap(votes, np.array([[1.0, 0.0], [0.0, 1.0], [0.0, 0.0], [2.0, 0.0]]), alpha=1.0)
+    np.testing.assert_allclose(gap, [1 / 3, 1.0, 0.0, 4 / 3])  # along the votes' span: less uncovered
+    # the same as the leverage of a ridge on those votes, from its hat matrix (without the intercept's 1/n)
+    x = np.random.default_rng(0).normal(size=(6, 3))
+    xc = x - x.mean(axis=0)
+    hat = xc @ np.linalg.inv(xc.T @ xc + 10.0 * np.eye(3)) @ xc.T
+    np.testing.assert_allclose(active.coverage_gap(x, x), np.diag(hat))
+    # before any vote nothing is covered; a new vote beside a prompt covers it
+    np.testing.assert_allclose(active.coverage_gap(np.zeros((0, 2)), np.eye(2)), [1.0, 1.0])
+    far = np.array([[0.0, 3.0]])
+    assert active.coverage_gap(np.vstack([votes, far]), far)[0] < active.coverage_gap(votes, far)[0]
+    with pytest.raises(ValueError, match="alpha"):
+        active.coverage_gap(votes, votes, alpha=0.0)
 
 
 def test_choose_takes_the_most_uncertain_without_randomness_and_stays_representative_with_it():
@@ -92,22 +109,21 @@ def small_real_store(tmp_path_factory, shared_routellm):
     store.close()
 
 
-def test_the_pool_priority_follows_the_real_routers_scores(small_real_store):
+def test_the_next_prompts_are_the_ones_the_votes_do_not_cover_on_real_embeddings(small_real_store):
+    """Votes on 15 politics questions: the virology questions are the uncovered ones, and the picks go
+    there (all of them without randomness, most of them with it)."""
     routers, prompts, emb = small_real_store
-    assert len(routers.store.battles()) == 150 and len(prompts) == 50
-    sw = routers.score("sw_ranking", emb, prompts)
-    prio = active.pool_priority(routers, ["sw_ranking"], emb, prompts)
-    np.testing.assert_allclose(prio, active.uncertainty(sw))
-    assert len(np.unique(sw)) > 40  # real scores: the prompts are told apart
-    # without randomness the picks are the prompts ranked nearest the pool's median score
-    picks = active.next_prompts(routers, ["sw_ranking"], emb, prompts, 5, np.random.default_rng(0),
-                                epsilon=0.0, power=200.0)
-    ranks = active.rank_percentile(sw)
-    assert np.abs(ranks[picks] - 0.5).max() <= np.sort(np.abs(ranks - 0.5))[4] + 1e-12
-    # with the default randomness, picks still lean to the cut: mean priority of 20 picks over 30 draws
-    mean_picked = np.mean([prio[active.next_prompts(routers, ["sw_ranking"], emb, prompts, 20,
-                                                    np.random.default_rng(s))].mean() for s in range(30)])
-    assert mean_picked > prio.mean() + 0.1
+    assert len(routers.store.battles()) == 150 and len(prompts) == 50  # 25 politics, then 25 virology
+    voted, candidates = emb[:15], emb[15:]  # 10 politics and 25 virology candidates
+    virology = np.arange(len(candidates)) >= 10
+    gap = active.coverage_gap(voted, candidates)
+    assert gap[virology].mean() > 1.5 * gap[~virology].mean()
+    picks = active.next_prompts(voted, candidates, 5, np.random.default_rng(0), epsilon=0.0, power=200.0)
+    assert virology[picks].all() and set(picks) == set(np.argsort(-gap)[:5])
+    shares = [virology[active.next_prompts(voted, candidates, 10, np.random.default_rng(s))].mean()
+              for s in range(30)]
+    assert np.mean(shares) > virology.mean() + 0.1  # leaning, not only: 25 of 35 candidates are virology
+    assert min(shares) < 1.0  # the randomness keeps politics in reach
 
 
 @pytest.mark.slow  # fits mf and the classifier on a real store
@@ -116,8 +132,8 @@ def test_the_routers_disagreement_on_a_real_store(small_real_store):
     scores = {n: routers.score(n, emb, prompts) for n in ("sw_ranking", "classifier")}
     d = active.disagreement(list(scores.values()))
     assert d.shape == (50,) and 0.0 <= d.min() and d.max() <= 1.0 and d.max() > 0.2
-    prio = active.pool_priority(routers, ["sw_ranking", "classifier"], emb, prompts)
-    np.testing.assert_allclose(prio, active.priority(scores))
+    prio = active.priority(scores)
+    np.testing.assert_allclose(prio, 0.5 * (np.mean([active.uncertainty(s) for s in scores.values()], axis=0) + d))
     picks = active.choose(prio, 10, np.random.default_rng(1))
     assert len(set(picks.tolist())) == 10 and picks.max() < 50
 
@@ -133,6 +149,7 @@ def test_the_order_option_defaults_to_random(tmp_path):
     common = ["simulate-votes", "--data-dir", "d", "--benchmark", "gsm8k", "--out", "o"]
     assert parser.parse_args(common).order == "random"
     assert parser.parse_args([*common, "--order", "active"]).order == "active"
+    assert parser.parse_args([*common, "--order", "uncertain"]).order == "uncertain"
     assert parser.parse_args(common).active_routers is None
     assert parser.parse_args([*common, "--active-routers", "sw_ranking,classifier"]).active_routers == (
         "sw_ranking", "classifier")
@@ -141,7 +158,10 @@ def test_the_order_option_defaults_to_random(tmp_path):
     from routellm_demo.replay import ReplayError
 
     with pytest.raises(ReplayError, match="--active-routers"):
-        simulate_votes(tmp_path, "gsm8k", tmp_path / "o", order="active", active_routers=("nope",), progress=False)
+        simulate_votes(tmp_path, "gsm8k", tmp_path / "o", order="uncertain", active_routers=("nope",), progress=False)
+    with pytest.raises(ReplayError, match="--order uncertain only"):
+        simulate_votes(tmp_path, "gsm8k", tmp_path / "o", order="active", active_routers=("sw_ranking",),
+                       progress=False)
 
 
 def test_active_order_replays_the_same_labels_on_chosen_prompts_never_the_fixed_set(tmp_path):
@@ -153,7 +173,7 @@ def test_active_order_replays_the_same_labels_on_chosen_prompts_never_the_fixed_
     domain = load_domain(data, "gsm8k")
     n, votes = len(domain), 30
     runs = {}
-    for order in ("random", "active"):
+    for order in ("random", "active", "uncertain"):
         result = simulate_votes(data, "gsm8k", tmp_path / order, votes=votes, every=10, seed=4,
                                 cache_db=tmp_path / "cache.db",
                                 progress=False, order=order)
@@ -163,13 +183,15 @@ def test_active_order_replays_the_same_labels_on_chosen_prompts_never_the_fixed_
         assert result.summary["order"] == order
         assert {r["n_fixed"] for r in result.rows} == {fixed_size(n, votes)} == {round(FIXED_FRACTION * n)}
         assert result.rows[-1]["n_heldout"] == n - votes and all(np.isfinite(r["apgr_fixed"]) for r in result.rows)
-    assert len(runs["active"]) == len(set(runs["active"])) == votes
+    for order in ("active", "uncertain"):
+        assert len(runs[order]) == len(set(runs[order])) == votes
     # the same seed's fixed set: the prompts random order reaches last; active never votes on them
     perm = np.random.default_rng(4).permutation(n)
     fixed = {domain.prompts[i] for i in perm[n - fixed_size(n, votes):]}
-    assert not fixed & set(runs["active"]) and not fixed & set(runs["random"])
+    assert not fixed & (set(runs["active"]) | set(runs["uncertain"]) | set(runs["random"]))
     assert runs["random"] == [domain.prompts[i] for i in perm[:votes]]  # random order: unchanged
-    assert runs["active"] != runs["random"]
+    assert runs["active"] != runs["random"] and runs["uncertain"] != runs["random"]
+    assert runs["active"] != runs["uncertain"]
 
 
 def test_watch_scores_a_domain_that_got_no_vote_with_its_battles_kept_out_of_the_store(tmp_path):

@@ -440,6 +440,21 @@ def test_the_pool_suggests_unvoted_prompts_and_never_one_voted_on(make_arena, tm
         again.suggest(1)
 
 
+def test_the_pool_asks_away_from_what_the_votes_cover(make_arena, tmp_path):
+    """A vote on a derivative (typed by a visitor, not from the pool) covers the pool's other derivatives:
+    the suggestions go mostly to the unrelated prompts (ranked by the coverage gap, some picks uniform)."""
+    calculus = ["What is the derivative of x^4?", "What is the derivative of x^5?"]
+    others = ["Write a limerick about a cat.", "Explain how vaccines work.", "Translate 'good morning' into French."]
+    path = tmp_path / "pool.txt"
+    path.write_text("\n".join(calculus + others) + "\n")
+    arena = make_arena(prompt_pool=path)
+    battle_id = arena.record_round("What is the derivative of x^3?", SESSION, answers=("one", "two"),
+                                   strong_side="a", trusted=None)
+    arena.vote(battle_id, "A", SESSION)
+    picks = [arena.suggest(1)[0] for _ in range(40)]
+    assert sum(p in calculus for p in picks) <= 10  # 16 of 40 if drawn uniformly
+
+
 def test_an_unreadable_pool_is_one_line_without_the_path(make_arena, tmp_path):
     arena = make_arena(prompt_pool=tmp_path / "missing.txt")
     with pytest.raises(UserError) as e:

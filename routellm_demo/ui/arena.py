@@ -87,8 +87,8 @@ def arena_tab(arena: Arena, limits: Limits, session: gr.State, visitors=None) ->
             with gr.Row():
                 suggest = gr.Button("Suggest a question from the team's prompt pool", size="sm", scale=1,
                                     elem_id="arena-suggest")
-                gr.Markdown("The pool's prompts whose votes would teach the router most: where it is least sure, "
-                            "or where the routers disagree (picked with some randomness).", elem_classes="muted")
+                gr.Markdown("The pool's prompts whose votes would teach the router most: the ones least like "
+                            "anything voted on so far (picked with some randomness).", elem_classes="muted")
         arena_status = gr.Markdown("", elem_id="arena-status")
         with gr.Row():
             chat_a = gr.Chatbot(label="Model A", height=300, sanitize_html=True, elem_id="model-a",
