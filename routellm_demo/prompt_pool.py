@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import threading
 from pathlib import Path
+
 import numpy as np
 
 from routellm_demo.active import next_prompts
