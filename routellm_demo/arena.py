@@ -609,6 +609,8 @@ class Arena:
             deleted = self.store.delete_arena_votes()
             self._tally = PairTally()
             self._reload_online_routers()
+            if self.pool is not None:  # the deleted votes' prompts may be asked again
+                self.pool.forget_votes()
             self._changed()
         return deleted
 
@@ -618,6 +620,8 @@ class Arena:
         if changes.deleted:
             with self._vote_lock:
                 self._tally = PairTally()
+                if self.pool is not None:
+                    self.pool.forget_votes()
                 self._changed()
 
     def _reload_online_routers(self) -> None:

@@ -75,6 +75,11 @@ class PromptPool:
                 self._voted.add(digest)
                 self._voted_prompts.append(prompt)
 
+    def forget_votes(self) -> None:
+        """The store's arena votes were deleted: read what is voted (and what the votes cover) anew."""
+        with self._lock:
+            self._prompts, self._voted, self._voted_prompts, self._voted_vectors = None, set(), [], None
+
     def suggest(self, k: int = 1) -> list[str]:
         """Up to ``k`` prompts to ask about next: a random sample of the unvoted ones, compared with every
         voted prompt, drawn by :func:`routellm_demo.active.next_prompts` (embeddings come from the cache

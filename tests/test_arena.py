@@ -455,6 +455,21 @@ def test_the_pool_asks_away_from_what_the_votes_cover(make_arena, tmp_path):
     assert sum(p in calculus for p in picks) <= 10  # 16 of 40 if drawn uniformly
 
 
+def test_deleting_the_votes_lets_the_pool_ask_their_prompts_again(make_arena, tmp_path, monkeypatch):
+    pool = ["What is the derivative of x^3?", "Write a limerick about a cat."]
+    path = tmp_path / "pool.txt"
+    path.write_text("\n".join(pool) + "\n")
+    arena = make_arena(prompt_pool=path)
+    for prompt in pool:
+        battle_id = arena.record_round(prompt, SESSION, answers=("one", "two"), strong_side="a", trusted=None)
+        arena.vote(battle_id, "A", SESSION)
+    with pytest.raises(UserError, match="Every prompt of the pool has a vote"):
+        arena.suggest(1)
+    monkeypatch.setenv("ROUTELLM_DEMO_ADMIN_TOKEN", "s3cret-token")
+    assert arena.delete_votes("s3cret-token")["votes"] == 2
+    assert {arena.suggest(1)[0] for _ in range(12)} == set(pool)
+
+
 def test_an_unreadable_pool_is_one_line_without_the_path(make_arena, tmp_path):
     arena = make_arena(prompt_pool=tmp_path / "missing.txt")
     with pytest.raises(UserError) as e:
