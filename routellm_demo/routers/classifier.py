@@ -229,22 +229,27 @@ class ClassifierRouter(Router):
         self.weights_ = [wt.detach().numpy().astype(np.float32) for wt in weights]
         self.biases_ = [np.asarray(bs.detach().numpy(), dtype=np.float32) for bs in biases]
         self.n_battles_ = int(n)
+        # each battle's distinct prompt, grouped once for the trees' axes and the votes' ridge
+        grouped = (distinct_texts(battles.prompts) if battles.prompts is not None
+                   and (self.tree_weight or self.vote_ridge) else None)
         if self.tree_weight:
-            self._fit_trees(x_emb, text, target, w if weighted else None, battles.prompts)
+            self._fit_trees(x_emb, text, target, w if weighted else None, grouped)
         self.vote_ridge_ = None  # the classifier's own scores first: the ridge is put on their scale
-        if self.vote_ridge:
-            self.vote_ridge_ = self._fit_vote_ridge(battles, x_emb, target)
+        if self.vote_ridge and grouped is not None:
+            self.vote_ridge_ = self._fit_vote_ridge(battles, x_emb, target, grouped)
         return self
 
-    def _fit_vote_ridge(self, battles: Battles, x_emb: np.ndarray, target: np.ndarray) -> VoteRidge | None:
+    def _fit_vote_ridge(self, battles: Battles, x_emb: np.ndarray, target: np.ndarray,
+                        grouped: tuple[list[str], np.ndarray]) -> VoteRidge | None:
         """The votes' own ridge (:mod:`routellm_demo.routers.vote_ridge`), fitted on each voted prompt's mean
-        outcome, against the store's other prompts; None with fewer than ``MIN_VOTES`` voted prompts."""
-        if battles.sources is None or battles.prompts is None:
+        outcome, against the store's other prompts; None with fewer than ``MIN_VOTES`` voted prompts.
+        ``grouped``: :func:`distinct_texts` of the battles' prompts."""
+        if battles.sources is None:
             return None
         is_vote = np.asarray(battles.sources, dtype=object) == ARENA_SOURCE
         if not is_vote.any():
             return None
-        texts, inverse = distinct_texts(list(battles.prompts))
+        texts, inverse = grouped
         voted = np.unique(inverse[is_vote])
         if len(voted) < MIN_VOTES:
             return None
@@ -264,7 +269,7 @@ class ClassifierRouter(Router):
         return int(max(1, min(int(self.epochs), int(self.max_steps) // max(1, steps_per_epoch))))
 
     def _fit_trees(self, x_emb: np.ndarray, text, target: np.ndarray, w: np.ndarray | None = None,
-                   prompts=None) -> None:
+                   grouped: tuple[list[str], np.ndarray] | None = None) -> None:
         """Principal axes of the training embeddings, then boosted trees on the expected outcome
         (1 strong win, 0.5 tie, 0 weak win: squared loss fits P(strong wins) + P(tie)/2 directly).
         Leaves hold at least 1% of the battles (20 at least): each leaf is a mean over many prompts.
@@ -273,7 +278,7 @@ class ClassifierRouter(Router):
         Where the battles of one prompt share its vector (a store's do: one cached embedding a prompt),
         the axes come from the distinct prompts, each weighing its battles' total (the same covariance),
         so a million battles of a few thousand prompts never copy a million vectors to float64 (3 GB)."""
-        groups = _shared_vectors(prompts, x_emb)
+        groups = _shared_vectors(grouped, x_emb)
         first, inverse = groups if groups is not None else (slice(None), None)  # else a row per battle
         x = x_emb[first].astype(np.float64)
         mass = w if inverse is None else np.bincount(inverse, weights=w, minlength=len(x))
@@ -357,13 +362,13 @@ class ClassifierRouter(Router):
         return router
 
 
-def _shared_vectors(prompts, x: np.ndarray, block: int = 65_536) -> tuple[np.ndarray, np.ndarray] | None:
+def _shared_vectors(grouped, x: np.ndarray, block: int = 65_536) -> tuple[np.ndarray, np.ndarray] | None:
     """``(first, inverse)``: each distinct prompt's first battle and each battle's distinct prompt, when
     prompts repeat and every battle of a prompt carries that prompt's vector; None otherwise (checked
-    block by block: no copy of all the vectors)."""
-    if prompts is None:
+    block by block: no copy of all the vectors). ``grouped``: :func:`distinct_texts` of the prompts."""
+    if grouped is None:
         return None
-    texts, inverse = distinct_texts(prompts)
+    texts, inverse = grouped
     if len(texts) == len(inverse):
         return None
     first = np.unique(inverse, return_index=True)[1]
