@@ -27,12 +27,11 @@ sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 
+from protocol import add_protocol_args, held_still  # noqa: E402
 from routellm_demo import active  # noqa: E402
 from routellm_demo.embeddings import Embedder  # noqa: E402
-from routellm_demo.evals.benchmarks import gold_battles  # noqa: E402
 from routellm_demo.evals.metrics import summarize  # noqa: E402
-from routellm_demo.replay import ACTIVE_BATCH, DEFAULT_CACHE_DB, fixed_size, load_domain, seed_set  # noqa: E402
-from routellm_demo.routers import make_router  # noqa: E402
+from routellm_demo.replay import ACTIVE_BATCH, fixed_size  # noqa: E402
 from routellm_demo.routers.vote_ridge import MIN_VOTES, VoteRidge  # noqa: E402
 from routellm_demo.store import Store  # noqa: E402
 
@@ -40,18 +39,12 @@ CHECKPOINTS = (50, 100, 150, 200)
 ORDERS = ("random", "active", "uncertain")
 
 
-def domain(data_dir, name):
-    return load_domain(data_dir, *(("gsm8k", None) if name == "gsm8k" else ("mmlu", name)))
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--router", default="classifier", choices=("classifier", "sw_ranking"))
     parser.add_argument("--seeds", type=int, default=20)
     parser.add_argument("--orders", default=",".join(ORDERS))
-    parser.add_argument("--domains", default="professional_psychology,moral_disputes,gsm8k")
-    parser.add_argument("--data-dir", default=str(ROOT.parent / "shared" / "data" / "routellm"))
-    parser.add_argument("--cache-db", default=str(ROOT / DEFAULT_CACHE_DB))
+    add_protocol_args(parser)
     args = parser.parse_args()
     orders = [o for o in args.orders.split(",") if o]
     unknown = set(orders) - set(ORDERS)
@@ -61,17 +54,9 @@ def main() -> None:
     with Store(args.cache_db) as cache:
         embedder = Embedder(cache)
         for name in args.domains.split(","):
-            voted = domain(args.data_dir, name)
-            watched = domain(args.data_dir, "moral_disputes" if name == "gsm8k" else "gsm8k")
-            benchmark, subject = ("gsm8k", None) if name == "gsm8k" else ("mmlu", name)
-            store = seed_set(args.data_dir, benchmark, subject, "all-other", voted, watched)
-            for evalset in (voted, store):
-                evalset.embeddings = embedder.embed(list(evalset.prompts))
-            router = make_router(args.router).fit(gold_battles(store))
-            before = router.win_probability(voted.embeddings, list(voted.prompts))
-            stored = np.unique(store.embeddings, axis=0)  # one row a prompt, as the classifier passes them
+            setup = held_still(args.data_dir, name, embedder, args.router)
+            voted, before, stored, outcome = setup.voted, setup.before, setup.stored, setup.outcome
             x = voted.embeddings
-            outcome = (1.0 + np.sign(voted.strong_quality - voted.weak_quality)) / 2.0
             n = len(voted)
 
             def blended(chosen):

@@ -25,10 +25,11 @@ sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 
+from protocol import add_protocol_args, split  # noqa: E402
 from routellm_demo.embeddings import Embedder  # noqa: E402
 from routellm_demo.evals.benchmarks import gold_battles  # noqa: E402
 from routellm_demo.evals.metrics import summarize  # noqa: E402
-from routellm_demo.replay import DEFAULT_CACHE_DB, load_domain, seed_set  # noqa: E402
+from routellm_demo.replay import load_domain, seed_set  # noqa: E402
 from routellm_demo.routers.sw_ranking import SWRankingRouter  # noqa: E402
 from routellm_demo.store import Store  # noqa: E402
 
@@ -74,17 +75,15 @@ def learners(domain, votes, stored, vectors, train, test) -> dict[str, np.ndarra
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--domains", default="professional_psychology,moral_disputes,gsm8k")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--six-layers", action="store_true")
-    parser.add_argument("--data-dir", default=str(ROOT.parent / "shared" / "data" / "routellm"))
-    parser.add_argument("--cache-db", default=str(ROOT / DEFAULT_CACHE_DB))
+    add_protocol_args(parser)
     args = parser.parse_args()
 
     with Store(args.cache_db) as cache:
         embedder = Embedder(cache)
         for name in args.domains.split(","):
-            benchmark, subject = ("gsm8k", None) if name == "gsm8k" else ("mmlu", name)
+            benchmark, subject = split(name)
             domain = load_domain(args.data_dir, benchmark, subject)
             store = seed_set(args.data_dir, benchmark, subject, "all-other", domain)
             for evalset in (domain, store):

@@ -24,19 +24,13 @@ sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 
+from protocol import add_protocol_args, held_still, watch_name  # noqa: E402
 from routellm_demo.embeddings import Embedder  # noqa: E402
-from routellm_demo.evals.benchmarks import gold_battles  # noqa: E402
 from routellm_demo.evals.metrics import summarize  # noqa: E402
-from routellm_demo.replay import DEFAULT_CACHE_DB, load_domain, seed_set  # noqa: E402
-from routellm_demo.routers import make_router  # noqa: E402
 from routellm_demo.routers.vote_ridge import NEIGHBOURS, REACH, SHARE, VoteRidge  # noqa: E402
 from routellm_demo.store import Store  # noqa: E402
 
 CHECKPOINTS = (50, 100, 150, 200)
-
-
-def domain(data_dir, name):
-    return load_domain(data_dir, *(("gsm8k", None) if name == "gsm8k" else ("mmlu", name)))
 
 
 def main() -> None:
@@ -46,28 +40,18 @@ def main() -> None:
     parser.add_argument("--neighbours", type=int, default=NEIGHBOURS)
     parser.add_argument("--reach", type=float, default=REACH, help="leverage quantile trusted in full")
     parser.add_argument("--seeds", type=int, default=6)
-    parser.add_argument("--domains", default="professional_psychology,moral_disputes,gsm8k")
-    parser.add_argument("--data-dir", default=str(ROOT.parent / "shared" / "data" / "routellm"))
-    parser.add_argument("--cache-db", default=str(ROOT / DEFAULT_CACHE_DB))
+    add_protocol_args(parser)
     args = parser.parse_args()
 
     with Store(args.cache_db) as cache:
         embedder = Embedder(cache)
         for name in args.domains.split(","):
-            voted = domain(args.data_dir, name)
-            watch_name = "moral_disputes" if name == "gsm8k" else "gsm8k"
-            watched = domain(args.data_dir, watch_name)
-            benchmark, subject = ("gsm8k", None) if name == "gsm8k" else ("mmlu", name)
-            store = seed_set(args.data_dir, benchmark, subject, "all-other", voted, watched)
-            for evalset in (voted, store, watched):
-                evalset.embeddings = embedder.embed(list(evalset.prompts))
-            router = make_router(args.router).fit(gold_battles(store))
-            before = router.win_probability(voted.embeddings, list(voted.prompts))
-            watched_before = router.win_probability(watched.embeddings, list(watched.prompts))
+            setup = held_still(args.data_dir, name, embedder, args.router)
+            voted, watched, before, stored, outcome = (setup.voted, setup.watched, setup.before, setup.stored,
+                                                       setup.outcome)
+            watched_before = setup.router.win_probability(watched.embeddings, list(watched.prompts))
             threshold = float(np.median(watched_before))
-            stored = np.unique(store.embeddings, axis=0)  # one row a prompt, as the classifier passes them
             x = voted.embeddings
-            outcome = (1.0 + np.sign(voted.strong_quality - voted.weak_quality)) / 2.0
 
             def apgr(scores, evalset, idx=slice(None)):
                 return summarize(scores, evalset.strong_quality[idx], evalset.weak_quality[idx])["apgr"]
@@ -98,7 +82,7 @@ def main() -> None:
                   f"  apgr at 0/{'/'.join(map(str, CHECKPOINTS))} votes: "
                   + " ".join(f"{v:.3f}" for v in np.mean(curves, axis=0))
                   + "; mean weight: " + " ".join(f"{v:.2f}" for v in np.mean(gates, axis=0))
-                  + f"\n  {watch_name} after 200 votes: apgr moved " + " ".join(f"{v:+.3f}" for v in moved)
+                  + f"\n  {watch_name(name)} after 200 votes: apgr moved " + " ".join(f"{v:+.3f}" for v in moved)
                   + "; strong share " + " ".join(f"{v:.2f}" for v in shares)
                   + "; largest weight " + " ".join(f"{v:.2f}" for v in gate_max), flush=True)
 
