@@ -607,11 +607,8 @@ class Arena:
         check_admin(admin_token, self.config.admin_token())
         with self._vote_lock:
             deleted = self.store.delete_arena_votes()
-            self._tally = PairTally()
             self._reload_online_routers()
-            if self.pool is not None:  # the deleted votes' prompts may be asked again
-                self.pool.forget_votes()
-            self._changed()
+            self._after_deletion()
         return deleted
 
     def notify_changes(self, changes) -> None:
@@ -619,10 +616,15 @@ class Arena:
         stale, so it is rebuilt from the store (inserts need nothing: the tally reads them itself)."""
         if changes.deleted:
             with self._vote_lock:
-                self._tally = PairTally()
-                if self.pool is not None:
-                    self.pool.forget_votes()
-                self._changed()
+                self._after_deletion()
+
+    def _after_deletion(self) -> None:
+        """Battles were deleted, here or by another process (callers hold the vote lock): the arena tally
+        and the prompt pool's voted prompts are read from the store anew (those prompts may be asked again)."""
+        self._tally = PairTally()
+        if self.pool is not None:
+            self.pool.forget_votes()
+        self._changed()
 
     def _reload_online_routers(self) -> None:
         """The store-fitted routers (elo, sw_ranking) refit from the store after battles were deleted."""
