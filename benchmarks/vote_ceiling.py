@@ -6,8 +6,10 @@ learners that see the gold labels of a training set drawn from the other folds (
 protocol's votes give, or all of them, ~4/5 of the domain, which no arena run gives), and APGR is taken on
 the fold. Learners: the router as the app runs it (sw_ranking fitted on every gold battle outside the
 domain, absorbing the training labels as votes at weight 1 and 30), and learners on the domain's labels
-alone (k nearest neighbours' mean gain, ridge regression on the vectors), on the app's two-layer encoder
-and, with ``--six-layers``, on all six of MiniLM's layers. The best of many learners picked after the fact
+alone (k nearest neighbours' mean gain, ridge regression on the vectors), on the app's two-layer encoder,
+on the text counts the classifier reads beside it (:mod:`routellm_demo.prompt_features`: the prompt's and its
+options', standardised; ridge, and boosted trees as the classifier fits them), on both together, and, with
+``--six-layers``, on all six of MiniLM's layers. The best of many learners picked after the fact
 is optimistic, so the maximum is a ceiling, not a result.
 
 Run: python benchmarks/vote_ceiling.py [--domains professional_psychology,moral_disputes,gsm8k]
@@ -29,8 +31,10 @@ from protocol import add_protocol_args, split  # noqa: E402
 from routellm_demo.embeddings import Embedder  # noqa: E402
 from routellm_demo.evals.benchmarks import gold_battles  # noqa: E402
 from routellm_demo.evals.metrics import summarize  # noqa: E402
+from routellm_demo.prompt_features import choice_features, prompt_features  # noqa: E402
 from routellm_demo.replay import load_domain, seed_set  # noqa: E402
 from routellm_demo.routers.sw_ranking import SWRankingRouter  # noqa: E402
+from routellm_demo.routers.trees import fit_trees, predict_trees  # noqa: E402
 from routellm_demo.store import Store  # noqa: E402
 
 FOLDS = 5
@@ -57,10 +61,19 @@ def ridge_scores(train_x, train_gain, test_x, alpha: float) -> np.ndarray:
     return np.hstack([test_x, np.ones((len(test_x), 1))]) @ w
 
 
+def text_counts(prompts: list[str]) -> np.ndarray:
+    """The prompt's and its options' counts, standardised over the domain."""
+    counts = np.c_[prompt_features(prompts), choice_features(prompts)].astype(np.float64)
+    return (counts - counts.mean(axis=0)) / np.maximum(counts.std(axis=0), 1e-9)
+
+
 def learners(domain, votes, stored, vectors, train, test) -> dict[str, np.ndarray]:
     """Scores of the held-out prompts by each learner that sees the labels of ``train``."""
     gain = domain.strong_quality - domain.weak_quality
     out = {}
+    counts = vectors["text counts"]
+    out["trees (text counts)"] = predict_trees(fit_trees(counts[train], gain[train], min_samples_leaf=20),
+                                               counts[test])
     for weight in (1.0, 30.0):
         router = SWRankingRouter(vote_weight=weight).fit(stored).partial_fit(votes.subset(train))
         out[f"sw_ranking w{weight:g} (store + labels)"] = router.win_probability(
@@ -88,7 +101,10 @@ def main() -> None:
             store = seed_set(args.data_dir, benchmark, subject, "all-other", domain)
             for evalset in (domain, store):
                 evalset.embeddings = embedder.embed(list(evalset.prompts))
-            vectors = {"2 layers": domain.embeddings}
+            counts = text_counts(list(domain.prompts))
+            vectors = {"2 layers": domain.embeddings, "text counts": counts,
+                       # the counts' block weighs as much in total as the unit-norm vector (the classifier's rule)
+                       "2 layers + text counts": np.c_[domain.embeddings, counts / np.sqrt(counts.shape[1])]}
             if args.six_layers:
                 vectors["6 layers"] = six_layer_vectors(list(domain.prompts))
             stored, votes = gold_battles(store), gold_battles(domain)
