@@ -27,7 +27,7 @@ sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 
-from protocol import add_protocol_args, held_still  # noqa: E402
+from protocol import add_protocol_args, held_still, ridge_inputs  # noqa: E402
 from routellm_demo import active  # noqa: E402
 from routellm_demo.embeddings import Embedder  # noqa: E402
 from routellm_demo.evals.metrics import summarize  # noqa: E402
@@ -56,14 +56,14 @@ def main() -> None:
         for name in args.domains.split(","):
             setup = held_still(args.data_dir, name, embedder, args.router)
             voted, before, stored, outcome = setup.voted, setup.before, setup.stored, setup.outcome
-            x = voted.embeddings
+            x, inputs = voted.embeddings, ridge_inputs(setup.router, voted)
             n = len(voted)
 
             def blended(chosen):
                 if len(chosen) < MIN_VOTES:
                     return before
-                ridge = VoteRidge().fit(x[chosen], outcome[chosen], stored, before[chosen])
-                return ridge.blend(before, x)
+                ridge = VoteRidge().fit(x[chosen], outcome[chosen], stored, before[chosen], inputs[chosen])
+                return ridge.blend(before, x, inputs)
 
             curves = {o: [] for o in orders}
             for seed in range(args.seeds):

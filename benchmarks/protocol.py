@@ -52,6 +52,14 @@ class HeldStill:
     outcome: np.ndarray  # each voted prompt's gold outcome: 1 strong better, 0.5 equal, 0 weak better
 
 
+def ridge_inputs(router, evalset: EvalSet) -> np.ndarray:
+    """What the votes' ridge reads for a domain's prompts with this router (the classifier adds an open prompt's
+    text counts; any other, the vectors)."""
+    if hasattr(router, "vote_ridge_inputs"):
+        return router.vote_ridge_inputs(evalset.embeddings, list(evalset.prompts))
+    return evalset.embeddings
+
+
 def held_still(data_dir, name: str, embedder, router: str) -> HeldStill:
     voted = load_domain(data_dir, *split(name))
     watched = load_domain(data_dir, *split(watch_name(name)))

@@ -24,7 +24,7 @@ sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 
-from protocol import add_protocol_args, held_still, watch_name  # noqa: E402
+from protocol import add_protocol_args, held_still, ridge_inputs, watch_name  # noqa: E402
 from routellm_demo.embeddings import Embedder  # noqa: E402
 from routellm_demo.evals.metrics import summarize  # noqa: E402
 from routellm_demo.routers.vote_ridge import NEIGHBOURS, REACH, SHARE, VoteRidge  # noqa: E402
@@ -51,7 +51,8 @@ def main() -> None:
                                                        setup.outcome)
             watched_before = setup.router.win_probability(watched.embeddings, list(watched.prompts))
             threshold = float(np.median(watched_before))
-            x = voted.embeddings
+            x, inputs = voted.embeddings, ridge_inputs(setup.router, voted)  # the ridge's regressors
+            watched_inputs = ridge_inputs(setup.router, watched)
 
             def apgr(scores, evalset, idx=slice(None)):
                 return summarize(scores, evalset.strong_quality[idx], evalset.weak_quality[idx])["apgr"]
@@ -63,15 +64,15 @@ def main() -> None:
                 for k in CHECKPOINTS:
                     votes, rest = order[:k], order[k:]
                     ridge = VoteRidge(args.neighbours, args.share, args.reach).fit(
-                        x[votes], outcome[votes], stored, before[votes])  # on the router's scale, as the classifier
+                        x[votes], outcome[votes], stored, before[votes], inputs[votes])  # as the classifier fits it
 
-                    def blended(base, vectors):
-                        return ridge.blend(base, vectors), ridge.gate(vectors) * ridge.trust(vectors)
+                    def blended(base, vectors, read):
+                        return ridge.blend(base, vectors, read), ridge.gate(vectors) * ridge.trust(read)
 
-                    scores, g = blended(before[rest], x[rest])
+                    scores, g = blended(before[rest], x[rest], inputs[rest])
                     curve.append(apgr(scores, voted, rest))
                     gate_means.append(float(g.mean()))
-                watched_after, g = blended(watched_before, watched.embeddings)
+                watched_after, g = blended(watched_before, watched.embeddings, watched_inputs)
                 curves.append(curve)
                 gates.append(gate_means)
                 moved.append(apgr(watched_after, watched) - apgr(watched_before, watched))

@@ -148,3 +148,53 @@ def test_the_classifier_learns_the_votes_direction_where_they_are_and_keeps_its_
 def test_fewer_voted_prompts_than_the_minimum_give_no_ridge():
     battles, _, _ = classifier_case(MIN_VOTES - 1)
     assert ClassifierRouter(**KW).fit(battles).vote_ridge_ is None
+
+
+def counts_case(options: bool, seed=5, d=6, n_votes=60, n_store=400):
+    """Votes whose outcome rises with how many numbers the prompt holds, on vectors that carry none of it."""
+    rng = np.random.default_rng(seed)
+    votes = unit(np.c_[np.ones(n_votes), 0.05 * rng.standard_normal((n_votes, d - 1))])
+    store = unit(np.c_[np.zeros((n_store, 2)), np.ones(n_store), 0.05 * rng.standard_normal((n_store, d - 3))])
+    numbers = rng.integers(0, 6, n_votes)
+    tail = "\nA. yes\nB. no\nC. maybe\nD. never" if options else ""
+    vote_prompts = [f"How many apples has {chr(97 + i % 26)}{chr(97 + i // 26)} left"
+                    + "".join(f" after {3 + j} are eaten" for j in range(k)) + tail for i, k in enumerate(numbers)]
+    store_prompts = [f"Tell me about the topic {chr(97 + i % 26)}{chr(97 + i // 26 % 26)}" for i in range(n_store)]
+    y = np.r_[rng.integers(0, 2, n_store).astype(float), (numbers >= 3).astype(float)]
+    n = len(y)
+    sources = ["import:mmlu"] * n_store + ["arena-vote"] * n_votes
+    battles = Battles(["strong", "weak"], np.zeros(n), np.ones(n), y, np.vstack([store, votes]).astype(np.float32),
+                      np.arange(n), store_prompts + vote_prompts, sources)
+    return battles, votes.astype(np.float32), vote_prompts, numbers
+
+
+def test_the_classifiers_ridge_reads_an_open_prompts_text_counts_and_not_a_multiple_choice_ones():
+    from routellm_demo.prompt_features import FEATURE_NAMES
+
+    battles, votes, prompts, numbers = counts_case(options=False)
+    router = ClassifierRouter(epochs=5, tree_weight=0.0).fit(battles)
+    ridge = router.vote_ridge_
+    assert ridge.n_inputs_ == votes.shape[1] + len(FEATURE_NAMES)
+    many = numbers >= 3
+    ridge_says = ridge.predict(router.vote_ridge_inputs(votes, prompts))
+    assert float(np.mean(ridge_says[many][:, None] > ridge_says[~many][None, :])) > 0.9  # read from the counts
+    # the same votes on the vectors alone: nothing to read
+    vectors_only = VoteRidge().fit(votes, many.astype(float), votes)
+    assert float(np.mean(vectors_only.predict(votes)[many][:, None] > vectors_only.predict(votes)[~many][None, :])) < 0.75
+    # multiple-choice votes: their counts' block stays zero, so the ridge reads their vectors alone
+    battles, votes, prompts, _ = counts_case(options=True)
+    mc = ClassifierRouter(epochs=5, tree_weight=0.0).fit(battles).vote_ridge_
+    np.testing.assert_allclose(mc.coef_[votes.shape[1]:], 0.0, atol=1e-12)
+
+
+def test_a_ridge_saved_on_the_vectors_alone_still_blends_after_a_load(tmp_path):
+    battles, votes, prompts, _ = counts_case(options=False)
+    router = ClassifierRouter(epochs=5, tree_weight=0.0).fit(battles)
+    loaded = ClassifierRouter.load(router.save(tmp_path / "counts.npz"))
+    np.testing.assert_array_equal(loaded.win_probability(votes, prompts), router.win_probability(votes, prompts))
+    # a ridge from before the counts (fitted on the vectors): blended on the vectors, not refused
+    old = VoteRidge().fit(votes, np.linspace(0, 1, len(votes)), votes, router.win_probability(votes, prompts))
+    router.vote_ridge_ = old
+    head_only = ClassifierRouter.load(router.save(tmp_path / "old.npz"))
+    assert head_only.vote_ridge_.n_inputs_ == votes.shape[1]
+    np.testing.assert_array_equal(head_only.win_probability(votes, prompts), router.win_probability(votes, prompts))

@@ -13,6 +13,9 @@ knows something:
   beside psychology vignettes) it is trusted in full only up to the ``reach`` quantile of the voted prompts'
   own leverage, and not at all from twice that;
 - the ridge's penalty is the one of ``ALPHAS`` with the least leave-one-out error on the votes;
+- the ridge may read more than the vector (``inputs``: the classifier adds an open prompt's text counts,
+  which lift a word problem's ranking and put it off a subject's votes' span); the gate always compares the
+  vectors;
 - the ridge speaks on the router's scale: its predictions at the votes are matched, quantile to quantile, to
   the router's scores there. A heavily penalised ridge varies far less than the router, so blended raw it would
   leave the router's ranking in charge wherever the gate is below 1 (moral_disputes stayed at .45).
@@ -56,20 +59,23 @@ class VoteRidge:
         self.random_state = random_state
 
     def fit(self, votes: np.ndarray, outcomes: np.ndarray, store: np.ndarray,
-            scores: np.ndarray | None = None) -> "VoteRidge":
-        """``scores``: the router's scores at the voted prompts, the scale :meth:`blend` puts the ridge on
-        (None: the ridge's own, an expected outcome)."""
+            scores: np.ndarray | None = None, inputs: np.ndarray | None = None) -> "VoteRidge":
+        """``votes``: the voted prompts' vectors (the gate's); ``scores``: the router's scores at them, the
+        scale :meth:`blend` puts the ridge on (None: the ridge's own, an expected outcome); ``inputs``: what
+        the ridge regresses on at them, one row a voted prompt (None: the vectors)."""
         votes = np.asarray(votes, dtype=np.float64)
+        regressors = votes if inputs is None else np.asarray(inputs, dtype=np.float64)
         outcomes = np.asarray(outcomes, dtype=np.float64)
-        if len(votes) < 2 or len(votes) != len(outcomes):
-            raise ValueError(f"a vote ridge needs at least 2 voted prompts with an outcome each, got {len(votes)}")
-        self.x_mean_ = votes.mean(axis=0)
+        if len(votes) < 2 or len(votes) != len(outcomes) or len(regressors) != len(votes):
+            raise ValueError(f"a vote ridge needs at least 2 voted prompts with an outcome (and inputs) each, "
+                             f"got {len(votes)}")
+        self.x_mean_ = regressors.mean(axis=0)
         self.y_mean_ = float(outcomes.mean())
-        xc, yc = votes - self.x_mean_, outcomes - self.y_mean_
+        xc, yc = regressors - self.x_mean_, outcomes - self.y_mean_
         self.alpha_ = min(ALPHAS, key=lambda alpha: loo_error(xc, yc, alpha))
-        self.inverse_ = np.linalg.inv(xc.T @ xc + self.alpha_ * np.eye(votes.shape[1]))
+        self.inverse_ = np.linalg.inv(xc.T @ xc + self.alpha_ * np.eye(regressors.shape[1]))
         self.coef_ = self.inverse_ @ xc.T @ yc
-        self.limit_ = max(float(np.quantile(self._leverage(votes), self.reach)), 1e-12)
+        self.limit_ = max(float(np.quantile(self._leverage(regressors), self.reach)), 1e-12)
         store = np.asarray(store, dtype=np.float32)
         rows = np.random.default_rng(self.random_state).permutation(len(store))[: self.reference_rows]
         self.reference_ = store[np.sort(rows)]
@@ -80,15 +86,20 @@ class VoteRidge:
             scores = np.asarray(scores, dtype=np.float64)
             if len(scores) != len(votes):
                 raise ValueError(f"{len(scores)} router scores for {len(votes)} voted prompts")
-            self.scale_from_, self.scale_to_ = np.sort(self.predict(votes)), np.sort(scores)
+            self.scale_from_, self.scale_to_ = np.sort(self.predict(regressors)), np.sort(scores)
         return self
+
+    @property
+    def n_inputs_(self) -> int:
+        """How many columns the ridge reads (the vectors' width when fitted on them alone)."""
+        return len(self.x_mean_)
 
     def _leverage(self, x: np.ndarray) -> np.ndarray:
         xc = np.asarray(x, dtype=np.float64) - self.x_mean_
         return ((xc @ self.inverse_) * xc).sum(axis=1)
 
     def predict(self, x: np.ndarray) -> np.ndarray:
-        """The ridge's expected outcome per prompt, in [0, 1]."""
+        """The ridge's expected outcome per prompt (``x``: its inputs), in [0, 1]."""
         return np.clip((np.asarray(x, dtype=np.float64) - self.x_mean_) @ self.coef_ + self.y_mean_, 0.0, 1.0)
 
     def trust(self, x: np.ndarray) -> np.ndarray:
@@ -118,10 +129,12 @@ class VoteRidge:
         predicted = self.predict(x)
         return predicted if self.scale_from_ is None else np.interp(predicted, self.scale_from_, self.scale_to_)
 
-    def blend(self, scores: np.ndarray, x: np.ndarray) -> np.ndarray:
-        """``(1 - w) * scores + w * ridge`` with w = gate x trust: the router's score far from the votes."""
-        w = self.gate(x) * self.trust(x)
-        return (1.0 - w) * np.asarray(scores, dtype=np.float64) + w * self.on_router_scale(x)
+    def blend(self, scores: np.ndarray, x: np.ndarray, inputs: np.ndarray | None = None) -> np.ndarray:
+        """``(1 - w) * scores + w * ridge`` with w = gate (on the vectors ``x``) x trust (on the ridge's
+        ``inputs``, the vectors by default): the router's score far from the votes."""
+        inputs = x if inputs is None else inputs
+        w = self.gate(x) * self.trust(inputs)
+        return (1.0 - w) * np.asarray(scores, dtype=np.float64) + w * self.on_router_scale(inputs)
 
     # -- persistence (arrays for a router's checkpoint) -------------------------------------------------
     ARRAYS = ("x_mean", "y_mean", "coef", "inverse", "limit", "alpha", "reference", "reference_mass", "votes",
