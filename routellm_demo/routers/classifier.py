@@ -33,11 +33,11 @@ ranked moral_disputes at .44 before and after them, at weight 5) while it pulls 
 global (``benchmarks/vote_locality.py --router classifier`` measures the pull on a domain that got no vote).
 
 What learns the new domain is ``vote_ridge`` (the default): a fit that holds at least ``MIN_VOTES`` voted
-prompts also fits a ridge on the votes alone, put on the classifier's scale at the votes, and a prompt's
-probability moves to the ridge's where the votes are and the ridge can be trusted
-(:mod:`routellm_demo.routers.vote_ridge`): far from them, the classifier's own. With it, weight 5 ranked the
-voted domains no better than 1 and moved a domain that got no vote further (README, "The classifier's votes
-at weight 1").
+prompts also fits a ridge on the votes alone (on the vector and, for an open prompt, its text counts), put on
+the classifier's scale at the votes, and a prompt's probability moves to the ridge's where the votes are and
+the ridge can be trusted (:mod:`routellm_demo.routers.vote_ridge`): far from them, the classifier's own.
+With it, weight 5 ranked the voted domains no better than 1 and moved a domain that got no vote further
+(README, "The classifier's votes at weight 1").
 
 The learning rate falls linearly to 0 over training (``lr_schedule="linear"``; "constant" was the rule
 before issue 18). With a constant rate Adam's last minibatches leave the head wherever they happen to,
