@@ -270,10 +270,10 @@ class ClassifierRouter(Router):
 
     def _vote_ridge_inputs(self, x: np.ndarray, text) -> np.ndarray:
         """What the votes' ridge reads: the embedding, and an open prompt's text counts as the head scales them
-        (a multiple-choice prompt's are zeros). Held still over 20 seeds, the counts lift GSM8K's ridge (.612 ->
-        .637 after 200 votes) and keep its word problems off a subject's votes' span; a subject's own counts
-        would mislead (moral_disputes .604 -> .538), as they pull MMLU's and GSM8K's gains opposite ways in
-        the head (README, "The falls after 50 votes"). Without split counts, the embedding alone."""
+        (a multiple-choice prompt's are zeros). The counts lift a ridge on word problems' votes and keep word
+        problems off a subject's votes' span; a subject's own counts mislead it, as they pull MMLU's and
+        GSM8K's gains opposite ways in the head (README, "The votes' ridge reads an open prompt's text
+        counts"). Without split counts, the embedding alone."""
         if not (self.text_weight and self.split_by_options):
             return x
         return np.hstack([x, self._inputs(x, text)[:, -len(FEATURE_NAMES):]])  # the open prompts' block
