@@ -3,8 +3,9 @@ with and without its boosted trees; plus a refit's time on the shipped training-
 
 Reads ``data/checkpoints/classifier.npz`` (the router the app uses by default). Embedding the prompt is
 excluded (the vector is given); the text counts, the multiple-choice features and the trees' walk are
-included. "with_vote_ridge": the same router after 200 votes, with the votes' ridge and its gate against a
-4096-prompt sample of the store (``routellm_demo/routers/vote_ridge.py``). A refit (what the app does in the
+included. "with_vote_ridge": the same router after 200 votes on open prompts, with the votes' ridge (on the
+vector and an open prompt's text counts, as the classifier fits it) and its gate against a 4096-prompt sample
+of the store (``routellm_demo/routers/vote_ridge.py``), scoring the multiple-choice prompt and an open one. A refit (what the app does in the
 background every 50 votes) is timed on synthetic battles of the checkpoint's own size, without votes and
 with 200 of them. Prints figures; never asserts on time.
 
@@ -28,6 +29,7 @@ from routellm_demo.routers.vote_ridge import VoteRidge  # noqa: E402
 
 PROMPT = ("A train leaves at 3:15 pm at 80 km/h; a second leaves 45 minutes later at 100 km/h. When does "
           "the second catch up?\nA. 5:00 pm\nB. 6:15 pm\nC. 7:00 pm\nD. It never does\nAnswer:")
+OPEN_PROMPT = PROMPT.split("\nA.")[0]  # the same question without options: the ridge reads its counts
 
 
 def percentiles(seconds: list[float]) -> str:
@@ -53,12 +55,16 @@ def main() -> None:
     head_only.tree_weight = 0.0
     voted = ClassifierRouter.load(ROOT / "data" / "checkpoints" / "classifier.npz")
     votes = rng.standard_normal((200, 384))
+    votes /= np.linalg.norm(votes, axis=1, keepdims=True)
+    vote_texts = [f"How many apples are left after {i} of {2 * i + 7} are eaten?" for i in range(200)]
     store = rng.standard_normal((20_000, 384)).astype(np.float32)
-    voted.vote_ridge_ = VoteRidge().fit(votes / np.linalg.norm(votes, axis=1, keepdims=True), rng.random(200),
-                                        store / np.linalg.norm(store, axis=1, keepdims=True))
-    for label, r in (("blend", router), ("head_only", head_only), ("with_vote_ridge", voted)):
-        r.win_probability(x, [PROMPT])
-        print(f"classifier {label} one_prompt {percentiles(time_calls(lambda: r.win_probability(x, [PROMPT]), 500))}")
+    voted.vote_ridge_ = VoteRidge().fit(votes, rng.random(200), store / np.linalg.norm(store, axis=1, keepdims=True),
+                                        inputs=voted.vote_ridge_inputs(votes, vote_texts))
+    for label, r, prompt in (("blend", router, PROMPT), ("head_only", head_only, PROMPT),
+                             ("with_vote_ridge", voted, PROMPT), ("with_vote_ridge open_prompt", voted, OPEN_PROMPT)):
+        r.win_probability(x, [prompt])
+        print(f"classifier {label} one_prompt "
+              f"{percentiles(time_calls(lambda: r.win_probability(x, [prompt]), 500))}")
     batch = rng.standard_normal((1000, 384)).astype(np.float32)
     batch /= np.linalg.norm(batch, axis=1, keepdims=True)
     prompts = [PROMPT.replace("80", str(i)) for i in range(1000)]
