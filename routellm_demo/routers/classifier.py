@@ -229,9 +229,12 @@ class ClassifierRouter(Router):
         self.weights_ = [wt.detach().numpy().astype(np.float32) for wt in weights]
         self.biases_ = [np.asarray(bs.detach().numpy(), dtype=np.float32) for bs in biases]
         self.n_battles_ = int(n)
-        # each battle's distinct prompt, grouped once for the trees' axes and the votes' ridge
-        grouped = (distinct_texts(battles.prompts) if battles.prompts is not None
-                   and (self.tree_weight or self.vote_ridge) else None)
+        # each battle's distinct prompt (and each prompt's first battle), grouped once for the trees' axes and
+        # the votes' ridge
+        grouped = None
+        if battles.prompts is not None and (self.tree_weight or self.vote_ridge):
+            texts, inverse = distinct_texts(battles.prompts)
+            grouped = (texts, inverse, np.unique(inverse, return_index=True)[1])
         if self.tree_weight:
             self._fit_trees(x_emb, text, target, w if weighted else None, grouped)
         self.vote_ridge_ = None  # the classifier's own scores first: the ridge is put on their scale
@@ -240,43 +243,41 @@ class ClassifierRouter(Router):
         return self
 
     def _fit_vote_ridge(self, battles: Battles, x_emb: np.ndarray, target: np.ndarray,
-                        grouped: tuple[list[str], np.ndarray]) -> VoteRidge | None:
+                        grouped: tuple[list[str], np.ndarray, np.ndarray]) -> VoteRidge | None:
         """The votes' own ridge (:mod:`routellm_demo.routers.vote_ridge`), fitted on each voted prompt's mean
         outcome, against the store's other prompts; None with fewer than ``MIN_VOTES`` voted prompts.
-        ``grouped``: :func:`distinct_texts` of the battles' prompts."""
+        ``grouped``: :func:`distinct_texts` of the battles' prompts and each prompt's first battle."""
         if battles.sources is None:
             return None
         is_vote = np.asarray(battles.sources, dtype=object) == ARENA_SOURCE
         if not is_vote.any():
             return None
-        texts, inverse = grouped
+        texts, inverse, first = grouped  # first: each distinct prompt's first battle (its vector)
         voted = np.unique(inverse[is_vote])
         if len(voted) < MIN_VOTES:
             return None
-        first = np.unique(inverse, return_index=True)[1]  # each distinct prompt's first battle (its vector)
         outcome = np.bincount(inverse[is_vote], weights=target[is_vote], minlength=len(texts))[voted]
         outcome /= np.bincount(inverse[is_vote], minlength=len(texts))[voted]
         others = np.setdiff1d(np.unique(inverse[~is_vote]), voted)
         at_votes, voted_texts = x_emb[first[voted]], [texts[i] for i in voted]
         own = self.win_probability(at_votes, voted_texts)
-        inputs = self._vote_ridge_inputs(at_votes, self._text(voted_texts, len(at_votes)))
         return VoteRidge(random_state=int(self.random_state)).fit(at_votes, outcome, x_emb[first[others]], own,
-                                                                 inputs)
+                                                                 self.vote_ridge_inputs(at_votes, voted_texts))
 
     def vote_ridge_inputs(self, embeddings: np.ndarray, prompts=None) -> np.ndarray:
         """What the votes' ridge reads for these prompts (for a benchmark that fits one as :meth:`fit` does)."""
         x = check_embeddings(embeddings, getattr(self, "n_features_in_", None))
-        return self._vote_ridge_inputs(x, self._text(prompts, len(x)))
+        return self._vote_ridge_inputs(x, self._inputs(x, self._text(prompts, len(x))))
 
-    def _vote_ridge_inputs(self, x: np.ndarray, text) -> np.ndarray:
+    def _vote_ridge_inputs(self, x: np.ndarray, head_input: np.ndarray) -> np.ndarray:
         """What the votes' ridge reads: the embedding, and an open prompt's text counts as the head scales them
         (a multiple-choice prompt's are zeros). The counts lift a ridge on word problems' votes and keep word
         problems off a subject's votes' span; a subject's own counts mislead it, as they pull MMLU's and
         GSM8K's gains opposite ways in the head (README, "The votes' ridge reads an open prompt's text
-        counts"). Without split counts, the embedding alone."""
+        counts"). Without split counts, the embedding alone. ``head_input``: :meth:`_inputs` of the prompts."""
         if not (self.text_weight and self.split_by_options):
             return x
-        return np.hstack([x, self._inputs(x, text)[:, -len(FEATURE_NAMES):]])  # the open prompts' block
+        return np.hstack([x, head_input[:, -len(FEATURE_NAMES):]])  # the open prompts' block
 
     def epochs_for(self, n: int) -> int:
         """``epochs``, or fewer where that many passes would exceed ``max_steps`` minibatches: a store of a
@@ -286,7 +287,7 @@ class ClassifierRouter(Router):
         return int(max(1, min(int(self.epochs), int(self.max_steps) // max(1, steps_per_epoch))))
 
     def _fit_trees(self, x_emb: np.ndarray, text, target: np.ndarray, w: np.ndarray | None = None,
-                   grouped: tuple[list[str], np.ndarray] | None = None) -> None:
+                   grouped: tuple[list[str], np.ndarray, np.ndarray] | None = None) -> None:
         """Principal axes of the training embeddings, then boosted trees on the expected outcome
         (1 strong win, 0.5 tie, 0 weak win: squared loss fits P(strong wins) + P(tie)/2 directly).
         Leaves hold at least 1% of the battles (20 at least): each leaf is a mean over many prompts.
@@ -327,7 +328,8 @@ class ClassifierRouter(Router):
         multiple-choice prompts."""
         x = check_embeddings(embeddings, getattr(self, "n_features_in_", None))
         text = self._text(prompts, len(x))
-        p = sigmoid(self._logit(self._inputs(x, text))).astype(np.float64)
+        head_input = self._inputs(x, text)
+        p = sigmoid(self._logit(head_input)).astype(np.float64)
         # The trees' edge is the multiple-choice structure; on an open prompt they only add variance
         # (GSM8K trained beside MMLU, mean of 5 fold draws: head alone .648, blended everywhere .623),
         # so open prompts (every chat turn without lettered options) skip the trees' walk.
@@ -339,7 +341,7 @@ class ClassifierRouter(Router):
         ridge = getattr(self, "vote_ridge_", None)
         if ridge is not None:
             # a ridge saved before it read the counts reads the embedding alone
-            inputs = x if ridge.n_inputs_ == x.shape[1] else self._vote_ridge_inputs(x, text)
+            inputs = x if ridge.n_inputs_ == x.shape[1] else self._vote_ridge_inputs(x, head_input)
             p = ridge.blend(p, x, inputs)
         return p
 
@@ -385,13 +387,13 @@ class ClassifierRouter(Router):
 def _shared_vectors(grouped, x: np.ndarray, block: int = 65_536) -> tuple[np.ndarray, np.ndarray] | None:
     """``(first, inverse)``: each distinct prompt's first battle and each battle's distinct prompt, when
     prompts repeat and every battle of a prompt carries that prompt's vector; None otherwise (checked
-    block by block: no copy of all the vectors). ``grouped``: :func:`distinct_texts` of the prompts."""
+    block by block: no copy of all the vectors). ``grouped``: :func:`distinct_texts` of the prompts and each
+    distinct prompt's first battle."""
     if grouped is None:
         return None
-    texts, inverse = grouped
+    texts, inverse, first = grouped
     if len(texts) == len(inverse):
         return None
-    first = np.unique(inverse, return_index=True)[1]
     for start in range(0, len(x), block):
         if not np.array_equal(x[start:start + block], x[first[inverse[start:start + block]]]):
             return None
