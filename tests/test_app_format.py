@@ -25,6 +25,20 @@ def test_the_routing_card_says_when_old_turns_were_left_out():
     assert "left out" not in fmt.decision_card(d, Answer("Hi", d, "Strong", "strong", 10, 1, "api", 0, 0, 1, None))
 
 
+def test_escaped_text_reads_as_typed_in_markdown_and_stays_inert():
+    """A visitor's or a router's text in a gr.Markdown shows as written (an apostrophe once showed as
+    ``&#x27;``: its entity's ``#`` was escaped) and opens no tag, link or emphasis. Rendered by CommonMark
+    (markdown-it, which Gradio's dependencies bring) as a stand-in for the browser's renderer."""
+    from markdown_it import MarkdownIt
+
+    typed = 'mmlu\'s "held-out" <b>bold</b> & a*b_c #1 [link](http://x) `code`'
+    html = MarkdownIt("commonmark").renderInline(fmt.esc(typed))
+    assert "&#" not in fmt.esc(typed)
+    assert "<b>" not in html and "<a" not in html and "<em>" not in html and "<code>" not in html
+    assert html.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&").replace("&quot;", '"') == typed
+    assert fmt.h("it's") == "it&#x27;s"  # gr.HTML reads the entity as an apostrophe
+
+
 def test_app_py_is_the_spaces_entry_point():
     """A Space runs ``app.py`` (README's ``app_file``): it must still start :func:`routellm_demo.ui.main`."""
     from routellm_demo.ui import main

@@ -29,16 +29,21 @@ HOW_IT_LEARNS = {"online": "every vote (online)", "loaded": "as loaded (checkpoi
 
 
 def esc(text, limit: int | None = None) -> str:
-    """User or model text made safe for HTML (and inert as Markdown), optionally shortened."""
-    return re.sub(r"([\\`*_{}\[\]()#+!|~>-])", r"\\\1", h(text, limit))
+    """User or model text made safe for HTML (and inert as Markdown), optionally shortened. Quotes stay as
+    they are: they are harmless in Markdown's text, and the ``#`` of their HTML entity would be escaped too."""
+    return re.sub(r"([\\`*_{}\[\]()#+!|~>-])", r"\\\1", html.escape(_collapsed(text, limit), quote=False))
 
 
 def h(text, limit: int | None = None) -> str:
     """Text for gr.HTML: escaped, whitespace collapsed, optionally shortened."""
+    return html.escape(_collapsed(text, limit))
+
+
+def _collapsed(text, limit: int | None) -> str:
     s = " ".join(str(text).split())
     if limit is not None and len(s) > limit:
         s = s[: limit - 1] + "…"
-    return html.escape(s)
+    return s
 
 
 def money(x: float | None) -> str:
