@@ -394,10 +394,6 @@ class WhatIfResult:
     def always_weak_per_1k(self) -> float:
         return float(1000 * self._weak_cost.mean())
 
-    @property
-    def quality_label(self) -> str:
-        return self.quality.label if self.quality is not None else f"no estimate from {self.benchmark}"
-
     def column_titles(self) -> dict[str, str]:
         """Column headings for :attr:`table`; the quality one names the benchmark and says it is an estimate."""
         titles = dict(COLUMN_TITLES)

@@ -239,9 +239,13 @@ def test_whatif_tab_projects_a_real_prompt_file_and_refuses_a_bad_one(page, serv
     before = (rt.store.count_battles(), len(rt.store.decisions()))
 
     page.get_by_role("tab", name="What-if").click()
+    expect(page.locator("#whatif-summary")).to_contain_text("Choose a prompt file")  # no empty table or plot yet
+    expect(page.locator("#whatif-table")).to_be_hidden()
+    expect(page.locator("#whatif-plot")).to_be_hidden()
     page.locator("#whatif-file input[type=file]").set_input_files(str(good))
     page.locator("#whatif-run").click()
     expect(page.locator("#whatif-summary")).to_contain_text("100 prompts", timeout=3 * TIMEOUT_MS)
+    expect(page.locator("#whatif-summary")).to_contain_text("mmlu's held-out evaluation")  # no stray entity
     expect(page.locator("#whatif-summary")).to_contain_text("not measured on your prompts")
     expect(page.locator("#whatif-table")).to_contain_text("cost per 1,000 requests")
     page.wait_for_selector("#whatif-plot img")  # matplotlib arrives as an image
@@ -253,6 +257,7 @@ def test_whatif_tab_projects_a_real_prompt_file_and_refuses_a_bad_one(page, serv
     page.locator("#whatif-run").click()
     expect(page.locator("#whatif-summary")).to_contain_text("row 3", timeout=TIMEOUT_MS)
     expect(page.locator("#whatif-summary")).to_contain_text("empty")
+    expect(page.locator("#whatif-table")).to_be_hidden()  # the first file's projection does not linger
     assert (rt.store.count_battles(), len(rt.store.decisions())) == before  # nothing stored
 
 

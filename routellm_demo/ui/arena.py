@@ -75,8 +75,9 @@ def arena_tab(arena: Arena, limits: Limits, session: gr.State, visitors=None) ->
 
     with gr.Tab("Arena", id="arena"):
         gr.Markdown("Ask one question; **both models answer side by side**, names hidden, sides random. When both "
-                    "are done, vote. Your vote is stored as a battle and the **sw_ranking** router learns from it "
-                    "immediately; the page then shows the names and what changed. Votes, with their question and "
+                    "are done, vote. Your vote is stored as a battle: **sw_ranking** learns from it at once, mf and "
+                    "the classifier at their next background refit (Learning tab); "
+                    "the page then shows the names and what changed. Votes, with their question and "
                     "answers, are public (Data tab): don't type anything private.")
         with gr.Row():
             arena_prompt = gr.Textbox(show_label=False, placeholder="Ask both models, press Enter",

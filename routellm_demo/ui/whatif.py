@@ -30,6 +30,8 @@ INTRO = ("Bring a file of **your own prompts** (.txt, one per line; .jsonl with 
          "what a router would do with that traffic before routing anything: how it scores it, what each share of "
          "strong calls would cost, and the quality to expect. Your prompts are not stored: the file is deleted "
          "once read, nothing goes into the shared database, and no other visitor sees them.")
+WAITING = ("Choose a prompt file and press **Project my traffic**: how the router scores your prompts, what each "
+           "share of strong calls costs and the quality to expect appear here.")
 
 
 def result_frame(result: whatif.WhatIfResult, step_pct: float = 10) -> pd.DataFrame:
@@ -58,8 +60,9 @@ def result_summary(result: whatif.WhatIfResult) -> str:
         "estimated at ~4 characters per token).",
     ]
     if result.quality is not None:
-        lines.append(f"Estimated quality: {esc(result.quality_label)}. It is an estimate from that benchmark, "
-                     "**not measured on your prompts**.")
+        q = result.quality
+        lines.append(f"Quality: **estimated** from {esc(q.benchmark)}'s held-out evaluation ({esc(q.router)}'s "
+                     "curve at each share of strong calls), **not measured on your prompts**.")
     lines += [f"*{esc(n)}*" for n in result.notes]
     return "\n\n".join(lines)
 
@@ -79,8 +82,9 @@ def whatif_tab(runtime: Runtime) -> None:
     cfg = runtime.config
 
     def project(path, router, benchmark, strong_price, weak_price, answer_tokens, progress=gr.Progress()):
+        nothing = (gr.update(value=None, visible=False),) * 3  # no plot, table or CSV from an earlier file stays
         if not path:
-            return "❌ Choose a prompt file first.", None, pd.DataFrame(), None
+            return "❌ Choose a prompt file first.", *nothing
         try:
             try:
                 prompts = whatif.read_prompts(path, name=Path(path).name, max_chars=cfg.max_prompt_chars)
@@ -91,9 +95,10 @@ def whatif_tab(runtime: Runtime) -> None:
                 weak_price=float(weak_price or 0), answer_tokens=int(answer_tokens or 0),
                 progress=lambda done, total, stage: progress(done / max(total, 1), desc=f"{stage} {done:,}/{total:,}"))
         except UserError as e:
-            return f"❌ {esc(e.public)}", None, pd.DataFrame(), None
+            return f"❌ {esc(e.public)}", *nothing
         csv = result.write_csv(download_folder() / "whatif_scores.csv")
-        return result_summary(result), result.figure(), result_frame(result), str(csv)
+        return (result_summary(result), gr.update(value=result.figure(), visible=True),
+                gr.update(value=result_frame(result), visible=True), gr.update(value=str(csv), visible=True))
 
     with gr.Tab("What-if", id="whatif"):
         gr.Markdown(INTRO.format(max_prompts=whatif.WHATIF_MAX_PROMPTS, max_mb=whatif.WHATIF_MAX_BYTES / 2**20))
@@ -113,9 +118,10 @@ def whatif_tab(runtime: Runtime) -> None:
                                           precision=0, minimum=0)
                 run = gr.Button("Project my traffic", variant="primary", elem_id="whatif-run")
             with gr.Column(scale=3):
-                summary = gr.Markdown(elem_id="whatif-summary")
-                plot = gr.Plot(show_label=False, elem_id="whatif-plot")
-        table = gr.Dataframe(interactive=False, elem_id="whatif-table", wrap=True)
-        download = gr.File(label="Per-prompt scores (CSV)", interactive=False, elem_id="whatif-download")
+                summary = gr.Markdown(WAITING, elem_id="whatif-summary")
+                plot = gr.Plot(show_label=False, elem_id="whatif-plot", visible=False)  # shown with a projection
+        table = gr.Dataframe(interactive=False, elem_id="whatif-table", wrap=True, visible=False)
+        download = gr.File(label="Per-prompt scores (CSV)", interactive=False, elem_id="whatif-download",
+                           visible=False)
     run.click(project, [upload, router, benchmark, strong_price, weak_price, answer_tokens],
               [summary, plot, table, download], api_name="whatif", concurrency_id="whatif", concurrency_limit=1)
