@@ -101,6 +101,8 @@ def test_learning_tab_helpers_render_votes_and_router_versions():
     labels = [line.get_label() for line in fig.axes[0].get_lines()]
     assert any(label.startswith("sw_ranking") for label in labels), labels  # classifier has no scores here
     assert prequential_plot([prequential([])]).axes
+    one = prequential_plot([prequential(rows[:1], window=10)]).axes[0]  # one vote: whole-number axis, room to grow
+    assert one.get_xlim() == (0, 10.5) and all(t == int(t) for t in one.get_xticks())
 
     class FakeRefresher:
         every, rounds, last_error = 50, 2, "ValueError: <b>boom</b>"

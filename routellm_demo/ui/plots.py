@@ -8,6 +8,7 @@ a library object in, something to show out, no Gradio.
 from __future__ import annotations
 
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from routellm_demo.learning import Prequential
 from routellm_demo.ui.format import ROUTE_COLOR
@@ -60,6 +61,9 @@ def prequential_plot(preqs: list[Prequential]) -> Figure:
             label=f"baseline: the side that won most earlier votes (last {base.window})")
     ax.axhline(0.5, color="#d1d5db", lw=0.8)
     ax.set_ylim(0.0, 1.02)
+    last = max(p.n for preq in scored for p in preq.points)
+    ax.set_xlim(0, max(last, 10) + 0.5)  # a vote count: whole numbers, room to grow at first
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("arena votes with a winner, oldest first", fontsize=8)
     ax.set_ylabel("share predicted right", fontsize=8)
     ax.legend(fontsize=7, loc="lower right")
