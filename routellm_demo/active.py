@@ -9,7 +9,7 @@ votes' span. The arena's order (:func:`next_prompts`, ``simulate-votes --order a
 
 The first rule tried drew by the router's *uncertainty* (its score near the routing cut) or the routers'
 *disagreement* (:func:`uncertainty`, :func:`disagreement`, :func:`priority`; ``--order uncertain``). With
-the router held still over many seeds (README, "Active order: what the votes have not covered"), it taught
+the router held still over many seeds (LEARNING.md, "Active order: what the votes have not covered"), it taught
 no more than random order, while the coverage gap ranked the rest of the domain better after 200 votes on
 two of the issue's three domains. A score near the cut is a poor guide on a domain the router has not
 learned yet: there its scores are the ones in doubt.

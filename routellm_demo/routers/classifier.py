@@ -37,7 +37,7 @@ prompts also fits a ridge on the votes alone (on the vector and, for an open pro
 the classifier's scale at the votes, and a prompt's probability moves to the ridge's where the votes are and
 the ridge can be trusted (:mod:`routellm_demo.routers.vote_ridge`): far from them, the classifier's own.
 With it, weight 5 ranked the voted domains no better than 1 and moved a domain that got no vote further
-(README, "The classifier's votes at weight 1").
+(LEARNING.md, "The classifier's votes at weight 1").
 
 The learning rate falls linearly to 0 over training (``lr_schedule="linear"``; "constant" was the rule
 before issue 18). With a constant rate Adam's last minibatches leave the head wherever they happen to,
@@ -273,7 +273,7 @@ class ClassifierRouter(Router):
         """What the votes' ridge reads: the embedding, and an open prompt's text counts as the head scales them
         (a multiple-choice prompt's are zeros). The counts lift a ridge on word problems' votes and keep word
         problems off a subject's votes' span; a subject's own counts mislead it, as they pull MMLU's and
-        GSM8K's gains opposite ways in the head (README, "The votes' ridge reads an open prompt's text
+        GSM8K's gains opposite ways in the head (LEARNING.md, "The votes' ridge reads an open prompt's text
         counts"). Without split counts, the embedding alone. ``head_input``: :meth:`_inputs` of the prompts."""
         if not (self.text_weight and self.split_by_options):
             return x
