@@ -9,7 +9,9 @@ domain, absorbing the training labels as votes at weight 1 and 30), and learners
 alone (k nearest neighbours' mean gain, ridge regression on the vectors), on the app's two-layer encoder,
 on the text counts the classifier reads beside it (:mod:`routellm_demo.prompt_features`: the prompt's and its
 options', standardised; ridge, and boosted trees as the classifier fits them), on both together, and, with
-``--six-layers``, on all six of MiniLM's layers. The best of many learners picked after the fact
+``--six-layers``, on all six of MiniLM's layers; and the classifier fitted on every gold battle outside the domain (what the
+app's router knows before any vote), alone and with its ranking averaged with each ridge's (weights 1/4,
+1/2, 3/4: a learner that reads both the store and the labels). The best of many learners picked after the fact
 is optimistic, so the maximum is a ceiling, not a result.
 
 Run: python benchmarks/vote_ceiling.py [--domains professional_psychology,moral_disputes,gsm8k]
@@ -33,6 +35,7 @@ from routellm_demo.evals.benchmarks import gold_battles  # noqa: E402
 from routellm_demo.evals.metrics import summarize  # noqa: E402
 from routellm_demo.prompt_features import choice_features, prompt_features  # noqa: E402
 from routellm_demo.replay import load_domain, seed_set  # noqa: E402
+from routellm_demo.routers import make_router  # noqa: E402
 from routellm_demo.routers.sw_ranking import SWRankingRouter  # noqa: E402
 from routellm_demo.routers.trees import fit_trees, predict_trees  # noqa: E402
 from routellm_demo.store import Store  # noqa: E402
@@ -67,8 +70,13 @@ def text_counts(prompts: list[str]) -> np.ndarray:
     return (counts - counts.mean(axis=0)) / np.maximum(counts.std(axis=0), 1e-9)
 
 
-def learners(domain, votes, stored, vectors, train, test) -> dict[str, np.ndarray]:
-    """Scores of the held-out prompts by each learner that sees the labels of ``train``."""
+def ranks(scores: np.ndarray) -> np.ndarray:
+    return np.argsort(np.argsort(scores, kind="stable"), kind="stable") / max(len(scores) - 1, 1)
+
+
+def learners(domain, votes, stored, vectors, prior, train, test) -> dict[str, np.ndarray]:
+    """Scores of the held-out prompts by each learner that sees the labels of ``train`` (``prior``: the
+    classifier's scores of the domain, fitted on the store alone)."""
     gain = domain.strong_quality - domain.weak_quality
     out = {}
     counts = vectors["text counts"]
@@ -83,6 +91,10 @@ def learners(domain, votes, stored, vectors, train, test) -> dict[str, np.ndarra
             out[f"knn k{k} ({name})"] = knn_scores(x[train], gain[train], x[test], k)
         for alpha in (1.0, 10.0, 100.0):
             out[f"ridge a{alpha:g} ({name})"] = ridge_scores(x[train], gain[train], x[test], alpha)
+            for w in (0.25, 0.5, 0.75):
+                out[f"classifier x{w:g} + ridge a{alpha:g} ({name}), ranks averaged"] = (
+                    w * ranks(prior[test]) + (1 - w) * ranks(out[f"ridge a{alpha:g} ({name})"]))
+    out["classifier (store, no labels)"] = prior[test]
     return out
 
 
@@ -108,6 +120,7 @@ def main() -> None:
             if args.six_layers:
                 vectors["6 layers"] = six_layer_vectors(list(domain.prompts))
             stored, votes = gold_battles(store), gold_battles(domain)
+            prior = make_router("classifier").fit(stored).win_probability(domain.embeddings, list(domain.prompts))
             gain = domain.strong_quality - domain.weak_quality
             print(f"domain={name} prompts={len(domain)} ties={np.mean(gain == 0):.2f} "
                   f"strong_better={np.mean(gain > 0):.2f} weak_better={np.mean(gain < 0):.2f}", flush=True)
@@ -119,7 +132,7 @@ def main() -> None:
                     test = np.flatnonzero(fold_of == fold)
                     rest = rng.permutation(np.flatnonzero(fold_of != fold))
                     for size, train in ((str(VOTES), rest[:VOTES]), ("all", rest)):
-                        for learner, scores in learners(domain, votes, stored, vectors, train, test).items():
+                        for learner, scores in learners(domain, votes, stored, vectors, prior, train, test).items():
                             apgr = summarize(scores, domain.strong_quality[test], domain.weak_quality[test])["apgr"]
                             results.setdefault((size, learner), []).append(apgr)
             for (size, learner), values in sorted(results.items(), key=lambda kv: -np.mean(kv[1])):
