@@ -82,9 +82,8 @@ def whatif_tab(runtime: Runtime) -> None:
     cfg = runtime.config
 
     def project(path, router, benchmark, strong_price, weak_price, answer_tokens, progress=gr.Progress()):
-        nothing = (gr.update(value=None, visible=False),) * 3  # no plot, table or CSV from an earlier file stays
         if not path:
-            return "❌ Choose a prompt file first.", *nothing
+            return "❌ Choose a prompt file first.", None, pd.DataFrame(), None
         try:
             try:
                 prompts = whatif.read_prompts(path, name=Path(path).name, max_chars=cfg.max_prompt_chars)
@@ -95,10 +94,15 @@ def whatif_tab(runtime: Runtime) -> None:
                 weak_price=float(weak_price or 0), answer_tokens=int(answer_tokens or 0),
                 progress=lambda done, total, stage: progress(done / max(total, 1), desc=f"{stage} {done:,}/{total:,}"))
         except UserError as e:
-            return f"❌ {esc(e.public)}", *nothing
+            return f"❌ {esc(e.public)}", None, pd.DataFrame(), None
         csv = result.write_csv(download_folder() / "whatif_scores.csv")
-        return (result_summary(result), gr.update(value=result.figure(), visible=True),
-                gr.update(value=result_frame(result), visible=True), gr.update(value=str(csv), visible=True))
+        return result_summary(result), result.figure(), result_frame(result), str(csv)
+
+    def show_results(summary_text):
+        """The plot, table and CSV show with a projection only: no empty table before the first, and a
+        refused file does not leave the last file's results under its error."""
+        shown = gr.update(visible=not summary_text.startswith("❌"))
+        return shown, shown
 
     with gr.Tab("What-if", id="whatif"):
         gr.Markdown(INTRO.format(max_prompts=whatif.WHATIF_MAX_PROMPTS, max_mb=whatif.WHATIF_MAX_BYTES / 2**20))
@@ -119,9 +123,11 @@ def whatif_tab(runtime: Runtime) -> None:
                 run = gr.Button("Project my traffic", variant="primary", elem_id="whatif-run")
             with gr.Column(scale=3):
                 summary = gr.Markdown(WAITING, elem_id="whatif-summary")
-                plot = gr.Plot(show_label=False, elem_id="whatif-plot", visible=False)  # shown with a projection
-        table = gr.Dataframe(interactive=False, elem_id="whatif-table", wrap=True, visible=False)
-        download = gr.File(label="Per-prompt scores (CSV)", interactive=False, elem_id="whatif-download",
-                           visible=False)
+                with gr.Column(visible=False) as plot_box:
+                    plot = gr.Plot(show_label=False, elem_id="whatif-plot")
+        with gr.Column(visible=False) as results_box:
+            table = gr.Dataframe(interactive=False, elem_id="whatif-table", wrap=True)
+            download = gr.File(label="Per-prompt scores (CSV)", interactive=False, elem_id="whatif-download")
     run.click(project, [upload, router, benchmark, strong_price, weak_price, answer_tokens],
-              [summary, plot, table, download], api_name="whatif", concurrency_id="whatif", concurrency_limit=1)
+              [summary, plot, table, download], api_name="whatif", concurrency_id="whatif", concurrency_limit=1
+              ).then(show_results, summary, [plot_box, results_box], api_name="whatif_show")
