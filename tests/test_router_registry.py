@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import ast
 import inspect
+import os
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -210,10 +212,16 @@ def test_the_package_has_no_import_cycle():
             visit(module, [module])
 
 
-def _import_alone(module: str) -> None:
+def _import_error(module: str) -> str | None:
+    """Why importing ``module`` first, in a fresh interpreter, fails (None: it does not)."""
     done = subprocess.run([sys.executable, "-c", f"import {module}"], capture_output=True, text=True,
                           cwd=PACKAGE.parent)
-    assert done.returncode == 0, f"importing {module} first fails:\n{done.stderr[-2000:]}"
+    return None if done.returncode == 0 else done.stderr[-2000:]
+
+
+def _import_alone(module: str) -> None:
+    error = _import_error(module)
+    assert error is None, f"importing {module} first fails:\n{error}"
 
 
 @pytest.mark.parametrize("module", sorted(_module_name(p) for p in (PACKAGE / "routers").glob("*.py")))
@@ -221,10 +229,21 @@ def test_each_router_module_imports_first_in_a_fresh_interpreter(module):
     _import_alone(module)
 
 
+@pytest.fixture(scope="module")
+def fresh_import_errors(request) -> dict[str, str | None]:
+    """Each selected module's :func:`_import_error`, as many interpreters at once as there are cores: an import
+    is CPU-bound (gradio's alone takes seconds), and one at a time made this the suite's slowest unit test."""
+    selected = [item.callspec.params["module"] for item in request.session.items
+                if getattr(item, "originalname", "") == "test_each_module_imports_first_in_a_fresh_interpreter"]
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
+        return dict(zip(selected, pool.map(_import_error, selected)))
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("module", sorted(_module_name(p) for p in PACKAGE.rglob("*.py") if p.name != "__main__.py"))
-def test_each_module_imports_first_in_a_fresh_interpreter(module):  # __main__ runs the CLI: not imported
-    _import_alone(module)
+def test_each_module_imports_first_in_a_fresh_interpreter(module, fresh_import_errors):  # __main__ runs the CLI
+    error = fresh_import_errors[module]
+    assert error is None, f"importing {module} first fails:\n{error}"
 
 
 @pytest.mark.parametrize("name", [s.name for s in registry.specs()])
