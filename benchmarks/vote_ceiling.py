@@ -9,9 +9,9 @@ domain, absorbing the training labels as votes at weight 1 and 30), and learners
 alone (k nearest neighbours' mean gain, ridge regression on the vectors), on the app's two-layer encoder,
 on the text counts the classifier reads beside it (:mod:`routellm_demo.prompt_features`: the prompt's and its
 options', standardised; ridge, and boosted trees as the classifier fits them), on both together, and, with
-``--six-layers``, on all six of MiniLM's layers; and the classifier fitted on every gold battle outside the domain (what the
-app's router knows before any vote), alone and with its ranking averaged with each ridge's (weights 1/4,
-1/2, 3/4: a learner that reads both the store and the labels). The best of many learners picked after the fact
+``--six-layers``, on all six of MiniLM's layers; and the classifier fitted on every gold battle outside the
+domain (what the app's router knows before any vote), alone and with its ranking averaged with each ridge's
+(weights 1/4, 1/2, 3/4: a learner that reads both the store and the labels). The best of many learners picked after the fact
 is optimistic, so the maximum is a ceiling, not a result.
 
 Run: python benchmarks/vote_ceiling.py [--domains professional_psychology,moral_disputes,gsm8k]
@@ -30,6 +30,7 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 
 from protocol import add_protocol_args, split  # noqa: E402
+from routellm_demo.active import rank_percentile  # noqa: E402
 from routellm_demo.embeddings import Embedder  # noqa: E402
 from routellm_demo.evals.benchmarks import gold_battles  # noqa: E402
 from routellm_demo.evals.metrics import summarize  # noqa: E402
@@ -70,10 +71,6 @@ def text_counts(prompts: list[str]) -> np.ndarray:
     return (counts - counts.mean(axis=0)) / np.maximum(counts.std(axis=0), 1e-9)
 
 
-def ranks(scores: np.ndarray) -> np.ndarray:
-    return np.argsort(np.argsort(scores, kind="stable"), kind="stable") / max(len(scores) - 1, 1)
-
-
 def learners(domain, votes, stored, vectors, prior, train, test) -> dict[str, np.ndarray]:
     """Scores of the held-out prompts by each learner that sees the labels of ``train`` (``prior``: the
     classifier's scores of the domain, fitted on the store alone)."""
@@ -93,7 +90,7 @@ def learners(domain, votes, stored, vectors, prior, train, test) -> dict[str, np
             out[f"ridge a{alpha:g} ({name})"] = ridge_scores(x[train], gain[train], x[test], alpha)
             for w in (0.25, 0.5, 0.75):
                 out[f"classifier x{w:g} + ridge a{alpha:g} ({name}), ranks averaged"] = (
-                    w * ranks(prior[test]) + (1 - w) * ranks(out[f"ridge a{alpha:g} ({name})"]))
+                    w * rank_percentile(prior[test]) + (1 - w) * rank_percentile(out[f"ridge a{alpha:g} ({name})"]))
     out["classifier (store, no labels)"] = prior[test]
     return out
 
