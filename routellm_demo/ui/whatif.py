@@ -61,8 +61,7 @@ def result_summary(result: whatif.WhatIfResult) -> str:
     ]
     if result.quality is not None:
         q = result.quality
-        lines.append(f"Quality: **estimated** from {esc(q.benchmark)}'s held-out evaluation ({esc(q.router)}'s "
-                     "curve at each share of strong calls), **not measured on your prompts**.")
+        lines.append(f"Quality {esc(q.label)} ({esc(q.router)}'s curve at each share of strong calls).")
     lines += [f"*{esc(n)}*" for n in result.notes]
     return "\n\n".join(lines)
 
